@@ -1,0 +1,171 @@
+/**
+ * Typed errors. Each has a stable `code` (for scripts and tests) and the exit
+ * code the CLI uses for it. Only `src/cli.ts` turns them into messages and
+ * process exit codes.
+ */
+
+/** Exit codes of the CLI (DESIGN.md section 3). */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  stateFile: 3,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Base class of every error the CLI knows how to report. */
+export abstract class RavenclawsError extends Error {
+  /** Stable machine-readable code. */
+  abstract readonly code: string;
+  /** Process exit code for this error. */
+  abstract readonly exitCode: ExitCodeValue;
+  /** What the user can do about it. */
+  readonly hint: string | undefined;
+
+  constructor(message: string, options?: { hint?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.hint = options?.hint;
+  }
+}
+
+/** Bad command-line usage: unknown or invalid option values (exit 2). */
+export class UsageError extends RavenclawsError {
+  readonly code: string;
+  readonly exitCode = ExitCode.usage;
+  /** The option at fault, e.g. `--tick-interval`. */
+  readonly option: string | undefined;
+  constructor(message: string, options?: { option?: string; code?: string; hint?: string }) {
+    super(message, options);
+    this.code = options?.code ?? "usage";
+    this.option = options?.option;
+  }
+}
+
+/** Invalid configuration value from a file, the environment or the user store (exit 2). */
+export class ConfigError extends RavenclawsError {
+  readonly code = "config";
+  readonly exitCode = ExitCode.usage;
+  constructor(
+    message: string,
+    readonly key: string,
+    readonly source: string,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Why a state file cannot be used. */
+export type StateFileProblem = "unreadable" | "not-json" | "invalid" | "future-version" | "empty";
+
+/** A state file exists but cannot be used; it is left untouched (exit 3). */
+export class StateFileError extends RavenclawsError {
+  readonly code: string;
+  readonly exitCode = ExitCode.stateFile;
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly problem: StateFileProblem,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super(message, options);
+    this.code = `state-${problem}`;
+  }
+}
+
+/** Writing the state file or the journal failed. */
+export class PersistError extends RavenclawsError {
+  readonly code = "persist-failed";
+  readonly exitCode = ExitCode.failed;
+  constructor(
+    message: string,
+    readonly path: string,
+    options?: { cause?: unknown; hint?: string },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Kinds of model failures, by what the user can do about them. */
+export type LlmErrorKind =
+  | "auth"
+  | "forbidden"
+  | "model-not-found"
+  | "unreachable"
+  | "quota"
+  | "rate-limited"
+  | "server"
+  | "timeout"
+  | "bad-request"
+  | "bad-output"
+  | "aborted";
+
+const FATAL_LLM_KINDS: ReadonlySet<LlmErrorKind> = new Set([
+  "auth",
+  "forbidden",
+  "model-not-found",
+  "unreachable",
+  "quota",
+]);
+
+/** A model call failed. `fatal` errors end the heartbeat; the others fail one tick. */
+export class LlmError extends RavenclawsError {
+  readonly code: string;
+  readonly exitCode = ExitCode.failed;
+  readonly fatal: boolean;
+  constructor(
+    readonly kind: LlmErrorKind,
+    message: string,
+    options?: { hint?: string; cause?: unknown; status?: number },
+  ) {
+    super(message, options);
+    this.code = `llm-${kind}`;
+    this.fatal = FATAL_LLM_KINDS.has(kind);
+    this.status = options?.status;
+  }
+  readonly status: number | undefined;
+}
+
+/** The heartbeat ended in `failed` (exit 1). */
+export class HeartbeatFailedError extends RavenclawsError {
+  readonly code = "heartbeat-failed";
+  readonly exitCode = ExitCode.failed;
+  constructor(
+    message: string,
+    readonly reason: string,
+    options?: { hint?: string },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Plain-data form of an error, as it travels through the statechart and into files. */
+export interface ErrorInfo {
+  code: string;
+  message: string;
+  fatal: boolean;
+  hint?: string;
+}
+
+/** Turns anything thrown into {@link ErrorInfo}; only {@link LlmError}s and {@link PersistError}s can be fatal. */
+export function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof LlmError) {
+    return {
+      code: error.code,
+      message: error.message,
+      fatal: error.fatal,
+      ...(error.hint ? { hint: error.hint } : {}),
+    };
+  }
+  if (error instanceof RavenclawsError) {
+    return {
+      code: error.code,
+      message: error.message,
+      fatal: error instanceof PersistError,
+      ...(error.hint ? { hint: error.hint } : {}),
+    };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: "internal", message, fatal: false };
+}

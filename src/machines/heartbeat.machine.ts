@@ -1,0 +1,483 @@
+/**
+ * The heartbeat statechart (DESIGN.md section 1). Pure: it imports only xstate
+ * and types. Every phase is an invoked actor named in `setup()`; the runtime
+ * supplies real ones with `provide()`, tests supply fakes.
+ *
+ * A tick is counted when it finishes: `context.tick` is the number of finished
+ * ticks and `context.current` the tick in progress. `heartbeat.stop` discards
+ * an unfinished tick (it is journaled as interrupted and runs again on resume).
+ */
+import { assign, setup } from "xstate";
+import type { ErrorInfo } from "../errors.js";
+import type {
+  AssessInput,
+  AssessOutput,
+  CurrentTick,
+  HeartbeatContext,
+  HeartbeatEvent,
+  HeartbeatInput,
+  HeartbeatOutput,
+  Outcome,
+  PersistInput,
+  PhaseError,
+  PlanInput,
+  PlanOutput,
+  SleepInput,
+  SleepOutput,
+  TickDigest,
+  TokenUsage,
+  WakeReason,
+} from "./heartbeat.types.js";
+import {
+  addUsage,
+  asErrorInfo,
+  notProvided,
+  toolLoopMachine,
+  ZERO_USAGE,
+} from "./toolLoop.machine.js";
+import type { ToolLoopOutput } from "./toolLoop.types.js";
+
+/** How many recent tick digests are kept for the prompts. */
+export const DIGESTS_KEPT = 3;
+/** Longest progress summary kept, in characters. */
+export const PROGRESS_LIMIT = 1500;
+
+const clip = (text: string, max: number) =>
+  text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+
+function newTick(context: HeartbeatContext, wakeReason: WakeReason): CurrentTick {
+  return {
+    number: context.tick + 1,
+    startedAt: new Date().toISOString(),
+    wakeReason,
+    assessment: null,
+    plan: null,
+    result: null,
+    errors: [],
+    usage: ZERO_USAGE,
+    toolCalls: [],
+    interrupted: false,
+  };
+}
+
+function withCurrent(context: HeartbeatContext, patch: Partial<CurrentTick>): CurrentTick | null {
+  return context.current ? { ...context.current, ...patch } : null;
+}
+
+function digestOf(tick: CurrentTick): TickDigest {
+  const failed = tick.errors.length > 0;
+  const idle = !failed && tick.assessment !== null && !tick.assessment.actionNeeded;
+  const summary = failed
+    ? tick.errors.map((e) => `${e.phase} failed: ${e.message}`).join("; ")
+    : [tick.assessment?.assessment, tick.result].filter(Boolean).join(" → ");
+  return {
+    tick: tick.number,
+    at: new Date().toISOString(),
+    outcome: failed ? "failed" : idle ? "idle" : "ok",
+    summary: clip(summary, 300),
+  };
+}
+
+/**
+ * Closes the current tick: counts it, records it, and decides where the
+ * heartbeat goes next (the `outcome`).
+ */
+function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
+  const current = context.current;
+  if (!current) return concludeRun(context);
+  const tick = current.number;
+  const failed = current.errors.length > 0;
+  const fatal = current.errors.find((e) => e.fatal);
+  const consecutiveFailures = failed ? context.consecutiveFailures + 1 : 0;
+  const goalMet = current.assessment?.goalComplete === true && !failed;
+  let progress = context.progress;
+  if (failed) {
+    const note = current.errors
+      .map((e) => `[tick ${tick}] ${e.phase} failed: ${e.message}`)
+      .join("\n");
+    progress = clip(`${progress}\n${note}`.trim(), PROGRESS_LIMIT + 500);
+  }
+  let outcome: Outcome;
+  if (fatal) outcome = { status: "failed", reason: fatal.code };
+  else if (goalMet) outcome = { status: "completed", reason: "goal-met" };
+  else if (consecutiveFailures >= context.settings.maxConsecutiveFailures)
+    outcome = { status: "failed", reason: "too-many-failures" };
+  else if (context.settings.maxTicks > 0 && tick >= context.settings.maxTicks)
+    outcome = { status: "completed", reason: "max-ticks" };
+  else outcome = { status: "sleeping", reason: null };
+  return {
+    tick,
+    progress,
+    consecutiveFailures,
+    completed: goalMet,
+    digests: [...context.digests, digestOf(current)].slice(-DIGESTS_KEPT),
+    lastResult: current.result ?? context.lastResult,
+    outcome,
+    error: fatal ? stripPhase(fatal) : null,
+    nextTickAt:
+      outcome.status === "sleeping"
+        ? new Date(Date.now() + context.settings.tickIntervalSec * 1000).toISOString()
+        : null,
+    seq: context.seq + 1,
+  };
+}
+
+/** Ends the run without a tick (max ticks already reached when starting or waking). */
+function concludeRun(context: HeartbeatContext): Partial<HeartbeatContext> {
+  return {
+    outcome: context.completed
+      ? { status: "completed", reason: "goal-met" }
+      : { status: "completed", reason: "max-ticks" },
+    nextTickAt: null,
+    current: null,
+    seq: context.seq + 1,
+  };
+}
+
+function stripPhase(e: PhaseError): ErrorInfo {
+  const { phase: _phase, ...info } = e;
+  return info;
+}
+
+function phaseError(phase: PhaseError["phase"], error: unknown): PhaseError {
+  return { phase, ...asErrorInfo(error) };
+}
+
+/** The heartbeat statechart. */
+export const heartbeatMachine = setup({
+  types: {
+    context: {} as HeartbeatContext,
+    events: {} as HeartbeatEvent,
+    input: {} as HeartbeatInput,
+    output: {} as HeartbeatOutput,
+  },
+  actors: {
+    assess: notProvided<AssessOutput, AssessInput>("assess"),
+    plan: notProvided<PlanOutput, PlanInput>("plan"),
+    execute: toolLoopMachine,
+    persist: notProvided<void, PersistInput>("persist"),
+    sleepUntil: notProvided<SleepOutput, SleepInput>("sleepUntil"),
+  },
+  guards: {
+    maxTicksReached: ({ context }) =>
+      context.completed ||
+      (context.settings.maxTicks > 0 && context.tick >= context.settings.maxTicks),
+    sleepPending: ({ context }) =>
+      context.nextTickAt !== null && Date.parse(context.nextTickAt) > Date.now(),
+    goalComplete: (_, params: { output: AssessOutput }) => params.output.assessment.goalComplete,
+    noActionNeeded: (_, params: { output: AssessOutput }) => !params.output.assessment.actionNeeded,
+    toolsDisabled: ({ context }) => !context.settings.toolsEnabled,
+    sleepScheduled: ({ context }) => context.outcome?.status === "sleeping",
+    goalMet: ({ context }) =>
+      context.outcome?.status === "completed" && context.outcome.reason === "goal-met",
+    maxTicksDone: ({ context }) => context.outcome?.status === "completed",
+    mustFail: ({ context }) => context.outcome?.status === "failed",
+    stopRequested: ({ context }) => context.outcome?.status === "shutdown",
+  },
+  actions: {
+    beginTick: assign(({ context }, params: { wakeReason: WakeReason }) => ({
+      current: newTick(context, params.wakeReason),
+      nextTickAt: null,
+      outcome: null,
+    })),
+    recordAssessment: assign(({ context }, params: { output: AssessOutput }) => ({
+      current: withCurrent(context, {
+        assessment: params.output.assessment,
+        usage: addUsage(context.current?.usage ?? ZERO_USAGE, params.output.usage),
+      }),
+      usage: addUsage(context.usage, params.output.usage),
+      lastAssessment: params.output.assessment,
+      progress: clip(params.output.assessment.progressSummary, PROGRESS_LIMIT),
+    })),
+    recordPlan: assign(({ context }, params: { output: PlanOutput }) => ({
+      current: withCurrent(context, {
+        plan: params.output.plan,
+        usage: addUsage(context.current?.usage ?? ZERO_USAGE, params.output.usage),
+      }),
+      usage: addUsage(context.usage, params.output.usage),
+      lastPlan: params.output.plan,
+    })),
+    takePlanAsResult: assign(({ context }) => ({
+      current: withCurrent(context, {
+        result: (context.current?.plan?.steps ?? []).map((s, i) => `${i + 1}. ${s}`).join("\n"),
+      }),
+    })),
+    recordExecution: assign(({ context }, params: { output: ToolLoopOutput }) => ({
+      current: withCurrent(context, {
+        result: params.output.result,
+        toolCalls: params.output.toolCalls,
+        usage: addUsage(context.current?.usage ?? ZERO_USAGE, params.output.usage),
+        errors: params.output.error
+          ? [
+              ...(context.current?.errors ?? []),
+              { phase: "execute" as const, ...params.output.error },
+            ]
+          : (context.current?.errors ?? []),
+      }),
+      usage: addUsage(context.usage, params.output.usage),
+    })),
+    recordPhaseError: assign(
+      ({ context }, params: { phase: PhaseError["phase"]; error: unknown }) => ({
+        current: withCurrent(context, {
+          errors: [...(context.current?.errors ?? []), phaseError(params.phase, params.error)],
+        }),
+      }),
+    ),
+    concludeTick: assign(({ context }) => concludeTick(context)),
+    concludeRun: assign(({ context }) => concludeRun(context)),
+    requestStop: assign(({ context }) => ({
+      current: context.current ? { ...context.current, interrupted: true } : null,
+      outcome: { status: "shutdown" as const, reason: "signal" },
+      seq: context.seq + 1,
+    })),
+    recordPersistError: assign(({ event }) => {
+      const error = asErrorInfo((event as { error?: unknown }).error);
+      return {
+        outcome: { status: "failed" as const, reason: error.code },
+        error: { ...error, fatal: true },
+        nextTickAt: null,
+      };
+    }),
+  },
+}).createMachine({
+  id: "heartbeat",
+  context: ({ input }) => ({
+    id: input.id,
+    goal: input.goal,
+    createdAt: input.createdAt,
+    settings: input.settings,
+    tick: input.resume?.tick ?? 0,
+    progress: input.resume?.progress ?? "",
+    lastAssessment: input.resume?.lastAssessment ?? null,
+    lastPlan: input.resume?.lastPlan ?? null,
+    lastResult: input.resume?.lastResult ?? null,
+    completed: input.resume?.completed ?? false,
+    nextTickAt: input.resume?.nextTickAt ?? null,
+    usage: input.resume?.usage ?? ZERO_USAGE,
+    consecutiveFailures: input.resume?.consecutiveFailures ?? 0,
+    digests: input.resume?.digests ?? [],
+    current: null,
+    outcome: null,
+    error: null,
+    seq: input.resume?.seq ?? 0,
+    resumed: input.resume !== undefined,
+  }),
+  initial: "idle",
+  on: {
+    "heartbeat.stop": { target: ".persisting", actions: "requestStop" },
+  },
+  states: {
+    idle: {
+      on: {
+        "heartbeat.start": [
+          { guard: "maxTicksReached", target: "persisting", actions: "concludeRun" },
+          { guard: "sleepPending", target: "sleeping" },
+          {
+            target: "assessing",
+            actions: {
+              type: "beginTick",
+              params: ({ context }) => ({ wakeReason: context.resumed ? "resume" : "start" }),
+            },
+          },
+        ],
+      },
+    },
+    assessing: {
+      invoke: {
+        id: "assess",
+        src: "assess",
+        input: ({ context }) => ({
+          goal: context.goal,
+          tick: context.tick + 1,
+          progress: context.progress,
+          digests: context.digests,
+          wakeReason: context.current?.wakeReason ?? "start",
+        }),
+        onDone: [
+          {
+            guard: { type: "goalComplete", params: ({ event }) => ({ output: event.output }) },
+            target: "persisting",
+            actions: [
+              { type: "recordAssessment", params: ({ event }) => ({ output: event.output }) },
+              "concludeTick",
+            ],
+          },
+          {
+            guard: { type: "noActionNeeded", params: ({ event }) => ({ output: event.output }) },
+            target: "persisting",
+            actions: [
+              { type: "recordAssessment", params: ({ event }) => ({ output: event.output }) },
+              "concludeTick",
+            ],
+          },
+          {
+            target: "planning",
+            actions: {
+              type: "recordAssessment",
+              params: ({ event }) => ({ output: event.output }),
+            },
+          },
+        ],
+        onError: {
+          target: "persisting",
+          actions: [
+            {
+              type: "recordPhaseError",
+              params: ({ event }) => ({ phase: "assess" as const, error: event.error }),
+            },
+            "concludeTick",
+          ],
+        },
+      },
+    },
+    planning: {
+      invoke: {
+        id: "plan",
+        src: "plan",
+        input: ({ context }) => ({
+          goal: context.goal,
+          tick: context.tick + 1,
+          progress: context.progress,
+          // biome-ignore lint/style/noNonNullAssertion: planning is entered only after an assessment
+          assessment: context.current!.assessment!,
+        }),
+        onDone: [
+          {
+            guard: "toolsDisabled",
+            target: "persisting",
+            actions: [
+              { type: "recordPlan", params: ({ event }) => ({ output: event.output }) },
+              "takePlanAsResult",
+              "concludeTick",
+            ],
+          },
+          {
+            target: "executing",
+            actions: { type: "recordPlan", params: ({ event }) => ({ output: event.output }) },
+          },
+        ],
+        onError: {
+          target: "persisting",
+          actions: [
+            {
+              type: "recordPhaseError",
+              params: ({ event }) => ({ phase: "plan" as const, error: event.error }),
+            },
+            "concludeTick",
+          ],
+        },
+      },
+    },
+    executing: {
+      invoke: {
+        id: "execute",
+        src: "execute",
+        input: ({ context }) => ({
+          goal: context.goal,
+          tick: context.tick + 1,
+          progress: context.progress,
+          plan: context.current?.plan ?? { steps: [] },
+          maxIterations: context.settings.maxIterationsPerTick,
+        }),
+        onDone: {
+          target: "persisting",
+          actions: [
+            { type: "recordExecution", params: ({ event }) => ({ output: event.output }) },
+            "concludeTick",
+          ],
+        },
+        onError: {
+          target: "persisting",
+          actions: [
+            {
+              type: "recordPhaseError",
+              params: ({ event }) => ({ phase: "execute" as const, error: event.error }),
+            },
+            "concludeTick",
+          ],
+        },
+      },
+    },
+    persisting: {
+      on: {
+        // A heartbeat that is about to end anyway keeps its outcome.
+        "heartbeat.stop": [
+          { guard: "sleepScheduled", target: "persisting", reenter: true, actions: "requestStop" },
+          {},
+        ],
+      },
+      invoke: {
+        id: "persist",
+        src: "persist",
+        input: ({ context }) => ({
+          seq: context.seq,
+          status: context.outcome?.status ?? "sleeping",
+          reason: context.outcome?.reason ?? null,
+        }),
+        onDone: [
+          { guard: "stopRequested", target: "shutdown" },
+          { guard: "mustFail", target: "failed" },
+          { guard: "goalMet", target: "completed" },
+          { guard: "maxTicksDone", target: "completed" },
+          { target: "sleeping" },
+        ],
+        onError: { target: "failed", actions: "recordPersistError" },
+      },
+    },
+    sleeping: {
+      on: {
+        "heartbeat.wake": [
+          { guard: "maxTicksReached", target: "persisting", actions: "concludeRun" },
+          { target: "assessing", actions: { type: "beginTick", params: { wakeReason: "wake" } } },
+        ],
+      },
+      invoke: {
+        id: "sleepUntil",
+        src: "sleepUntil",
+        input: ({ context }) => ({ until: context.nextTickAt ?? new Date().toISOString() }),
+        onDone: [
+          { guard: "maxTicksReached", target: "persisting", actions: "concludeRun" },
+          {
+            target: "assessing",
+            actions: {
+              type: "beginTick",
+              params: ({ event }) => ({ wakeReason: event.output.late ? "catch-up" : "timer" }),
+            },
+          },
+        ],
+        onError: {
+          target: "assessing",
+          actions: { type: "beginTick", params: { wakeReason: "timer" } },
+        },
+      },
+    },
+    completed: { type: "final" },
+    failed: { type: "final" },
+    shutdown: { type: "final" },
+  },
+  output: ({ context }) => ({
+    status: context.outcome?.status ?? "shutdown",
+    reason: context.outcome?.reason ?? null,
+    tick: context.tick,
+    completed: context.completed,
+    usage: context.usage,
+    progress: context.progress,
+    error: context.error,
+  }),
+});
+
+/** The state names, as they show in `status`, logs and the inspector. */
+export const HEARTBEAT_STATES = [
+  "idle",
+  "assessing",
+  "planning",
+  "executing",
+  "persisting",
+  "sleeping",
+  "completed",
+  "failed",
+  "shutdown",
+] as const;
+export type HeartbeatStateName = (typeof HEARTBEAT_STATES)[number];
+
+export type { TokenUsage };

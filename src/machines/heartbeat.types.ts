@@ -1,0 +1,195 @@
+/**
+ * Context, events, input and output of the heartbeat statechart, and the
+ * inputs and outputs of its invoked actors. Types only: the machine stays pure.
+ */
+import type { ErrorInfo } from "../errors.js";
+import type { ToolCallRecord } from "./toolLoop.types.js";
+
+/** Token usage of one or more model calls. */
+export interface TokenUsage {
+  /** Model calls made. */
+  calls: number;
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+/** The assessment the model returns at the start of every tick. */
+export interface Assessment {
+  /** True only when the goal is fully achieved. Never derived from text. */
+  goalComplete: boolean;
+  /** False when nothing needs doing now: planning and executing are skipped. */
+  actionNeeded: boolean;
+  /** A short assessment of where things stand. */
+  assessment: string;
+  /** The updated rolling progress summary (bounded). */
+  progressSummary: string;
+}
+
+/** The plan for one tick. */
+export interface Plan {
+  steps: string[];
+}
+
+/** Settings of a run; they come from the command line and config each time a heartbeat runs. */
+export interface HeartbeatSettings {
+  /** Stop (completed) after this many ticks; 0 = unlimited. */
+  maxTicks: number;
+  /** Seconds between ticks; 0 = back to back. */
+  tickIntervalSec: number;
+  /** Model calls allowed in one execute phase. */
+  maxIterationsPerTick: number;
+  /** Tool calling in the execute phase. */
+  toolsEnabled: boolean;
+  /** End in `failed` after this many failed ticks in a row. */
+  maxConsecutiveFailures: number;
+}
+
+/** Why a tick started. */
+export type WakeReason = "start" | "resume" | "timer" | "wake" | "catch-up";
+
+/** A phase that failed in a tick. */
+export interface PhaseError extends ErrorInfo {
+  phase: "assess" | "plan" | "execute";
+}
+
+/** The tick being worked on. */
+export interface CurrentTick {
+  /** Its number (the heartbeat's `tick` + 1 until it finishes). */
+  number: number;
+  startedAt: string;
+  wakeReason: WakeReason;
+  assessment: Assessment | null;
+  plan: Plan | null;
+  result: string | null;
+  errors: PhaseError[];
+  usage: TokenUsage;
+  toolCalls: ToolCallRecord[];
+  /** Set when `heartbeat.stop` cut the tick short; such a tick is not counted. */
+  interrupted: boolean;
+}
+
+/** One line of recent history, carried into the next prompts. */
+export interface TickDigest {
+  tick: number;
+  at: string;
+  outcome: "ok" | "idle" | "failed";
+  summary: string;
+}
+
+/** Where a heartbeat goes after persisting. */
+export type OutcomeStatus = "sleeping" | "completed" | "failed" | "shutdown";
+
+/** Why a heartbeat ended: `goal-met`, `max-ticks`, `signal`, `too-many-failures`, `budget`, or a fatal error's code. */
+export type EndReason = string;
+
+export interface Outcome {
+  status: OutcomeStatus;
+  reason: EndReason | null;
+}
+
+/** The statechart's context; everything in it is JSON and goes into the state file. */
+export interface HeartbeatContext {
+  id: string;
+  goal: string;
+  createdAt: string;
+  settings: HeartbeatSettings;
+  /** Ticks finished. */
+  tick: number;
+  /** Rolling progress summary. */
+  progress: string;
+  lastAssessment: Assessment | null;
+  lastPlan: Plan | null;
+  lastResult: string | null;
+  completed: boolean;
+  /** When the next tick is due (ISO time), while sleeping. */
+  nextTickAt: string | null;
+  usage: TokenUsage;
+  consecutiveFailures: number;
+  digests: TickDigest[];
+  current: CurrentTick | null;
+  outcome: Outcome | null;
+  /** The fatal error that ended the heartbeat, if any. */
+  error: ErrorInfo | null;
+  /** Persist sequence number; increases with every state write. */
+  seq: number;
+  /** True when this run resumed a heartbeat rather than starting it. */
+  resumed: boolean;
+}
+
+/** What a resumed heartbeat carries over from its state file. */
+export type ResumeRecord = Pick<
+  HeartbeatContext,
+  | "tick"
+  | "progress"
+  | "lastAssessment"
+  | "lastPlan"
+  | "lastResult"
+  | "completed"
+  | "nextTickAt"
+  | "usage"
+  | "consecutiveFailures"
+  | "digests"
+  | "seq"
+>;
+
+export interface HeartbeatInput {
+  id: string;
+  goal: string;
+  createdAt: string;
+  settings: HeartbeatSettings;
+  /** Present when resuming from a state file whose snapshot has ended. */
+  resume?: ResumeRecord;
+}
+
+export type HeartbeatEvent =
+  | { type: "heartbeat.start" }
+  | { type: "heartbeat.stop" }
+  | { type: "heartbeat.wake" };
+
+export interface HeartbeatOutput {
+  status: OutcomeStatus;
+  reason: EndReason | null;
+  tick: number;
+  completed: boolean;
+  usage: TokenUsage;
+  progress: string;
+  error: ErrorInfo | null;
+}
+
+export interface AssessInput {
+  goal: string;
+  tick: number;
+  progress: string;
+  digests: TickDigest[];
+  wakeReason: WakeReason;
+}
+export interface AssessOutput {
+  assessment: Assessment;
+  usage: TokenUsage;
+}
+
+export interface PlanInput {
+  goal: string;
+  tick: number;
+  progress: string;
+  assessment: Assessment;
+}
+export interface PlanOutput {
+  plan: Plan;
+  usage: TokenUsage;
+}
+
+export interface PersistInput {
+  seq: number;
+  status: OutcomeStatus;
+  reason: EndReason | null;
+}
+
+export interface SleepInput {
+  until: string;
+}
+export interface SleepOutput {
+  /** The deadline had already passed when the sleep began (downtime, suspend). */
+  late: boolean;
+}

@@ -1,0 +1,78 @@
+/** Types of the execute phase's tool loop. Types only. */
+import type { ErrorInfo } from "../errors.js";
+import type { Plan, TokenUsage } from "./heartbeat.types.js";
+
+/** A tool call as the model asked for it. */
+export interface ToolCallRequest {
+  id: string;
+  name: string;
+  /** Raw JSON arguments text. */
+  arguments: string;
+}
+
+/** A finished tool call, as journaled and kept in the tick record. */
+export interface ToolCallRecord {
+  callId: string;
+  name: string;
+  /** Arguments (possibly truncated). */
+  arguments: string;
+  status: "ok" | "refused" | "invalid" | "error";
+  /** Result text (possibly truncated). */
+  content: string;
+}
+
+/** Conversation after the opening prompt; the service adds the system and user messages. */
+export type TranscriptEntry =
+  | { role: "assistant"; content: string | null; toolCalls: ToolCallRequest[] }
+  | { role: "tool"; callId: string; content: string };
+
+export interface ToolLoopInput {
+  goal: string;
+  tick: number;
+  progress: string;
+  plan: Plan;
+  maxIterations: number;
+}
+
+export interface ToolLoopContext extends ToolLoopInput {
+  transcript: TranscriptEntry[];
+  /** Model calls made so far. */
+  iteration: number;
+  usage: TokenUsage;
+  toolCalls: ToolCallRecord[];
+  result: string | null;
+  error: ErrorInfo | null;
+}
+
+export interface ToolLoopOutput {
+  result: string;
+  usage: TokenUsage;
+  toolCalls: ToolCallRecord[];
+  iterations: number;
+  error: ErrorInfo | null;
+}
+
+export interface CallModelInput {
+  goal: string;
+  tick: number;
+  progress: string;
+  plan: Plan;
+  transcript: TranscriptEntry[];
+  /** True on the last allowed call: the service asks for a final answer. */
+  lastCall: boolean;
+}
+export interface CallModelOutput {
+  content: string | null;
+  toolCalls: ToolCallRequest[];
+  usage: TokenUsage;
+}
+
+export interface RunToolsInput {
+  calls: ToolCallRequest[];
+}
+export interface RunToolsOutput {
+  /** One per call, in the order of the calls. */
+  results: ToolCallRecord[];
+  /** Full texts returned to the model, by call id (records may be truncated). */
+  replies: Record<string, string>;
+}

@@ -1,0 +1,27 @@
+/**
+ * What the model must return in the assess and plan phases, checked with zod
+ * at the boundary. The same schemas become the `response_format` JSON schemas.
+ */
+import { z } from "zod";
+
+/** The assessment at the start of a tick. */
+export const AssessmentSchema = z.object({
+  goalComplete: z
+    .boolean()
+    .describe("true only if the goal is fully achieved right now; otherwise false"),
+  actionNeeded: z
+    .boolean()
+    .describe("true if something should be done this tick; false if nothing needs doing now"),
+  assessment: z.string().describe("two or three sentences on where things stand"),
+  progressSummary: z
+    .string()
+    .describe("the updated summary of all progress so far, at most 1500 characters"),
+});
+
+/** The plan for a tick. */
+export const PlanSchema = z.object({
+  steps: z.array(z.string()).describe("concrete, actionable steps for this tick, at most 7"),
+});
+
+/** Longest plan kept. */
+export const MAX_PLAN_STEPS = 7;

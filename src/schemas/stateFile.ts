@@ -1,0 +1,105 @@
+/**
+ * The state file `heartbeat-<id>.json` (DESIGN.md section 4), one zod schema
+ * per `schemaVersion`. Unknown and future versions are refused.
+ */
+import { z } from "zod";
+
+/** The version this build writes. */
+export const STATE_SCHEMA_VERSION = 1;
+
+const UsageSchema = z.object({
+  calls: z.number().int().nonnegative(),
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+  totalTokens: z.number().int().nonnegative(),
+});
+
+const AssessmentSchema = z.object({
+  goalComplete: z.boolean(),
+  actionNeeded: z.boolean(),
+  assessment: z.string(),
+  progressSummary: z.string(),
+});
+
+const PlanSchema = z.object({ steps: z.array(z.string()) });
+
+const ErrorInfoSchema = z.object({
+  code: z.string(),
+  message: z.string(),
+  fatal: z.boolean(),
+  hint: z.string().optional(),
+});
+
+const DigestSchema = z.object({
+  tick: z.number().int().nonnegative(),
+  at: z.string(),
+  outcome: z.enum(["ok", "idle", "failed"]),
+  summary: z.string(),
+});
+
+const SettingsSchema = z.object({
+  maxTicks: z.number().int().nonnegative(),
+  tickIntervalSec: z.number().nonnegative(),
+  maxIterationsPerTick: z.number().int().positive(),
+  toolsEnabled: z.boolean(),
+  maxConsecutiveFailures: z.number().int().positive(),
+});
+
+const StatusSchema = z.enum(["sleeping", "completed", "failed", "shutdown"]);
+
+/** The statechart context inside the snapshot (checked because a resume relies on it). */
+export const ContextSchemaV1 = z.looseObject({
+  id: z.string().min(1),
+  goal: z.string(),
+  createdAt: z.string(),
+  settings: SettingsSchema,
+  tick: z.number().int().nonnegative(),
+  progress: z.string(),
+  lastAssessment: AssessmentSchema.nullable(),
+  lastPlan: PlanSchema.nullable(),
+  lastResult: z.string().nullable(),
+  completed: z.boolean(),
+  nextTickAt: z.string().nullable(),
+  usage: UsageSchema,
+  consecutiveFailures: z.number().int().nonnegative(),
+  digests: z.array(DigestSchema),
+  current: z.looseObject({ number: z.number().int() }).nullable(),
+  outcome: z.object({ status: StatusSchema, reason: z.string().nullable() }).nullable(),
+  error: ErrorInfoSchema.nullable(),
+  seq: z.number().int().nonnegative(),
+  resumed: z.boolean(),
+});
+
+/** An XState persisted snapshot of the heartbeat machine. */
+export const SnapshotSchemaV1 = z.looseObject({
+  status: z.enum(["active", "done", "error", "stopped"]),
+  value: z.union([z.string(), z.record(z.string(), z.unknown())]),
+  context: ContextSchemaV1,
+  children: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** State file, version 1. */
+export const StateFileSchemaV1 = z.object({
+  schemaVersion: z.literal(1),
+  id: z.string().min(1),
+  goal: z.string().min(1),
+  status: StatusSchema,
+  tick: z.number().int().nonnegative(),
+  completed: z.boolean(),
+  progress: z.string(),
+  lastAssessment: AssessmentSchema.nullable(),
+  lastPlan: PlanSchema.nullable(),
+  lastResult: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  nextTickAt: z.string().nullable(),
+  usage: UsageSchema,
+  reason: z.string().nullable(),
+  error: ErrorInfoSchema.nullable(),
+  seq: z.number().int().nonnegative(),
+  snapshot: SnapshotSchemaV1,
+});
+
+/** The current state file format. */
+export type StateFile = z.infer<typeof StateFileSchemaV1>;
+export const StateFileSchema = StateFileSchemaV1;

@@ -1,0 +1,278 @@
+/**
+ * The state dir: state file, journal (and, later, the lock). The state file is
+ * written atomically (temp file in the same directory, fsync, rename, fsync the
+ * directory); a file that cannot be read or validated is never overwritten.
+ */
+import { randomBytes } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { PersistError, StateFileError } from "../errors.js";
+import { STATE_SCHEMA_VERSION, type StateFile, StateFileSchema } from "../schemas/stateFile.js";
+
+/** Where one heartbeat's files live. */
+export interface HeartbeatPaths {
+  stateDir: string;
+  stateFile: string;
+  journal: string;
+  lock: string;
+}
+
+/** Ids become file names: keep them to a safe alphabet. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** Paths of heartbeat `id` under `stateDir`. */
+export function heartbeatPaths(stateDir: string, id: string): HeartbeatPaths {
+  return {
+    stateDir,
+    stateFile: path.join(stateDir, `heartbeat-${id}.json`),
+    journal: path.join(stateDir, `heartbeat-${id}.jsonl`),
+    lock: path.join(stateDir, `heartbeat-${id}.lock`),
+  };
+}
+
+/**
+ * Reads and validates a state file. Returns `null` when there is none; throws
+ * {@link StateFileError} when there is one that cannot be used.
+ */
+export async function loadStateFile(file: string): Promise<StateFile | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw new StateFileError(
+      `Cannot read the state file ${file}: ${(error as Error).message}`,
+      file,
+      "unreadable",
+      { cause: error, hint: "Check the file's permissions; it was not modified." },
+    );
+  }
+  return parseStateFile(text, file);
+}
+
+const untouched = "The file was left as it is.";
+
+/** Parses and validates state file text; `file` is used in messages. */
+export function parseStateFile(text: string, file: string): StateFile {
+  const recover = `${untouched} Restore it from a backup or move it away to start over with a new heartbeat id.`;
+  if (text.trim() === "") {
+    throw new StateFileError(`The state file ${file} is empty.`, file, "empty", { hint: recover });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new StateFileError(
+      `The state file ${file} is not valid JSON (${(error as Error).message}).`,
+      file,
+      "not-json",
+      { hint: recover },
+    );
+  }
+  const version = (data as { schemaVersion?: unknown } | null)?.schemaVersion;
+  if (typeof version === "number" && Number.isInteger(version) && version > STATE_SCHEMA_VERSION) {
+    throw new StateFileError(
+      `The state file ${file} has schemaVersion ${version}, written by a newer ravenclaws; this one reads version ${STATE_SCHEMA_VERSION}.`,
+      file,
+      "future-version",
+      { hint: `${untouched} Upgrade ravenclaws to resume this heartbeat.` },
+    );
+  }
+  const parsed = StateFileSchema.safeParse(data);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`)
+      .join("; ");
+    throw new StateFileError(
+      `The state file ${file} does not validate: ${issues}.`,
+      file,
+      "invalid",
+      { hint: recover },
+    );
+  }
+  return parsed.data;
+}
+
+/** Options of {@link writeFileAtomic}. */
+export interface AtomicWriteOptions {
+  mode?: number;
+}
+
+/** Writes `data` to `file` atomically and durably: temp file, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(
+  file: string,
+  data: string,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(
+    dir,
+    `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
+  );
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(
+      tmp,
+      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
+      options.mode ?? 0o600,
+    );
+    await handle.writeFile(data, "utf8");
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fs.rename(tmp, file);
+  } catch (error) {
+    await handle?.close().catch(() => {});
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw error;
+  }
+  await fsyncDir(dir);
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(dir, fsConstants.O_RDONLY);
+    await handle.sync();
+  } catch (error) {
+    // Some file systems refuse fsync on a directory; the rename is still atomic there.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM") throw error;
+  } finally {
+    await handle?.close().catch(() => {});
+  }
+}
+
+/** One JSON object per line in `heartbeat-<id>.jsonl`. */
+export type JournalEntry = { type: string; seq?: number; [key: string]: unknown };
+
+/**
+ * The state file and journal of one heartbeat. Writes are serialised, so a
+ * shutdown write can never be overtaken by an earlier one.
+ */
+export class HeartbeatStore {
+  private queue: Promise<unknown> = Promise.resolve();
+  private journalSeq = -1;
+
+  constructor(readonly paths: HeartbeatPaths) {}
+
+  /** Creates the state dir (mode 0700) if it does not exist. */
+  async ensureDir(): Promise<void> {
+    try {
+      await fs.mkdir(this.paths.stateDir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw new PersistError(
+        `Cannot create the state dir ${this.paths.stateDir}: ${(error as Error).message}`,
+        this.paths.stateDir,
+        { cause: error, hint: "Choose a writable place with --state-dir." },
+      );
+    }
+  }
+
+  /** Loads this heartbeat's state file (see {@link loadStateFile}). */
+  load(): Promise<StateFile | null> {
+    return loadStateFile(this.paths.stateFile);
+  }
+
+  /** Writes the state file atomically. */
+  save(state: StateFile): Promise<void> {
+    return this.serialised(async () => {
+      try {
+        await writeFileAtomic(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+      } catch (error) {
+        throw new PersistError(
+          `Cannot write the state file ${this.paths.stateFile}: ${(error as Error).message}`,
+          this.paths.stateFile,
+          { cause: error },
+        );
+      }
+    });
+  }
+
+  /**
+   * Appends journal entries as whole lines. Entries with a `seq` at or below
+   * one already journaled are skipped, so a persist that runs again after a
+   * restore does not journal a tick twice.
+   */
+  append(entries: JournalEntry[]): Promise<void> {
+    return this.serialised(async () => {
+      if (this.journalSeq < 0) this.journalSeq = await this.readLastSeq();
+      const fresh = entries.filter((e) => e.seq === undefined || e.seq > this.journalSeq);
+      if (fresh.length === 0) return;
+      const text = fresh.map((e) => `${JSON.stringify(e)}\n`).join("");
+      let handle: fs.FileHandle | undefined;
+      try {
+        handle = await fs.open(this.paths.journal, "a", 0o600);
+        await handle.appendFile(text, "utf8");
+        await handle.sync();
+      } catch (error) {
+        throw new PersistError(
+          `Cannot append to the journal ${this.paths.journal}: ${(error as Error).message}`,
+          this.paths.journal,
+          { cause: error },
+        );
+      } finally {
+        await handle?.close().catch(() => {});
+      }
+      for (const e of fresh)
+        if (e.seq !== undefined) this.journalSeq = Math.max(this.journalSeq, e.seq);
+    });
+  }
+
+  /** Reads the journal; a torn last line (from a crash) is skipped. */
+  async readJournal(): Promise<JournalEntry[]> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.paths.journal, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw error;
+    }
+    return parseJournal(text);
+  }
+
+  private async readLastSeq(): Promise<number> {
+    let handle: fs.FileHandle | undefined;
+    try {
+      handle = await fs.open(this.paths.journal, "r");
+      const { size } = await handle.stat();
+      const length = Math.min(size, 256 * 1024);
+      const buffer = Buffer.alloc(length);
+      await handle.read(buffer, 0, length, size - length);
+      let last = 0;
+      for (const entry of parseJournal(buffer.toString("utf8"))) {
+        if (typeof entry.seq === "number") last = Math.max(last, entry.seq);
+      }
+      return last;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw error;
+    } finally {
+      await handle?.close().catch(() => {});
+    }
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work, work);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+}
+
+/** Parses journal text, skipping lines that are not whole JSON objects. */
+export function parseJournal(text: string): JournalEntry[] {
+  const entries: JournalEntry[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    try {
+      const value = JSON.parse(line) as unknown;
+      if (value && typeof value === "object" && !Array.isArray(value))
+        entries.push(value as JournalEntry);
+    } catch {
+      // A torn line from a crash mid-append.
+    }
+  }
+  return entries;
+}

@@ -1,0 +1,41 @@
+import type { z } from "zod";
+
+/** Where a tool may act. Both paths are absolute and already resolved with `realpath`. */
+export interface ToolContext {
+  /** The workspace root; every path a tool touches must resolve inside it. */
+  workdir: string;
+  /** The heartbeat's state dir; tools may never read, list or write inside it. */
+  stateDir: string;
+  /** Aborted when the tick is stopped. */
+  signal?: AbortSignal;
+}
+
+/** One tool offered to the model. */
+export interface Tool<Args = unknown> {
+  /** Name the model calls it by (`read_file`). */
+  name: string;
+  /** One or two sentences for the model. */
+  description: string;
+  /** Arguments; also converted to the JSON schema the model sees. */
+  schema: z.ZodType<Args>;
+  /**
+   * Runs the tool. Returns the text sent back to the model. Throws
+   * {@link SandboxError} for confinement refusals and ordinary errors for
+   * failures; the toolbox turns both into answers to the model.
+   */
+  run(args: Args, ctx: ToolContext): Promise<string>;
+}
+
+/** The outcome of one tool call, as the model and the journal see it. */
+export interface ToolOutcome {
+  /** The tool call id from the model. */
+  callId: string;
+  /** Tool name as the model sent it. */
+  name: string;
+  /** Raw JSON arguments as the model sent them (truncated for the journal by callers). */
+  arguments: string;
+  /** `ok`, `refused` (sandbox), `invalid` (bad JSON / schema / unknown tool) or `error` (the tool failed). */
+  status: "ok" | "refused" | "invalid" | "error";
+  /** Text returned to the model. */
+  content: string;
+}
