@@ -1,1 +1,124 @@
-console.log("hi");
+#!/usr/bin/env node
+/**
+ * The `ravenclaws` command line: yargs wiring, and the one place where errors
+ * become messages and exit codes.
+ */
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import {
+  type RunArgs,
+  type RunEnvironment,
+  runCommand,
+  runHeartbeatCommand,
+  runOptions,
+} from "./commands/run.js";
+import { ExitCode, RavenclawsError, UsageError } from "./errors.js";
+
+/** The real process as the commands see it. Two SIGINT/SIGTERMs force an exit. */
+export function nodeProcessEnvironment(): RunEnvironment {
+  return {
+    cwd: process.cwd(),
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    onSignal(handler) {
+      let count = 0;
+      const listener = (signal: NodeJS.Signals) => {
+        count += 1;
+        if (count > 1) {
+          process.stderr.write(`ravenclaws: ${signal} received again: exiting without waiting.\n`);
+          process.exit(130);
+        }
+        handler(signal);
+      };
+      process.on("SIGINT", listener);
+      process.on("SIGTERM", listener);
+      return () => {
+        process.off("SIGINT", listener);
+        process.off("SIGTERM", listener);
+      };
+    },
+  };
+}
+
+const truthy = (value: string | undefined) =>
+  value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
+
+/** Builds the parser. Exported for tests of the wiring. */
+export function buildParser(argv: string[]) {
+  return yargs(argv)
+    .scriptName("ravenclaws")
+    .usage(
+      "$0 <command> [options]\n\nA long-running autonomous agent: assess, plan, act, persist, sleep.",
+    )
+    .command(runCommand(nodeProcessEnvironment))
+    .command({
+      command: "$0",
+      describe: false,
+      builder: (y) =>
+        runOptions(
+          y.option("heartbeat", {
+            type: "boolean",
+            describe:
+              "Run a heartbeat: the Rust original's spelling of `run` (also RAVENCLAWS_HEARTBEAT=1)",
+          }),
+        ),
+      handler: async (args) => {
+        if (args.heartbeat || truthy(process.env.RAVENCLAWS_HEARTBEAT)) {
+          await runHeartbeatCommand(args as RunArgs, nodeProcessEnvironment());
+          return;
+        }
+        throw new UsageError("No command given.", {
+          code: "no-command",
+          hint: 'Try `ravenclaws run --goal "…"`, or `ravenclaws --help`.',
+        });
+      },
+    })
+    .option("debug", { type: "boolean", describe: "Show stack traces of errors" })
+    .parserConfiguration({ "duplicate-arguments-array": false })
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias("h", "help")
+    .version()
+    .alias("V", "version")
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      throw new UsageError(message, { code: "usage", hint: "See `ravenclaws --help`." });
+    })
+    .epilogue(
+      "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable.",
+    );
+}
+
+/** Formats an error for the terminal. */
+export function formatError(error: unknown, debug: boolean): string {
+  if (error instanceof RavenclawsError) {
+    const lines = [`ravenclaws: error: ${error.message}`];
+    if (error.hint) lines.push(`  ${error.hint}`);
+    if (debug && error.stack) lines.push(error.stack);
+    return lines.join("\n");
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  const lines = [`ravenclaws: internal error: ${message}`];
+  if (error instanceof Error && error.stack) lines.push(error.stack);
+  lines.push("  This is a bug; please report it with the output above.");
+  return lines.join("\n");
+}
+
+/** Runs the CLI and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes("--debug");
+  try {
+    await buildParser(argv).parseAsync();
+    return ExitCode.ok;
+  } catch (error) {
+    process.stderr.write(`${formatError(error, debug)}\n`);
+    return error instanceof RavenclawsError ? error.exitCode : ExitCode.failed;
+  }
+}
+
+const code = await main(hideBin(process.argv));
+// Exit explicitly: an aborted request's keep-alive socket must not hold the process open.
+process.exit(code);

@@ -256,11 +256,45 @@ export async function loadTomlConfig(
   }
 }
 
+const HOOKED_SIGNALS: NodeJS.Signals[] = [
+  "SIGINT",
+  "SIGTERM",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR2",
+  "SIGBREAK" as NodeJS.Signals,
+];
+
+/**
+ * Imports a module and removes the signal listeners it installs on import.
+ * conf's writer (atomically, via when-exit) hooks every signal and re-raises
+ * it, which would turn one SIGTERM into two; the heartbeat handles signals itself.
+ */
+async function importWithoutSignalHooks<T>(load: () => Promise<T>): Promise<T> {
+  const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(safeListeners(s))]));
+  const module = await load();
+  for (const signal of HOOKED_SIGNALS) {
+    for (const listener of safeListeners(signal)) {
+      if (!before.get(signal)?.has(listener))
+        process.off(signal, listener as (...args: unknown[]) => void);
+    }
+  }
+  return module;
+}
+
+function safeListeners(signal: NodeJS.Signals): Function[] {
+  try {
+    return process.listeners(signal);
+  } catch {
+    return [];
+  }
+}
+
 /** Reads the user config store (conf). Its directory can be moved with `RAVENCLAWS_CONFIG_DIR`. */
 export async function loadUserConfig(
   env: NodeJS.ProcessEnv,
 ): Promise<{ path: string; data: Record<string, unknown> } | undefined> {
-  const { default: Conf } = await import("conf");
+  const { default: Conf } = await importWithoutSignalHooks(() => import("conf"));
   let store: InstanceType<typeof Conf<Record<string, unknown>>>;
   try {
     store = new Conf<Record<string, unknown>>({

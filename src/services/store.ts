@@ -9,6 +9,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { PersistError, StateFileError } from "../errors.js";
 import { STATE_SCHEMA_VERSION, type StateFile, StateFileSchema } from "../schemas/stateFile.js";
+import { noRedaction, type Redactor } from "./redact.js";
 
 /** Where one heartbeat's files live. */
 export interface HeartbeatPaths {
@@ -156,7 +157,15 @@ export class HeartbeatStore {
   private queue: Promise<unknown> = Promise.resolve();
   private journalSeq = -1;
 
-  constructor(readonly paths: HeartbeatPaths) {}
+  private readonly redact: Redactor;
+
+  /** `redact` is applied to everything written, so a secret can never reach the state dir. */
+  constructor(
+    readonly paths: HeartbeatPaths,
+    options: { redact?: Redactor } = {},
+  ) {
+    this.redact = options.redact ?? noRedaction;
+  }
 
   /** Creates the state dir (mode 0700) if it does not exist. */
   async ensureDir(): Promise<void> {
@@ -180,7 +189,10 @@ export class HeartbeatStore {
   save(state: StateFile): Promise<void> {
     return this.serialised(async () => {
       try {
-        await writeFileAtomic(this.paths.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+        await writeFileAtomic(
+          this.paths.stateFile,
+          this.redact(`${JSON.stringify(state, null, 2)}\n`),
+        );
       } catch (error) {
         throw new PersistError(
           `Cannot write the state file ${this.paths.stateFile}: ${(error as Error).message}`,
@@ -201,7 +213,7 @@ export class HeartbeatStore {
       if (this.journalSeq < 0) this.journalSeq = await this.readLastSeq();
       const fresh = entries.filter((e) => e.seq === undefined || e.seq > this.journalSeq);
       if (fresh.length === 0) return;
-      const text = fresh.map((e) => `${JSON.stringify(e)}\n`).join("");
+      const text = this.redact(fresh.map((e) => `${JSON.stringify(e)}\n`).join(""));
       let handle: fs.FileHandle | undefined;
       try {
         handle = await fs.open(this.paths.journal, "a", 0o600);
