@@ -275,16 +275,17 @@ async function importWithoutSignalHooks<T>(load: () => Promise<T>): Promise<T> {
   const module = await load();
   for (const signal of HOOKED_SIGNALS) {
     for (const listener of safeListeners(signal)) {
-      if (!before.get(signal)?.has(listener))
-        process.off(signal, listener as (...args: unknown[]) => void);
+      if (!before.get(signal)?.has(listener)) process.off(signal, listener);
     }
   }
   return module;
 }
 
-function safeListeners(signal: NodeJS.Signals): Function[] {
+type Listener = (...args: unknown[]) => void;
+
+function safeListeners(signal: NodeJS.Signals): Listener[] {
   try {
-    return process.listeners(signal);
+    return process.listeners(signal) as Listener[];
   } catch {
     return [];
   }

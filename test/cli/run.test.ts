@@ -214,6 +214,27 @@ describe("ravenclaws run", () => {
     ]);
   });
 
+  it("after SIGKILL while sleeping, run --id restores the snapshot and wakes at the saved nextTickAt", async () => {
+    const cli = startCli(args("--goal", GOAL, "--id", "killed", "--tick-interval", "2"), { env: env() });
+    await cli.waitForOutput("next tick at");
+    await new Promise((r) => setTimeout(r, 100));
+    const saved = await readState("killed");
+    expect(saved).toMatchObject({ status: "sleeping", tick: 1 });
+    expect(saved.snapshot.value).toBe("persisting");
+    cli.child.kill("SIGKILL");
+    expect((await cli.exited).signal).toBe("SIGKILL");
+
+    const resumed = await runCli(args("--id", "killed", "--max-ticks", "2"), { env: env() });
+    expect(resumed.code).toBe(0);
+    expect(resumed.stderr).toContain("resumed at tick 1");
+    const state = await readState("killed");
+    expect(state).toMatchObject({ tick: 2, status: "completed", reason: "max-ticks" });
+    const ticks = (await readJournal("killed")).filter((e) => e.type === "tick");
+    // The re-run persist did not journal tick 1 twice, and tick 2 did not start before nextTickAt.
+    expect(ticks.map((t) => t.tick)).toEqual([1, 2]);
+    expect(Date.parse(ticks[1].startedAt)).toBeGreaterThanOrEqual(Date.parse(saved.nextTickAt));
+  });
+
   it("with --no-tools the plan is the tick's result and no tools are offered", async () => {
     server.setHandler(
       scripted({ plan: () => jsonMessage({ steps: ["Read the TODOs", "Update NOTES.md"] }) }),
