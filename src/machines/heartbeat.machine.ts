@@ -224,9 +224,14 @@ export const heartbeatMachine = setup({
       }),
     ),
     concludeTick: assign(({ context }) => concludeTick(context)),
+    clearCurrent: assign({ current: null }),
     concludeRun: assign(({ context }) => concludeRun(context)),
     requestStop: assign(({ context }) => ({
-      current: context.current ? { ...context.current, interrupted: true } : null,
+      // Only an unfinished tick is cut short; a finished one was already journaled.
+      current:
+        context.current && context.current.number > context.tick
+          ? { ...context.current, interrupted: true }
+          : null,
       outcome: { status: "shutdown" as const, reason: "signal" },
       seq: context.seq + 1,
     })),
@@ -419,7 +424,7 @@ export const heartbeatMachine = setup({
           { guard: "mustFail", target: "failed" },
           { guard: "goalMet", target: "completed" },
           { guard: "maxTicksDone", target: "completed" },
-          { target: "sleeping" },
+          { target: "sleeping", actions: "clearCurrent" },
         ],
         onError: { target: "failed", actions: "recordPersistError" },
       },

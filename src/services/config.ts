@@ -136,7 +136,13 @@ export interface ResolvedSettings {
   sources: Partial<Record<RunSettingKey, string>>;
 }
 
-function coerce(raw: unknown, type: ValueType, key: string, source: string): unknown {
+function coerce(
+  raw: unknown,
+  type: ValueType,
+  key: string,
+  source: string,
+  secret = false,
+): unknown {
   if (raw === undefined || raw === null) return undefined;
   if (type === "string") {
     if (typeof raw === "string") return raw;
@@ -153,8 +159,9 @@ function coerce(raw: unknown, type: ValueType, key: string, source: string): unk
       if (["0", "false", "no", "off"].includes(v)) return false;
     }
   }
+  const shown = secret ? "a value of another type (hidden)" : JSON.stringify(raw);
   throw new ConfigError(
-    `${source}: ${key} must be a ${type === "boolean" ? "boolean (true/false)" : type}, got ${JSON.stringify(raw)}.`,
+    `${source}: ${key} must be a ${type === "boolean" ? "boolean (true/false)" : type}, got ${shown}.`,
     key,
     source,
   );
@@ -197,7 +204,7 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
       ]);
     }
     for (const [raw, source, name] of candidates) {
-      const value = coerce(raw, spec.type, name, source);
+      const value = coerce(raw, spec.type, name, source, key === "apiKey");
       if (value !== undefined) {
         merged[key] = value;
         from[key] = source;

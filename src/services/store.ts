@@ -156,6 +156,7 @@ export type JournalEntry = { type: string; seq?: number; [key: string]: unknown 
 export class HeartbeatStore {
   private queue: Promise<unknown> = Promise.resolve();
   private journalSeq = -1;
+  private tornTail = false;
 
   private readonly redact: Redactor;
 
@@ -210,10 +211,17 @@ export class HeartbeatStore {
    */
   append(entries: JournalEntry[]): Promise<void> {
     return this.serialised(async () => {
-      if (this.journalSeq < 0) this.journalSeq = await this.readLastSeq();
+      if (this.journalSeq < 0) {
+        const tail = await this.readTail();
+        this.journalSeq = tail.lastSeq;
+        this.tornTail = tail.torn;
+      }
       const fresh = entries.filter((e) => e.seq === undefined || e.seq > this.journalSeq);
       if (fresh.length === 0) return;
-      const text = this.redact(fresh.map((e) => `${JSON.stringify(e)}\n`).join(""));
+      // After a crash mid-append the file ends in a torn line: start on a fresh line.
+      const text =
+        (this.tornTail ? "\n" : "") +
+        this.redact(fresh.map((e) => `${JSON.stringify(e)}\n`).join(""));
       let handle: fs.FileHandle | undefined;
       try {
         handle = await fs.open(this.paths.journal, "a", 0o600);
@@ -245,7 +253,8 @@ export class HeartbeatStore {
     return parseJournal(text);
   }
 
-  private async readLastSeq(): Promise<number> {
+  /** The highest journaled `seq`, and whether the file ends in a torn (unterminated) line. */
+  private async readTail(): Promise<{ lastSeq: number; torn: boolean }> {
     let handle: fs.FileHandle | undefined;
     try {
       handle = await fs.open(this.paths.journal, "r");
@@ -253,13 +262,13 @@ export class HeartbeatStore {
       const length = Math.min(size, 256 * 1024);
       const buffer = Buffer.alloc(length);
       await handle.read(buffer, 0, length, size - length);
-      let last = 0;
+      let lastSeq = 0;
       for (const entry of parseJournal(buffer.toString("utf8"))) {
-        if (typeof entry.seq === "number") last = Math.max(last, entry.seq);
+        if (typeof entry.seq === "number") lastSeq = Math.max(lastSeq, entry.seq);
       }
-      return last;
+      return { lastSeq, torn: length > 0 && buffer[length - 1] !== 0x0a };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { lastSeq: 0, torn: false };
       throw error;
     } finally {
       await handle?.close().catch(() => {});

@@ -215,7 +215,9 @@ describe("ravenclaws run", () => {
   });
 
   it("after SIGKILL while sleeping, run --id restores the snapshot and wakes at the saved nextTickAt", async () => {
-    const cli = startCli(args("--goal", GOAL, "--id", "killed", "--tick-interval", "2"), { env: env() });
+    const cli = startCli(args("--goal", GOAL, "--id", "killed", "--tick-interval", "2"), {
+      env: env(),
+    });
     await cli.waitForOutput("next tick at");
     await new Promise((r) => setTimeout(r, 100));
     const saved = await readState("killed");

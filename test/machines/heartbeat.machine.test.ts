@@ -421,10 +421,10 @@ describe("heartbeat: happy path", () => {
       completionTokens: 115,
       totalTokens: 345,
     };
-    expect(must(ctx.current).usage).toEqual(expected);
+    expect(must(lastPersist(h.persisted).context.current).usage).toEqual(expected);
     expect(ctx.usage).toEqual(expected);
     expect(ctx.lastResult).toBe("finished");
-    expect(must(ctx.current).toolCalls).toEqual([
+    expect(must(lastPersist(h.persisted).context.current).toolCalls).toEqual([
       { callId: "c1", name: "read_file", arguments: "{}", status: "ok", content: "ok" },
     ]);
   });
@@ -571,7 +571,7 @@ describe("heartbeat: completion", () => {
     expect(h.runTools.calls.length).toBe(0);
     const ctx = actor.getSnapshot().context;
     expect(ctx.lastResult).toBe("1. step 1\n2. check 1");
-    expect(must(ctx.current).result).toBe("1. step 1\n2. check 1");
+    expect(must(lastPersist(h.persisted).context.current).result).toBe("1. step 1\n2. check 1");
     expect(output.usage).toEqual({
       calls: 2,
       promptTokens: 30,
@@ -628,7 +628,7 @@ describe("heartbeat: errors", () => {
     expect(h.states).toEqual(["idle", "assessing", "planning", "persisting", "sleeping"]);
     expect(h.callModel.calls.length).toBe(0);
     const ctx = actor.getSnapshot().context;
-    expect(must(ctx.current).errors).toEqual([
+    expect(must(lastPersist(h.persisted).context.current).errors).toEqual([
       { phase: "plan", code: "llm-bad-output", message: "x", fatal: false },
     ]);
     expect(ctx.progress).toBe("p1\n[tick 1] plan failed: x");
@@ -692,7 +692,7 @@ describe("heartbeat: errors", () => {
     const actor = h.run();
     await inState(actor, "sleeping");
     const ctx = actor.getSnapshot().context;
-    expect(must(ctx.current).errors).toEqual([
+    expect(must(lastPersist(h.persisted).context.current).errors).toEqual([
       { phase: "execute", code: "llm-bad-output", message: "x", fatal: false },
     ]);
     expect(ctx.consecutiveFailures).toBe(1);

@@ -22,8 +22,6 @@ function fixtureState(): StateFile {
   return JSON.parse(fixtureText) as StateFile;
 }
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-
 let base: string;
 
 beforeEach(async () => {
@@ -255,16 +253,16 @@ describe("loading a state file that cannot be used", () => {
     });
   }
 
-  it.skipIf(isRoot)("an unreadable file → StateFileError unreadable", async () => {
-    const file = path.join(base, "locked.json");
-    await fs.writeFile(file, fixtureText, { mode: 0o000 });
+  it("an unreadable state file (a directory in its place, unreadable even as root) → StateFileError unreadable", async () => {
+    const file = path.join(base, "heartbeat-dir.json");
+    await fs.mkdir(file);
+    await fs.writeFile(path.join(file, "inside"), "keep");
     await expect(loadStateFile(file)).rejects.toMatchObject({
       problem: "unreadable",
       exitCode: 3,
       path: file,
     });
-    await fs.chmod(file, 0o600);
-    expect(await fs.readFile(file, "utf8")).toBe(fixtureText);
+    expect(await fs.readFile(path.join(file, "inside"), "utf8")).toBe("keep");
   });
 });
 
