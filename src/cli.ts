@@ -84,8 +84,12 @@ export function buildParser(argv: string[]) {
     .alias("V", "version")
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((message, error) => {
-      if (error) throw error;
-      throw new UsageError(message, { code: "usage", hint: "See `ravenclaws --help`." });
+      // yargs' own validation errors (YError) are usage errors; anything else is ours.
+      if (error && error.name !== "YError") throw error;
+      throw new UsageError(message ?? error?.message ?? "Invalid usage.", {
+        code: "usage",
+        hint: "See `ravenclaws --help`.",
+      });
     })
     .epilogue(
       "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable.",

@@ -167,6 +167,9 @@ async function requireDirectory(dir: string, option: string): Promise<string> {
   return fs.realpath(dir);
 }
 
+/** Hosted endpoints that always need a key: fail before the first tick rather than at it. */
+const KEY_REQUIRED_HOSTS = new Set(["api.openai.com", "openrouter.ai"]);
+
 /** Process-level hooks the command needs; tests pass their own. */
 export interface RunEnvironment {
   cwd: string;
@@ -194,6 +197,13 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
     ...(user ? { user } : {}),
   });
 
+  if (!settings.apiKey && KEY_REQUIRED_HOSTS.has(new URL(settings.baseUrl).hostname)) {
+    throw new UsageError(`No API key for ${settings.baseUrl}.`, {
+      option: "--api-key",
+      code: "api-key-required",
+      hint: "Set OPENAI_API_KEY (or pass --api-key), or point --base-url at a local server such as http://localhost:11434/v1.",
+    });
+  }
   const workdir = await requireDirectory(
     path.resolve(process.cwd, settings.workdir ?? "."),
     "--workdir",

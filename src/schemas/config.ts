@@ -10,7 +10,9 @@ export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 /** Default model. */
 export const DEFAULT_MODEL = "gpt-4o-mini";
 
-const nonNegativeInt = z.number().int().nonnegative();
+const wholeNumber = "must be a whole number";
+const nonNegativeInt = z.number().int(wholeNumber).nonnegative("must be 0 or more");
+const positiveInt = z.number().int(wholeNumber).positive("must be 1 or more");
 
 /** Each run setting, validated after merging. */
 export const RunSettingsSchema = z.object({
@@ -24,12 +26,12 @@ export const RunSettingsSchema = z.object({
     .optional(),
   tickInterval: z.number().nonnegative("must be 0 or more seconds").default(300),
   maxTicks: nonNegativeInt.default(0),
-  maxIterationsPerTick: z.number().int().positive().default(5),
-  maxConsecutiveFailures: z.number().int().positive().default(5),
+  maxIterationsPerTick: positiveInt.default(5),
+  maxConsecutiveFailures: positiveInt.default(5),
   tools: z.boolean().default(true),
-  workdir: z.string().min(1).optional(),
-  stateDir: z.string().min(1).optional(),
-  model: z.string().min(1).default(DEFAULT_MODEL),
+  workdir: z.string().min(1, "must not be empty").optional(),
+  stateDir: z.string().min(1, "must not be empty").optional(),
+  model: z.string().min(1, "must not be empty").default(DEFAULT_MODEL),
   baseUrl: z
     .string()
     .refine((s) => {
@@ -41,8 +43,8 @@ export const RunSettingsSchema = z.object({
       }
     }, "must be an http:// or https:// URL")
     .default(DEFAULT_BASE_URL),
-  apiKey: z.string().min(1).optional(),
-  requestTimeout: z.number().positive().default(120),
+  apiKey: z.string().min(1, "must not be empty").optional(),
+  requestTimeout: z.number().positive("must be more than 0 seconds").default(120),
   maxRetries: nonNegativeInt.default(2),
   json: z.boolean().default(false),
 });

@@ -161,7 +161,7 @@ function coerce(
   }
   const shown = secret ? "a value of another type (hidden)" : JSON.stringify(raw);
   throw new ConfigError(
-    `${source}: ${key} must be a ${type === "boolean" ? "boolean (true/false)" : type}, got ${shown}.`,
+    `${source}: must be a ${type === "boolean" ? "boolean (true/false)" : type}, got ${shown}.`,
     key,
     source,
   );
@@ -219,7 +219,7 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
     const source = from[key as RunSettingKey] ?? "defaults";
     const shown = key === "apiKey" ? "(hidden)" : JSON.stringify(merged[key]);
     throw new ConfigError(
-      `${source}: ${key} ${issue?.message ?? "is invalid"} (got ${shown}).`,
+      `${source}: ${issue?.message ?? "is invalid"} (got ${shown}).`,
       key,
       source,
     );

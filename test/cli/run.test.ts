@@ -483,6 +483,14 @@ describe("ravenclaws run", () => {
     const unknown = await runCli(args("--goal", GOAL, "--frobnicate"), { env: env() });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("frobnicate");
+    const noKey = await runCli(["run", "--goal", GOAL, "--workdir", workdir], { env: cleanEnv() });
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain("No API key for https://api.openai.com/v1");
+    expect(noKey.stderr).toContain("OPENAI_API_KEY");
+    const noArg = await runCli(args("--goal"), { env: env() });
+    expect(noArg.code).toBe(2);
+    expect(noArg.stderr).toContain("Not enough arguments following: goal");
+    expect(noArg.stderr).not.toContain("internal error");
     const missingDir = await runCli(
       [...args("--goal", GOAL), "--workdir", path.join(workdir, "nope")],
       { env: env() },

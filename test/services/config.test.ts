@@ -319,7 +319,6 @@ describe("resolveRunSettings: errors", () => {
     expect(error.source).toBe(`${TOML_PATH} [heartbeat] tick_interval_secs`);
     expect(error.message).toContain(TOML_PATH);
     expect(error.message).toContain("tick_interval_secs");
-    expect(error.message).toContain("tickInterval");
     expect(error.message).toContain("-5");
   });
 
