@@ -3,9 +3,8 @@
  * (model, tools, store, clock), creates or restores the heartbeat actor from
  * its state file, and exposes stop/wake for signals.
  */
-import * as os from "node:os";
 import { type Actor, createActor, fromPromise, type SnapshotFrom, toPromise } from "xstate";
-import { toErrorInfo, UsageError } from "./errors.js";
+import { StateFileError, toErrorInfo, UsageError } from "./errors.js";
 import { heartbeatMachine } from "./machines/heartbeat.machine.js";
 import type {
   AssessInput,
@@ -357,6 +356,17 @@ export async function prepareHeartbeat(
       settings: request.settings,
     };
     actor = createActor(machine, { snapshot: patched, input, id: `heartbeat-${request.id}` });
+    const restored = actor.getSnapshot();
+    if (restored.status === "error") {
+      throw new StateFileError(
+        `The snapshot in ${deps.store.paths.stateFile} cannot be restored (state ${JSON.stringify(snapshot.value)}): ${
+          restored.error instanceof Error ? restored.error.message : String(restored.error)
+        }`,
+        deps.store.paths.stateFile,
+        "invalid",
+        { hint: "It was written by an incompatible version. The file was left as it is." },
+      );
+    }
     return wrap(actor, true, previous);
   }
 
@@ -405,6 +415,3 @@ export function startHeartbeat(running: RunningHeartbeat): void {
   if (snap.status === "error") return;
   if (snap.value === "idle") running.actor.send({ type: "heartbeat.start" });
 }
-
-/** Host name for lock records and messages. */
-export const hostName = () => os.hostname();

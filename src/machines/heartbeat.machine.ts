@@ -64,6 +64,21 @@ function withCurrent(context: HeartbeatContext, patch: Partial<CurrentTick>): Cu
   return context.current ? { ...context.current, ...patch } : null;
 }
 
+/** Patches the current tick and charges `usage` to it and to the heartbeat. */
+function charge(
+  context: HeartbeatContext,
+  usage: TokenUsage,
+  patch: Partial<CurrentTick>,
+): Pick<HeartbeatContext, "current" | "usage"> {
+  return {
+    current: withCurrent(context, {
+      ...patch,
+      usage: addUsage(context.current?.usage ?? ZERO_USAGE, usage),
+    }),
+    usage: addUsage(context.usage, usage),
+  };
+}
+
 function digestOf(tick: CurrentTick): TickDigest {
   const failed = tick.errors.length > 0;
   const idle = !failed && tick.assessment !== null && !tick.assessment.actionNeeded;
@@ -181,20 +196,12 @@ export const heartbeatMachine = setup({
       outcome: null,
     })),
     recordAssessment: assign(({ context }, params: { output: AssessOutput }) => ({
-      current: withCurrent(context, {
-        assessment: params.output.assessment,
-        usage: addUsage(context.current?.usage ?? ZERO_USAGE, params.output.usage),
-      }),
-      usage: addUsage(context.usage, params.output.usage),
+      ...charge(context, params.output.usage, { assessment: params.output.assessment }),
       lastAssessment: params.output.assessment,
       progress: clip(params.output.assessment.progressSummary, PROGRESS_LIMIT),
     })),
     recordPlan: assign(({ context }, params: { output: PlanOutput }) => ({
-      current: withCurrent(context, {
-        plan: params.output.plan,
-        usage: addUsage(context.current?.usage ?? ZERO_USAGE, params.output.usage),
-      }),
-      usage: addUsage(context.usage, params.output.usage),
+      ...charge(context, params.output.usage, { plan: params.output.plan }),
       lastPlan: params.output.plan,
     })),
     takePlanAsResult: assign(({ context }) => ({
@@ -202,20 +209,15 @@ export const heartbeatMachine = setup({
         result: (context.current?.plan?.steps ?? []).map((s, i) => `${i + 1}. ${s}`).join("\n"),
       }),
     })),
-    recordExecution: assign(({ context }, params: { output: ToolLoopOutput }) => ({
-      current: withCurrent(context, {
+    recordExecution: assign(({ context }, params: { output: ToolLoopOutput }) => {
+      const errors = context.current?.errors ?? [];
+      const error = params.output.error;
+      return charge(context, params.output.usage, {
         result: params.output.result,
         toolCalls: params.output.toolCalls,
-        usage: addUsage(context.current?.usage ?? ZERO_USAGE, params.output.usage),
-        errors: params.output.error
-          ? [
-              ...(context.current?.errors ?? []),
-              { phase: "execute" as const, ...params.output.error },
-            ]
-          : (context.current?.errors ?? []),
-      }),
-      usage: addUsage(context.usage, params.output.usage),
-    })),
+        errors: error ? [...errors, { phase: "execute" as const, ...error }] : errors,
+      });
+    }),
     recordPhaseError: assign(
       ({ context }, params: { phase: PhaseError["phase"]; error: unknown }) => ({
         current: withCurrent(context, {
@@ -484,5 +486,3 @@ export const HEARTBEAT_STATES = [
   "shutdown",
 ] as const;
 export type HeartbeatStateName = (typeof HEARTBEAT_STATES)[number];
-
-export type { TokenUsage };

@@ -10,6 +10,9 @@ export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 /** Default model. */
 export const DEFAULT_MODEL = "gpt-4o-mini";
 
+/** Heartbeat ids become file names: a safe alphabet only. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 const wholeNumber = "must be a whole number";
 const nonNegativeInt = z.number().int(wholeNumber).nonnegative("must be 0 or more");
 const positiveInt = z.number().int(wholeNumber).positive("must be 1 or more");
@@ -20,7 +23,7 @@ export const RunSettingsSchema = z.object({
   id: z
     .string()
     .regex(
-      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
+      ID_PATTERN,
       "letters, digits, '.', '_' and '-' only (at most 128), starting with a letter or digit",
     )
     .optional(),

@@ -19,9 +19,6 @@ export interface HeartbeatPaths {
   lock: string;
 }
 
-/** Ids become file names: keep them to a safe alphabet. */
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
 /** Paths of heartbeat `id` under `stateDir`. */
 export function heartbeatPaths(stateDir: string, id: string): HeartbeatPaths {
   return {

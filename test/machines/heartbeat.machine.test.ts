@@ -3,9 +3,15 @@
  * actors supplied through `provide()`. No real sleeps: `sleepUntil` is a fake
  * the tests settle by hand, and `Date` is faked for `nextTickAt`.
  */
+import { readFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type Actor, createActor, fromPromise, type Snapshot, toPromise, waitFor } from "xstate";
-import { DIGESTS_KEPT, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
+import {
+  DIGESTS_KEPT,
+  HEARTBEAT_STATES,
+  heartbeatMachine,
+} from "../../src/machines/heartbeat.machine.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -1272,5 +1278,34 @@ describe("heartbeat: persisted snapshot", () => {
     expect(ctx.usage).toEqual(TICK_USAGE);
     expect(must(second.sleepUntil.calls[0]).input).toEqual({ until: iso(T0 + 60_000) });
     expect(second.assess.calls.length).toBe(0);
+  });
+});
+
+describe("heartbeat: contract", () => {
+  it("has exactly the states of the design, with the final ones final", () => {
+    const states = heartbeatMachine.root.states;
+    expect(Object.keys(states)).toEqual([...HEARTBEAT_STATES]);
+    expect(
+      Object.entries(states)
+        .filter(([, node]) => node.type === "final")
+        .map(([name]) => name),
+    ).toEqual(["completed", "failed", "shutdown"]);
+  });
+
+  it("machine files import only xstate and types", async () => {
+    const dir = fileURLToPath(new URL("../../src/machines/", import.meta.url));
+    for (const file of ["heartbeat.machine.ts", "toolLoop.machine.ts"]) {
+      const text = await readFile(`${dir}${file}`, "utf8");
+      const imports = [...text.matchAll(/^import\s+(type\s+)?[\s\S]*?from\s+"([^"]+)";/gm)].map(
+        (m) => ({
+          typeOnly: Boolean(m[1]),
+          from: m[2],
+        }),
+      );
+      for (const { typeOnly, from } of imports) {
+        const allowed = from === "xstate" || typeOnly || /\.machine\.js$/.test(from ?? "");
+        expect(allowed, `${file} imports ${from}`).toBe(true);
+      }
+    }
   });
 });
