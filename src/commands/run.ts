@@ -299,18 +299,20 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
     const output = await running.done;
     reporter.end(output, store.paths.stateFile);
     if (output.status === "failed") {
+      const hint =
+        output.error?.hint ??
+        (output.reason === "too-many-failures"
+          ? `The last ${heartbeatSettings.maxConsecutiveFailures} ticks failed in a row; see ${store.paths.journal}.`
+          : `See ${store.paths.journal}.`);
+      // The message may echo a server's error text: redact it like everything else printed.
       throw new HeartbeatFailedError(
-        output.error
-          ? `Heartbeat ${id} failed: ${output.error.message}`
-          : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
+        redact(
+          output.error
+            ? `Heartbeat ${id} failed: ${output.error.message}`
+            : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
+        ),
         output.reason ?? "failed",
-        {
-          hint:
-            output.error?.hint ??
-            (output.reason === "too-many-failures"
-              ? `Every tick failed ${heartbeatSettings.maxConsecutiveFailures} times in a row; see ${store.paths.journal}. Resume with --id ${id} once fixed.`
-              : `Resume with --id ${id} once fixed.`),
-        },
+        { hint: redact(`${hint} Resume with --id ${id} once fixed.`) },
       );
     }
   } finally {

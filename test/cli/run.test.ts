@@ -193,6 +193,22 @@ describe("ravenclaws run", () => {
     expect(Date.parse(state.nextTickAt)).toBeGreaterThan(Date.now());
   });
 
+  it("treats SIGINT (Ctrl-C) like SIGTERM: state saved as shutdown, exit 0", async () => {
+    const cli = startCli(args("--goal", GOAL, "--id", "ctrl-c", "--tick-interval", "60"), {
+      env: env(),
+    });
+    await cli.waitForOutput("next tick at");
+    cli.child.kill("SIGINT");
+    const result = await cli.exited;
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain("shut down at tick 1");
+    expect(await readState("ctrl-c")).toMatchObject({
+      status: "shutdown",
+      reason: "signal",
+      tick: 1,
+    });
+  });
+
   it("exits 0 within a second of SIGTERM while a model request is in flight, and the tick is not counted", async () => {
     server.setHandler(
       scripted({ assess: (n) => (n === 2 ? { kind: "hang" } : assessment(false)) }),
@@ -428,6 +444,16 @@ describe("ravenclaws run", () => {
     for (const { file, text } of files) expect(text, file).not.toContain(API_KEY);
     // The key did reach the server, as a bearer token.
     expect(server.chatRequests()[0]?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+
+    // A fatal error whose text echoes the key is redacted in the final message too.
+    server.setHandler(() => errorReply(401, { message: `Incorrect API key provided: ${API_KEY}` }));
+    const fatal = await runCli(args("--goal", GOAL, "--id", "secret2"), { env: env() });
+    expect(fatal.code).toBe(1);
+    expect(fatal.stderr).toContain("Incorrect API key provided: [redacted]");
+    expect(fatal.stdout + fatal.stderr).not.toContain(API_KEY);
+    for (const { file, text } of await readTree(path.join(workdir, ".ravenclaws"))) {
+      expect(text, file).not.toContain(API_KEY);
+    }
   });
 
   it("prints machine-readable events with --json", async () => {
