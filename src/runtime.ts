@@ -273,7 +273,24 @@ export function provideActors(
   });
 }
 
-function resumeRecordOf(file: StateFile): ResumeRecord {
+/**
+ * When the next tick is due under this run's settings: the saved time, or
+ * earlier if the interval was shortened (last tick's end + the new interval).
+ */
+export function rescheduledNextTick(
+  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests">,
+  settings: HeartbeatSettings,
+): string | null {
+  if (!ctx.nextTickAt) return null;
+  const lastTickAt = ctx.digests.at(-1)?.at;
+  if (!lastTickAt) return ctx.nextTickAt;
+  const byNewInterval = Date.parse(lastTickAt) + settings.tickIntervalSec * 1000;
+  return byNewInterval < Date.parse(ctx.nextTickAt)
+    ? new Date(byNewInterval).toISOString()
+    : ctx.nextTickAt;
+}
+
+function resumeRecordOf(file: StateFile, settings: HeartbeatSettings): ResumeRecord {
   const ctx = file.snapshot.context;
   return {
     tick: ctx.tick,
@@ -282,7 +299,7 @@ function resumeRecordOf(file: StateFile): ResumeRecord {
     lastPlan: ctx.lastPlan,
     lastResult: ctx.lastResult,
     completed: ctx.completed,
-    nextTickAt: file.status === "failed" ? null : ctx.nextTickAt,
+    nextTickAt: file.status === "failed" ? null : rescheduledNextTick(ctx, settings),
     usage: ctx.usage,
     // A heartbeat resumed after it failed gets a fresh failure budget.
     consecutiveFailures: file.status === "failed" ? 0 : ctx.consecutiveFailures,
@@ -347,7 +364,12 @@ export async function prepareHeartbeat(
     // persist runs again (idempotently) and the sleep resumes at nextTickAt.
     const patched = {
       ...snapshot,
-      context: { ...snapshot.context, settings: request.settings, resumed: true },
+      context: {
+        ...snapshot.context,
+        settings: request.settings,
+        nextTickAt: rescheduledNextTick(snapshot.context, request.settings),
+        resumed: true,
+      },
     } as typeof snapshot;
     const input: HeartbeatInput = {
       id: previous.id,
@@ -375,7 +397,7 @@ export async function prepareHeartbeat(
     goal: previous.goal,
     createdAt: previous.createdAt,
     settings: request.settings,
-    resume: resumeRecordOf(previous),
+    resume: resumeRecordOf(previous, request.settings),
   };
   actor = createActor(machine, { input, id: `heartbeat-${request.id}` });
   return wrap(actor, true, previous);

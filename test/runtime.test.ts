@@ -7,7 +7,13 @@ import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { StateFileError, UsageError } from "../src/errors.js";
 import type { HeartbeatSettings } from "../src/machines/heartbeat.types.js";
-import { prepareHeartbeat, sleepUntil, startHeartbeat, wrapToolOutput } from "../src/runtime.js";
+import {
+  prepareHeartbeat,
+  rescheduledNextTick,
+  sleepUntil,
+  startHeartbeat,
+  wrapToolOutput,
+} from "../src/runtime.js";
 import { createRedactor } from "../src/services/redact.js";
 import { HeartbeatStore, heartbeatPaths } from "../src/services/store.js";
 import { createToolbox } from "../src/services/tools/index.js";
@@ -198,5 +204,27 @@ describe("sleepUntil", () => {
     const pending = sleepUntil(new Date(Date.now() + 3_600_000).toISOString(), controller.signal);
     controller.abort();
     expect(await pending).toEqual({ late: false });
+  });
+});
+
+describe("rescheduledNextTick", () => {
+  const digests = [
+    { tick: 3, at: "2026-01-01T00:00:00.000Z", outcome: "ok" as const, summary: "" },
+  ];
+  it("keeps the saved time unless the new interval makes the next tick earlier", () => {
+    const ctx = { nextTickAt: "2026-01-01T00:05:00.000Z", digests };
+    expect(rescheduledNextTick(ctx, settings({ tickIntervalSec: 300 }))).toBe(
+      "2026-01-01T00:05:00.000Z",
+    );
+    expect(rescheduledNextTick(ctx, settings({ tickIntervalSec: 3600 }))).toBe(
+      "2026-01-01T00:05:00.000Z",
+    );
+    expect(rescheduledNextTick(ctx, settings({ tickIntervalSec: 60 }))).toBe(
+      "2026-01-01T00:01:00.000Z",
+    );
+    expect(rescheduledNextTick({ nextTickAt: null, digests }, settings())).toBe(null);
+    expect(rescheduledNextTick({ ...ctx, digests: [] }, settings({ tickIntervalSec: 0 }))).toBe(
+      ctx.nextTickAt,
+    );
   });
 });
