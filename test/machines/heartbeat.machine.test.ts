@@ -6,7 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { type Actor, createActor, fromPromise, type Snapshot, toPromise, waitFor } from "xstate";
+import { type Actor, createActor, type Snapshot, toPromise, waitFor } from "xstate";
 import {
   DIGESTS_KEPT,
   HEARTBEAT_STATES,
@@ -34,44 +34,11 @@ import type {
   RunToolsInput,
   RunToolsOutput,
 } from "../../src/machines/toolLoop.types.js";
+import { fake, must, pending, type Responder } from "../support/fakeActors.js";
 
 // ---------------------------------------------------------------------------
 // Fakes
 // ---------------------------------------------------------------------------
-
-/** One invocation of a fake promise actor; settle it by hand when its responder left it pending. */
-interface Call<I, O> {
-  input: I;
-  signal: AbortSignal;
-  resolve: (value: O) => void;
-  reject: (error: unknown) => void;
-}
-
-type Responder<I, O> = (input: I, index: number) => O | Promise<O>;
-
-/** A promise that never settles by itself: the test settles the call through its record. */
-const pending = <T>(): Promise<T> => new Promise<T>(() => {});
-
-/** A fake promise actor that records every call and answers with `respond`. */
-function fake<O, I>(respond: Responder<I, O>) {
-  const calls: Call<I, O>[] = [];
-  const logic = fromPromise<O, I>(
-    ({ input, signal }) =>
-      new Promise<O>((resolve, reject) => {
-        const index = calls.length;
-        calls.push({ input, signal, resolve, reject });
-        Promise.resolve()
-          .then(() => respond(input, index))
-          .then(resolve, reject);
-      }),
-  );
-  return { logic, calls };
-}
-
-function must<T>(value: T | null | undefined, what = "value"): T {
-  if (value === null || value === undefined) throw new Error(`expected ${what}`);
-  return value;
-}
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const iso = (ms: number) => new Date(ms).toISOString();

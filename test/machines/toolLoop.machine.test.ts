@@ -3,7 +3,7 @@
  * `runTools` actors supplied through `provide()`.
  */
 import { describe, expect, it } from "vitest";
-import { createActor, fromPromise, toPromise, waitFor } from "xstate";
+import { createActor, toPromise, waitFor } from "xstate";
 import type { TokenUsage } from "../../src/machines/heartbeat.types.js";
 import {
   addUsage,
@@ -20,36 +20,7 @@ import type {
   ToolCallRequest,
   ToolLoopInput,
 } from "../../src/machines/toolLoop.types.js";
-
-interface Call<I, O> {
-  input: I;
-  signal: AbortSignal;
-  resolve: (value: O) => void;
-  reject: (error: unknown) => void;
-}
-type Responder<I, O> = (input: I, index: number) => O | Promise<O>;
-
-const pending = <T>(): Promise<T> => new Promise<T>(() => {});
-
-function fake<O, I>(respond: Responder<I, O>) {
-  const calls: Call<I, O>[] = [];
-  const logic = fromPromise<O, I>(
-    ({ input, signal }) =>
-      new Promise<O>((resolve, reject) => {
-        const index = calls.length;
-        calls.push({ input, signal, resolve, reject });
-        Promise.resolve()
-          .then(() => respond(input, index))
-          .then(resolve, reject);
-      }),
-  );
-  return { logic, calls };
-}
-
-function must<T>(value: T | null | undefined, what = "value"): T {
-  if (value === null || value === undefined) throw new Error(`expected ${what}`);
-  return value;
-}
+import { fake, must, pending, type Responder } from "../support/fakeActors.js";
 
 const USAGE: TokenUsage = { calls: 1, promptTokens: 100, completionTokens: 20, totalTokens: 120 };
 const times = (u: TokenUsage, n: number): TokenUsage => ({
