@@ -242,7 +242,10 @@ describe("ravenclaws run", () => {
     cli.child.kill("SIGKILL");
     expect((await cli.exited).signal).toBe("SIGKILL");
 
-    const resumed = await runCli(args("--id", "killed", "--max-ticks", "2"), { env: env() });
+    const resumed = await runCli(
+      args("--id", "killed", "--max-ticks", "2", "--tick-interval", "2"),
+      { env: env() },
+    );
     expect(resumed.code).toBe(0);
     expect(resumed.stderr).toContain("resumed at tick 1");
     const state = await readState("killed");
