@@ -74,6 +74,28 @@ export class StateFileError extends RavenclawsError {
   }
 }
 
+/** Who holds a heartbeat's lock. */
+export interface LockHolder {
+  pid: number;
+  host: string;
+  /** ISO time the holder took the lock. */
+  since: string;
+}
+
+/** Another process runs this heartbeat (exit 3). */
+export class LockedError extends RavenclawsError {
+  readonly code = "state-locked";
+  readonly exitCode = ExitCode.stateFile;
+  constructor(
+    message: string,
+    readonly path: string,
+    readonly holder: LockHolder | null,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /** Writing the state file or the journal failed. */
 export class PersistError extends RavenclawsError {
   readonly code = "persist-failed";

@@ -216,7 +216,7 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
 
   const [
     { createRedactor },
-    { HeartbeatStore, heartbeatPaths },
+    { acquireLock, HeartbeatStore, heartbeatPaths },
     { createOpenAIClient, LlmService },
   ] = await Promise.all([
     import("../services/redact.js"),
@@ -226,97 +226,102 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
   const redact = createRedactor([settings.apiKey]);
   const store = new HeartbeatStore(heartbeatPaths(stateDirPath, id), { redact });
   await store.ensureDir();
-  const stateDir = await fs.realpath(stateDirPath);
-
-  const llmSettings = {
-    baseURL: settings.baseUrl,
-    apiKey: settings.apiKey,
-    model: settings.model,
-    timeoutMs: settings.requestTimeout * 1000,
-    maxRetries: settings.maxRetries,
-  };
-  const llm = new LlmService(createOpenAIClient(llmSettings), llmSettings);
-  const toolbox = settings.tools
-    ? (await import("../services/tools/index.js")).createToolbox({ workdir, stateDir })
-    : null;
-
-  const { Reporter } = await import("../services/reporter.js");
-  const reporter = new Reporter(process, { json: settings.json, redact });
-  const { prepareHeartbeat, startHeartbeat } = await import("../runtime.js");
-  const heartbeatSettings: HeartbeatSettings = {
-    maxTicks: settings.maxTicks,
-    tickIntervalSec: settings.tickInterval,
-    maxIterationsPerTick: settings.maxIterationsPerTick,
-    toolsEnabled: settings.tools,
-    maxConsecutiveFailures: settings.maxConsecutiveFailures,
-  };
-  const running = await prepareHeartbeat(
-    { id, goal: settings.goal, settings: heartbeatSettings },
-    { llm, store, toolbox, events: reporter },
-  );
-
-  if (running.previous?.completed) {
-    reporter.note(
-      `ravenclaws: heartbeat ${id} already met its goal at tick ${running.previous.tick}; nothing to do.`,
-    );
-    reporter.end(
-      {
-        status: "completed",
-        reason: "goal-met",
-        tick: running.previous.tick,
-        completed: true,
-        usage: running.previous.usage,
-        progress: running.previous.progress,
-        error: null,
-      },
-      store.paths.stateFile,
-    );
-    return;
-  }
-
-  const context = running.actor.getSnapshot().context;
-  reporter.start({
-    id,
-    goal: context.goal,
-    resumed: running.resumed,
-    tick: context.tick,
-    stateFile: store.paths.stateFile,
-    model: settings.model,
-  });
-
-  const unsubscribe = process.onSignal((signal) => {
-    reporter.note(
-      `ravenclaws: ${signal} received: stopping and saving state (send it again to exit at once).`,
-    );
-    running.stop();
-  });
+  const lock = await acquireLock(store.paths.lock);
   try {
-    startHeartbeat(running);
-    const snapshot = running.actor.getSnapshot();
-    if (snapshot.status === "error") {
-      throw snapshot.error;
-    }
-    const output = await running.done;
-    reporter.end(output, store.paths.stateFile);
-    if (output.status === "failed") {
-      const hint =
-        output.error?.hint ??
-        (output.reason === "too-many-failures"
-          ? `The last ${heartbeatSettings.maxConsecutiveFailures} ticks failed in a row; see ${store.paths.journal}.`
-          : `See ${store.paths.journal}.`);
-      // The message may echo a server's error text: redact it like everything else printed.
-      throw new HeartbeatFailedError(
-        redact(
-          output.error
-            ? `Heartbeat ${id} failed: ${output.error.message}`
-            : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
-        ),
-        output.reason ?? "failed",
-        { hint: redact(`${hint} Resume with --id ${id} once fixed.`) },
+    const stateDir = await fs.realpath(stateDirPath);
+
+    const llmSettings = {
+      baseURL: settings.baseUrl,
+      apiKey: settings.apiKey,
+      model: settings.model,
+      timeoutMs: settings.requestTimeout * 1000,
+      maxRetries: settings.maxRetries,
+    };
+    const llm = new LlmService(createOpenAIClient(llmSettings), llmSettings);
+    const toolbox = settings.tools
+      ? (await import("../services/tools/index.js")).createToolbox({ workdir, stateDir })
+      : null;
+
+    const { Reporter } = await import("../services/reporter.js");
+    const reporter = new Reporter(process, { json: settings.json, redact });
+    const { prepareHeartbeat, startHeartbeat } = await import("../runtime.js");
+    const heartbeatSettings: HeartbeatSettings = {
+      maxTicks: settings.maxTicks,
+      tickIntervalSec: settings.tickInterval,
+      maxIterationsPerTick: settings.maxIterationsPerTick,
+      toolsEnabled: settings.tools,
+      maxConsecutiveFailures: settings.maxConsecutiveFailures,
+    };
+    const running = await prepareHeartbeat(
+      { id, goal: settings.goal, settings: heartbeatSettings },
+      { llm, store, toolbox, events: reporter },
+    );
+
+    if (running.previous?.completed) {
+      reporter.note(
+        `ravenclaws: heartbeat ${id} already met its goal at tick ${running.previous.tick}; nothing to do.`,
       );
+      reporter.end(
+        {
+          status: "completed",
+          reason: "goal-met",
+          tick: running.previous.tick,
+          completed: true,
+          usage: running.previous.usage,
+          progress: running.previous.progress,
+          error: null,
+        },
+        store.paths.stateFile,
+      );
+      return;
+    }
+
+    const context = running.actor.getSnapshot().context;
+    reporter.start({
+      id,
+      goal: context.goal,
+      resumed: running.resumed,
+      tick: context.tick,
+      stateFile: store.paths.stateFile,
+      model: settings.model,
+    });
+
+    const unsubscribe = process.onSignal((signal) => {
+      reporter.note(
+        `ravenclaws: ${signal} received: stopping and saving state (send it again to exit at once).`,
+      );
+      running.stop();
+    });
+    try {
+      startHeartbeat(running);
+      const snapshot = running.actor.getSnapshot();
+      if (snapshot.status === "error") {
+        throw snapshot.error;
+      }
+      const output = await running.done;
+      reporter.end(output, store.paths.stateFile);
+      if (output.status === "failed") {
+        const hint =
+          output.error?.hint ??
+          (output.reason === "too-many-failures"
+            ? `The last ${heartbeatSettings.maxConsecutiveFailures} ticks failed in a row; see ${store.paths.journal}.`
+            : `See ${store.paths.journal}.`);
+        // The message may echo a server's error text: redact it like everything else printed.
+        throw new HeartbeatFailedError(
+          redact(
+            output.error
+              ? `Heartbeat ${id} failed: ${output.error.message}`
+              : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
+          ),
+          output.reason ?? "failed",
+          { hint: redact(`${hint} Resume with --id ${id} once fixed.`) },
+        );
+      }
+    } finally {
+      unsubscribe();
     }
   } finally {
-    unsubscribe();
+    await lock.release();
   }
 }
 

@@ -6,8 +6,9 @@
 import { randomBytes } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
+import * as os from "node:os";
 import * as path from "node:path";
-import { PersistError, StateFileError } from "../errors.js";
+import { LockedError, type LockHolder, PersistError, StateFileError } from "../errors.js";
 import { STATE_SCHEMA_VERSION, type StateFile, StateFileSchema } from "../schemas/stateFile.js";
 import { noRedaction, type Redactor } from "./redact.js";
 
@@ -293,4 +294,138 @@ export function parseJournal(text: string): JournalEntry[] {
     }
   }
   return entries;
+}
+
+/** How often a held lock is refreshed, and after how long without a refresh it counts as abandoned. */
+export const LOCK_REFRESH_MS = 5_000;
+export const LOCK_STALE_MS = 30_000;
+
+/** A held heartbeat lock. */
+export interface HeartbeatLock {
+  holder: LockHolder;
+  /** Releases the lock (removes the file if it is still ours). */
+  release(): Promise<void>;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+async function readHolder(
+  file: string,
+): Promise<{ holder: LockHolder | null; mtimeMs: number } | null> {
+  try {
+    const [text, stat] = await Promise.all([fs.readFile(file, "utf8"), fs.stat(file)]);
+    let holder: LockHolder | null = null;
+    try {
+      const data = JSON.parse(text) as Partial<LockHolder>;
+      if (
+        typeof data.pid === "number" &&
+        typeof data.host === "string" &&
+        typeof data.since === "string"
+      ) {
+        holder = { pid: data.pid, host: data.host, since: data.since };
+      }
+    } catch {
+      // A lock file torn by a crash while it was being written: judged by its age alone.
+    }
+    return { holder, mtimeMs: stat.mtimeMs };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
+}
+
+/**
+ * Takes the lock `heartbeat-<id>.lock`, which records the holder's pid, host
+ * and start time. A lock whose holder is gone is taken over: on this host as
+ * soon as its pid no longer runs, anywhere once it has not been refreshed for
+ * {@link LOCK_STALE_MS}. Otherwise throws {@link LockedError} naming the holder.
+ * While held, the lock file's time is refreshed every {@link LOCK_REFRESH_MS}.
+ */
+export async function acquireLock(
+  file: string,
+  options: { now?: () => number; host?: string } = {},
+): Promise<HeartbeatLock> {
+  const now = options.now ?? Date.now;
+  const holder: LockHolder = {
+    pid: process.pid,
+    host: options.host ?? os.hostname(),
+    since: new Date(now()).toISOString(),
+  };
+  const text = `${JSON.stringify(holder)}\n`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await fs.open(file, "wx", 0o600);
+      try {
+        await handle.writeFile(text, "utf8");
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return startRefreshing(file, holder, text);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
+        throw new PersistError(
+          `Cannot create the lock ${file}: ${(error as Error).message}`,
+          file,
+          {
+            cause: error,
+          },
+        );
+      }
+    }
+    const existing = await readHolder(file);
+    if (!existing) continue; // released meanwhile: try again
+    const { holder: other, mtimeMs } = existing;
+    const abandoned =
+      now() - mtimeMs > LOCK_STALE_MS ||
+      (other !== null && other.host === holder.host && !isAlive(other.pid));
+    if (!abandoned) {
+      const who = other
+        ? `pid ${other.pid} on ${other.host}, since ${other.since}`
+        : "an unknown process";
+      throw new LockedError(
+        `Heartbeat is already running: ${file} is held by ${who}.`,
+        file,
+        other,
+        {
+          hint: "Stop that process first, or use another --id. A lock whose process is gone is taken over automatically.",
+        },
+      );
+    }
+    // Take over only the lock we judged: if it changed meanwhile, look again.
+    const again = await readHolder(file);
+    if (again && again.mtimeMs === mtimeMs) await fs.rm(file, { force: true });
+  }
+  throw new LockedError(
+    `Could not take the lock ${file}: other processes keep taking it.`,
+    file,
+    null,
+  );
+}
+
+function startRefreshing(file: string, holder: LockHolder, text: string): HeartbeatLock {
+  const timer = setInterval(() => {
+    const at = new Date();
+    fs.utimes(file, at, at).catch(() => {});
+  }, LOCK_REFRESH_MS);
+  timer.unref();
+  return {
+    holder,
+    async release() {
+      clearInterval(timer);
+      try {
+        if ((await fs.readFile(file, "utf8")) === text) await fs.rm(file, { force: true });
+      } catch {
+        // Already gone.
+      }
+    },
+  };
 }

@@ -256,6 +256,26 @@ describe("ravenclaws run", () => {
     expect(Date.parse(ticks[1].startedAt)).toBeGreaterThanOrEqual(Date.parse(saved.nextTickAt));
   });
 
+  it("refuses a second run on a live heartbeat's id (exit 3, naming the holder) and takes the lock over after SIGKILL", async () => {
+    const first = startCli(args("--goal", GOAL, "--id", "locked", "--tick-interval", "60"), {
+      env: env(),
+    });
+    await first.waitForOutput("next tick at");
+    const second = await runCli(args("--id", "locked"), { env: env() });
+    expect(second.code).toBe(3);
+    expect(second.stderr).toContain(`held by pid ${first.child.pid}`);
+    expect(second.stderr).toContain("heartbeat-locked.lock");
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const third = await runCli(args("--id", "locked", "--max-ticks", "2"), { env: env() });
+    expect(third.code).toBe(0);
+    expect(await readState("locked")).toMatchObject({ tick: 2, status: "completed" });
+    // A clean exit releases the lock.
+    await expect(
+      fs.access(path.join(workdir, ".ravenclaws", "heartbeat-locked.lock")),
+    ).rejects.toThrow();
+  });
+
   it("with --no-tools the plan is the tick's result and no tools are offered", async () => {
     server.setHandler(
       scripted({ plan: () => jsonMessage({ steps: ["Read the TODOs", "Update NOTES.md"] }) }),
