@@ -184,15 +184,15 @@ export interface RunEnvironment {
  * Runs a heartbeat until it reaches a final state. Resolves on `completed`
  * and `shutdown`; throws {@link HeartbeatFailedError} on `failed`.
  */
-export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment): Promise<void> {
+export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Promise<void> {
   const { loadTomlConfig, loadUserConfig, resolveRunSettings } = await import(
     "../services/config.js"
   );
-  const toml = await loadTomlConfig(process.cwd, argv.config);
-  const user = await loadUserConfig(process.env);
+  const toml = await loadTomlConfig(io.cwd, argv.config);
+  const user = await loadUserConfig(io.env);
   const { settings } = resolveRunSettings({
     flags: flagsOf(argv),
-    env: process.env,
+    env: io.env,
     ...(toml ? { toml } : {}),
     ...(user ? { user } : {}),
   });
@@ -205,13 +205,10 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
     });
   }
   const workdir = await requireDirectory(
-    path.resolve(process.cwd, settings.workdir ?? "."),
+    path.resolve(io.cwd, settings.workdir ?? "."),
     "--workdir",
   );
-  const stateDirPath = path.resolve(
-    process.cwd,
-    settings.stateDir ?? path.join(workdir, ".ravenclaws"),
-  );
+  const stateDirPath = path.resolve(io.cwd, settings.stateDir ?? path.join(workdir, ".ravenclaws"));
   const id = settings.id ?? randomUUID();
 
   const [
@@ -243,7 +240,7 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
       : null;
 
     const { Reporter } = await import("../services/reporter.js");
-    const reporter = new Reporter(process, { json: settings.json, redact });
+    const reporter = new Reporter(io, { json: settings.json, redact });
     const { prepareHeartbeat, startHeartbeat } = await import("../runtime.js");
     const heartbeatSettings: HeartbeatSettings = {
       maxTicks: settings.maxTicks,
@@ -286,7 +283,7 @@ export async function runHeartbeatCommand(argv: RunArgs, process: RunEnvironment
       model: settings.model,
     });
 
-    const unsubscribe = process.onSignal((signal) => {
+    const unsubscribe = io.onSignal((signal) => {
       reporter.note(
         `ravenclaws: ${signal} received: stopping and saving state (send it again to exit at once).`,
       );
