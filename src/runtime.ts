@@ -166,6 +166,7 @@ export function journalEntriesOf(
       result: t.result,
       errors: t.errors,
       usage: t.usage,
+      modelCalls: t.modelCalls,
       toolCalls: t.toolCalls.map((c) => ({ callId: c.callId, name: c.name, status: c.status })),
       next: input.status,
     });

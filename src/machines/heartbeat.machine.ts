@@ -17,6 +17,7 @@ import type {
   HeartbeatEvent,
   HeartbeatInput,
   HeartbeatOutput,
+  ModelCallRecord,
   Outcome,
   PersistInput,
   PhaseError,
@@ -55,6 +56,7 @@ function newTick(context: HeartbeatContext, wakeReason: WakeReason): CurrentTick
     result: null,
     errors: [],
     usage: ZERO_USAGE,
+    modelCalls: [],
     toolCalls: [],
     interrupted: false,
   };
@@ -64,16 +66,20 @@ function withCurrent(context: HeartbeatContext, patch: Partial<CurrentTick>): Cu
   return context.current ? { ...context.current, ...patch } : null;
 }
 
-/** Patches the current tick and charges `usage` to it and to the heartbeat. */
+/** Patches the current tick and charges the usage of its model calls to it and to the heartbeat. */
 function charge(
   context: HeartbeatContext,
-  usage: TokenUsage,
+  phase: ModelCallRecord["phase"],
+  calls: TokenUsage[],
   patch: Partial<CurrentTick>,
 ): Pick<HeartbeatContext, "current" | "usage"> {
+  const usage = calls.reduce(addUsage, ZERO_USAGE);
+  const records = calls.map(({ calls: _n, ...tokens }) => ({ phase, ...tokens }));
   return {
     current: withCurrent(context, {
       ...patch,
       usage: addUsage(context.current?.usage ?? ZERO_USAGE, usage),
+      modelCalls: [...(context.current?.modelCalls ?? []), ...records],
     }),
     usage: addUsage(context.usage, usage),
   };
@@ -196,12 +202,12 @@ export const heartbeatMachine = setup({
       outcome: null,
     })),
     recordAssessment: assign(({ context }, params: { output: AssessOutput }) => ({
-      ...charge(context, params.output.usage, { assessment: params.output.assessment }),
+      ...charge(context, "assess", [params.output.usage], { assessment: params.output.assessment }),
       lastAssessment: params.output.assessment,
       progress: clip(params.output.assessment.progressSummary, PROGRESS_LIMIT),
     })),
     recordPlan: assign(({ context }, params: { output: PlanOutput }) => ({
-      ...charge(context, params.output.usage, { plan: params.output.plan }),
+      ...charge(context, "plan", [params.output.usage], { plan: params.output.plan }),
       lastPlan: params.output.plan,
     })),
     takePlanAsResult: assign(({ context }) => ({
@@ -212,7 +218,7 @@ export const heartbeatMachine = setup({
     recordExecution: assign(({ context }, params: { output: ToolLoopOutput }) => {
       const errors = context.current?.errors ?? [];
       const error = params.output.error;
-      return charge(context, params.output.usage, {
+      return charge(context, "execute", params.output.callUsages, {
         result: params.output.result,
         toolCalls: params.output.toolCalls,
         errors: error ? [...errors, { phase: "execute" as const, ...error }] : errors,

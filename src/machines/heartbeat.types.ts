@@ -31,6 +31,11 @@ export interface Plan {
   steps: string[];
 }
 
+/** One model call and what it cost. */
+export interface ModelCallRecord extends Omit<TokenUsage, "calls"> {
+  phase: "assess" | "plan" | "execute";
+}
+
 /** Settings of a run; they come from the command line and config each time a heartbeat runs. */
 export interface HeartbeatSettings {
   /** Stop (completed) after this many ticks; 0 = unlimited. */
@@ -64,6 +69,8 @@ export interface CurrentTick {
   result: string | null;
   errors: PhaseError[];
   usage: TokenUsage;
+  /** Every model call of the tick, in order, with its token usage. */
+  modelCalls: ModelCallRecord[];
   toolCalls: ToolCallRecord[];
   /** Set when `heartbeat.stop` cut the tick short; such a tick is not counted. */
   interrupted: boolean;

@@ -94,6 +94,7 @@ export const toolLoopMachine = setup({
     transcript: [],
     iteration: 0,
     usage: ZERO_USAGE,
+    callUsages: [],
     toolCalls: [],
     result: null,
     error: null,
@@ -119,6 +120,7 @@ export const toolLoopMachine = setup({
             actions: assign(({ context, event }) => ({
               iteration: context.iteration + 1,
               usage: addUsage(context.usage, event.output.usage),
+              callUsages: [...context.callUsages, event.output.usage],
               transcript: [
                 ...context.transcript,
                 {
@@ -135,6 +137,7 @@ export const toolLoopMachine = setup({
             actions: assign(({ context, event }) => ({
               iteration: context.iteration + 1,
               usage: addUsage(context.usage, event.output.usage),
+              callUsages: [...context.callUsages, event.output.usage],
               result: event.output.content ?? "",
             })),
           },
@@ -185,6 +188,7 @@ export const toolLoopMachine = setup({
     usage: context.usage,
     toolCalls: context.toolCalls,
     iterations: context.iteration,
+    callUsages: context.callUsages,
     error: context.error,
   }),
 });

@@ -39,6 +39,8 @@ export interface ToolLoopContext extends ToolLoopInput {
   /** Model calls made so far. */
   iteration: number;
   usage: TokenUsage;
+  /** Usage of each model call, in order. */
+  callUsages: TokenUsage[];
   toolCalls: ToolCallRecord[];
   result: string | null;
   error: ErrorInfo | null;
@@ -47,6 +49,8 @@ export interface ToolLoopContext extends ToolLoopInput {
 export interface ToolLoopOutput {
   result: string;
   usage: TokenUsage;
+  /** Usage of each model call, in order. */
+  callUsages: TokenUsage[];
   toolCalls: ToolCallRecord[];
   iterations: number;
   error: ErrorInfo | null;

@@ -116,6 +116,27 @@ describe("ravenclaws run", () => {
       [3, "ok"],
     ]);
     expect(result.stdout).toContain("goal met at tick 3");
+    // Usage per call and per tick (the fake reports 10 prompt + 5 completion tokens a call).
+    expect(ticks[0].modelCalls).toEqual(
+      ["assess", "plan", "execute", "execute"].map((phase) => ({
+        phase,
+        promptTokens: 10,
+        completionTokens: 5,
+        totalTokens: 15,
+      })),
+    );
+    expect(ticks[0].usage).toEqual({
+      calls: 4,
+      promptTokens: 40,
+      completionTokens: 20,
+      totalTokens: 60,
+    });
+    expect((await readState("t1")).usage).toEqual({
+      calls: 9,
+      promptTokens: 90,
+      completionTokens: 45,
+      totalTokens: 135,
+    });
     // The third tick ends at the assessment: no plan, no execute call.
     expect(server.chatRequests().map(classify)).toEqual([
       "assess",

@@ -400,6 +400,14 @@ describe("heartbeat: happy path", () => {
     expect(must(lastPersist(h.persisted).context.current).toolCalls).toEqual([
       { callId: "c1", name: "read_file", arguments: "{}", status: "ok", content: "ok" },
     ]);
+    // Each call is recorded with its phase and its own usage.
+    const record = ({ calls: _n, ...tokens }: TokenUsage, phase: string) => ({ phase, ...tokens });
+    expect(must(lastPersist(h.persisted).context.current).modelCalls).toEqual([
+      record(ASSESS_USAGE, "assess"),
+      record(PLAN_USAGE, "plan"),
+      record(MODEL_USAGE, "execute"),
+      record(MODEL_USAGE, "execute"),
+    ]);
   });
 
   it(`keeps the last ${DIGESTS_KEPT} digests, and progress is the assessment's progressSummary`, async () => {

@@ -101,6 +101,7 @@ describe("toolLoop machine", () => {
     expect(output).toEqual({
       result: "All done.",
       usage: USAGE,
+      callUsages: [USAGE],
       toolCalls: [],
       iterations: 1,
       error: null,
@@ -145,6 +146,7 @@ describe("toolLoop machine", () => {
     expect(output).toEqual({
       result: "Report written.",
       usage: times(USAGE, 2),
+      callUsages: [USAGE, USAGE],
       toolCalls: [recordOf(c1)],
       iterations: 2,
       error: null,
@@ -269,6 +271,7 @@ describe("toolLoop machine", () => {
     expect(output).toEqual({
       result: "",
       usage: ZERO_USAGE,
+      callUsages: [],
       toolCalls: [],
       iterations: 0,
       error,
@@ -294,6 +297,7 @@ describe("toolLoop machine", () => {
     expect(output).toEqual({
       result: "Reading.",
       usage: USAGE,
+      callUsages: [USAGE],
       toolCalls: [recordOf(c1)],
       iterations: 1,
       error: { code: "llm-auth", message: "revoked", fatal: true },
