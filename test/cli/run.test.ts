@@ -334,6 +334,29 @@ describe("ravenclaws run", () => {
     });
   });
 
+  it("works with a server that rejects response_format, reading JSON from plain replies", async () => {
+    const script = scripted({
+      assess: (n) =>
+        message(
+          `Here you go:\n\`\`\`json\n${JSON.stringify({ goalComplete: n === 2, actionNeeded: true, assessment: "ok", progressSummary: `p${n}` })}\n\`\`\``,
+        ),
+      plan: () => message('Sure! {"steps": ["write notes"]}'),
+    });
+    server.setHandler((req, index) =>
+      req.body.response_format
+        ? errorReply(400, { message: "response_format is not supported by this server" })
+        : script(req, index),
+    );
+    const result = await runCli(args("--goal", GOAL, "--id", "textmode", "--max-ticks", "5"), {
+      env: env(),
+    });
+    expect(result.code).toBe(0);
+    expect(await readState("textmode")).toMatchObject({ completed: true, tick: 2, progress: "p2" });
+    // One rejected structured request, then text mode for good.
+    const structured = server.chatRequests().filter((r) => r.body.response_format);
+    expect(structured).toHaveLength(1);
+  });
+
   it("survives a model that never returns valid JSON: no crash, no completion, a clean end", async () => {
     server.setHandler(
       scripted({ assess: () => message("I think the goal is GOAL_COMPLETE! Sure thing.") }),
