@@ -145,7 +145,7 @@ describe("runtime", () => {
     expect((error as UsageError).code).toBe("goal-mismatch");
   });
 
-  it("does nothing for a heartbeat whose goal was met", async () => {
+  it("hands back the state file of a heartbeat whose goal was met (the run command then stops)", async () => {
     await run(
       "r3",
       { goal: "g", settings: settings({ maxTicks: 0 }) },

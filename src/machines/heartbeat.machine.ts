@@ -224,13 +224,15 @@ export const heartbeatMachine = setup({
         errors: error ? [...errors, { phase: "execute" as const, ...error }] : errors,
       });
     }),
-    recordPhaseError: assign(
-      ({ context }, params: { phase: PhaseError["phase"]; error: unknown }) => ({
-        current: withCurrent(context, {
-          errors: [...(context.current?.errors ?? []), phaseError(params.phase, params.error)],
-        }),
+    /** Records the failure of the phase whose actor rejected (the event is its `xstate.error.actor`). */
+    recordPhaseError: assign(({ context, event }, params: { phase: PhaseError["phase"] }) => ({
+      current: withCurrent(context, {
+        errors: [
+          ...(context.current?.errors ?? []),
+          phaseError(params.phase, (event as { error?: unknown }).error),
+        ],
       }),
-    ),
+    })),
     concludeTick: assign(({ context }) => concludeTick(context)),
     clearCurrent: assign({ current: null }),
     concludeRun: assign(({ context }) => concludeRun(context)),
@@ -333,13 +335,7 @@ export const heartbeatMachine = setup({
         ],
         onError: {
           target: "persisting",
-          actions: [
-            {
-              type: "recordPhaseError",
-              params: ({ event }) => ({ phase: "assess" as const, error: event.error }),
-            },
-            "concludeTick",
-          ],
+          actions: [{ type: "recordPhaseError", params: { phase: "assess" } }, "concludeTick"],
         },
       },
     },
@@ -371,13 +367,7 @@ export const heartbeatMachine = setup({
         ],
         onError: {
           target: "persisting",
-          actions: [
-            {
-              type: "recordPhaseError",
-              params: ({ event }) => ({ phase: "plan" as const, error: event.error }),
-            },
-            "concludeTick",
-          ],
+          actions: [{ type: "recordPhaseError", params: { phase: "plan" } }, "concludeTick"],
         },
       },
     },
@@ -401,13 +391,7 @@ export const heartbeatMachine = setup({
         },
         onError: {
           target: "persisting",
-          actions: [
-            {
-              type: "recordPhaseError",
-              params: ({ event }) => ({ phase: "execute" as const, error: event.error }),
-            },
-            "concludeTick",
-          ],
+          actions: [{ type: "recordPhaseError", params: { phase: "execute" } }, "concludeTick"],
         },
       },
     },
@@ -491,4 +475,3 @@ export const HEARTBEAT_STATES = [
   "failed",
   "shutdown",
 ] as const;
-export type HeartbeatStateName = (typeof HEARTBEAT_STATES)[number];

@@ -16,6 +16,7 @@ export interface ToolCallRecord {
   name: string;
   /** Arguments (possibly truncated). */
   arguments: string;
+  /** `ok`, `refused` (sandbox), `invalid` (bad JSON, schema or unknown tool) or `error` (the tool failed). */
   status: "ok" | "refused" | "invalid" | "error";
   /** Result text (possibly truncated). */
   content: string;

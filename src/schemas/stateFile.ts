@@ -14,6 +14,9 @@ const UsageSchema = z.object({
   totalTokens: z.number().int().nonnegative(),
 });
 
+// The assessment and plan are restated here rather than imported from
+// schemas/llm.ts: a change to what the model is asked for must not silently
+// change what version 1 of the state file accepts.
 const AssessmentSchema = z.object({
   goalComplete: z.boolean(),
   actionNeeded: z.boolean(),

@@ -3,7 +3,7 @@
  * (conf) > defaults, merged key by key and validated with one zod schema.
  * Errors name the key, where the value came from, and what was expected.
  */
-import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError } from "../errors.js";
 import { type RunSettingKey, type RunSettings, RunSettingsSchema } from "../schemas/config.js";
@@ -239,7 +239,7 @@ export async function loadTomlConfig(
   const file = explicit ? path.resolve(cwd, explicit) : path.join(cwd, CONFIG_FILE_NAME);
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = await readFile(file, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT" && !explicit) return undefined;
     throw new ConfigError(
@@ -303,6 +303,7 @@ export async function loadUserConfig(
   env: NodeJS.ProcessEnv,
 ): Promise<{ path: string; data: Record<string, unknown> } | undefined> {
   const { default: Conf } = await importWithoutSignalHooks(() => import("conf"));
+  const dir = env.RAVENCLAWS_CONFIG_DIR ?? "~/.config/ravenclaws";
   let store: InstanceType<typeof Conf<Record<string, unknown>>>;
   try {
     store = new Conf<Record<string, unknown>>({
@@ -317,10 +318,10 @@ export async function loadUserConfig(
     // A home directory we may not write to just means there is no user config.
     if (code === "EACCES" || code === "EROFS" || code === "EPERM") return undefined;
     throw new ConfigError(
-      `Cannot read the user config: ${(error as Error).message}`,
+      `Cannot read the user config in ${dir}: ${(error as Error).message}`,
       "(user config)",
-      env.RAVENCLAWS_CONFIG_DIR ?? "~/.config/ravenclaws",
-      { hint: "Fix or delete the file; `ravenclaws config path` shows where it is." },
+      dir,
+      { hint: `Fix or delete ${dir}/config.json.` },
     );
   }
 }

@@ -4,12 +4,7 @@
  * changes goes into the user message, which stays bounded: goal, time, tick,
  * the rolling summary and the last few digests, never the whole history.
  */
-import type {
-  AssessInput,
-  Assessment,
-  PlanInput,
-  TickDigest,
-} from "../machines/heartbeat.types.js";
+import type { AssessInput, PlanInput, TickDigest } from "../machines/heartbeat.types.js";
 import type { CallModelInput } from "../machines/toolLoop.types.js";
 
 /** The stable system prompt. */
@@ -64,13 +59,9 @@ Tick: ${input.tick}
 Progress summary:
 ${input.progress || "(no progress yet)"}
 
-Assessment: ${describeAssessment(input.assessment)}
+Assessment: ${input.assessment.assessment}
 
 List the concrete steps to take in this tick (at most 7), each one an action that can be done with the workspace tools.`;
-}
-
-function describeAssessment(a: Assessment): string {
-  return a.assessment;
 }
 
 /** The opening request of the execute phase. */

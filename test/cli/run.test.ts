@@ -116,6 +116,17 @@ describe("ravenclaws run", () => {
       [3, "ok"],
     ]);
     expect(result.stdout).toContain("goal met at tick 3");
+
+    // Running it again does nothing: no model call, same state file.
+    const requestsBefore = server.chatRequests().length;
+    const bytes = await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-t1.json"));
+    const again = await runCli(args("--id", "t1"), { env: env() });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("already met its goal at tick 3");
+    expect(server.chatRequests()).toHaveLength(requestsBefore);
+    expect(await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-t1.json"))).toEqual(
+      bytes,
+    );
     // Usage per call and per tick (the fake reports 10 prompt + 5 completion tokens a call).
     expect(ticks[0].modelCalls).toEqual(
       ["assess", "plan", "execute", "execute"].map((phase) => ({

@@ -4,12 +4,14 @@
  */
 
 import { z } from "zod";
+import type { ToolCallRequest } from "../../machines/toolLoop.types.js";
 import { listDirTool } from "./listDir.js";
 import { readFileTool } from "./readFile.js";
 import { SandboxError } from "./sandbox.js";
 import type { Tool, ToolContext, ToolOutcome } from "./types.js";
 import { writeFileTool } from "./writeFile.js";
 
+export type { ToolCallRequest } from "../../machines/toolLoop.types.js";
 export { resolveInWorkspace, SandboxError } from "./sandbox.js";
 export type { Tool, ToolContext, ToolOutcome } from "./types.js";
 
@@ -22,16 +24,6 @@ export interface ToolDefinition {
     /** JSON schema of the arguments. */
     parameters: Record<string, unknown>;
   };
-}
-
-/** A tool call as the model sent it. */
-export interface ToolCallRequest {
-  /** The tool call id. */
-  id: string;
-  /** The tool name. */
-  name: string;
-  /** The arguments, as a JSON string. */
-  arguments: string;
 }
 
 /** The tools offered to the model, and how to run their calls. */

@@ -1,4 +1,5 @@
 import type { z } from "zod";
+import type { ToolCallRecord } from "../../machines/toolLoop.types.js";
 
 /** Where a tool may act. Both paths are absolute and already resolved with `realpath`. */
 export interface ToolContext {
@@ -26,16 +27,8 @@ export interface Tool<Args = unknown> {
   run(args: Args, ctx: ToolContext): Promise<string>;
 }
 
-/** The outcome of one tool call, as the model and the journal see it. */
-export interface ToolOutcome {
-  /** The tool call id from the model. */
-  callId: string;
-  /** Tool name as the model sent it. */
-  name: string;
-  /** Raw JSON arguments as the model sent them (truncated for the journal by callers). */
-  arguments: string;
-  /** `ok`, `refused` (sandbox), `invalid` (bad JSON / schema / unknown tool) or `error` (the tool failed). */
-  status: "ok" | "refused" | "invalid" | "error";
-  /** Text returned to the model. */
-  content: string;
-}
+/**
+ * The outcome of one tool call, as the model and the journal see it: the tool
+ * loop's {@link ToolCallRecord}, before the runtime clips it for the journal.
+ */
+export type ToolOutcome = ToolCallRecord;
