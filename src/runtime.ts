@@ -212,15 +212,9 @@ export function provideActors(
           const replies: Record<string, string> = {};
           const results = await Promise.all(
             input.calls.map(async (call) => {
-              const outcome = toolbox
-                ? await toolbox.call(call)
-                : {
-                    callId: call.id,
-                    name: call.name,
-                    arguments: call.arguments,
-                    status: "invalid" as const,
-                    content: "Tools are disabled for this heartbeat.",
-                  };
+              // With tools disabled the machine never enters `executing`.
+              if (!toolbox) throw new Error("runTools ran although tools are disabled");
+              const outcome = await toolbox.call(call);
               replies[call.id] = wrapToolOutput(call.name, outcome.content);
               const record: ToolCallRecord = {
                 callId: call.id,
