@@ -1,19 +1,46 @@
 /**
  * The toolbox: tool definitions for the model and a dispatcher that turns
- * every tool call, good or bad, into a {@link ToolOutcome} without throwing.
+ * every tool call, good or bad, allowed or refused, into a {@link ToolOutcome}
+ * without throwing.
  */
 
 import { z } from "zod";
 import type { ToolCallRequest } from "../../machines/toolLoop.types.js";
+import { editFileTool } from "./editFile.js";
+import { detectInjection } from "./injection.js";
 import { listDirTool } from "./listDir.js";
+import {
+  DEFAULT_TOOL_MODE,
+  describeAccess,
+  Policy,
+  type PolicyConfig,
+  PolicyRefusal,
+  subjectOf,
+} from "./policy.js";
+import type { AskOperator } from "./prompt.js";
 import { readFileTool } from "./readFile.js";
 import { SandboxError } from "./sandbox.js";
-import type { Tool, ToolContext, ToolOutcome } from "./types.js";
+import { createShellExecTool, type ShellOptions } from "./shellExec.js";
+import { findDestructive } from "./shellSafety.js";
+import type { AccessRequest, Tool, ToolContext, ToolOutcome } from "./types.js";
+import { createWebFetchTool, type WebOptions } from "./webFetch.js";
 import { writeFileTool } from "./writeFile.js";
 
 export type { ToolCallRequest } from "../../machines/toolLoop.types.js";
+export { detectInjection } from "./injection.js";
+export {
+  DEFAULT_TOOL_MODE,
+  type PolicyConfig,
+  PolicyRefusal,
+  parseRule,
+  TOOL_MODES,
+  type ToolMode,
+} from "./policy.js";
+export { type AskOperator, createTerminalPrompter } from "./prompt.js";
 export { resolveInWorkspace, SandboxError } from "./sandbox.js";
-export type { Tool, ToolContext, ToolOutcome } from "./types.js";
+export type { ShellOptions } from "./shellExec.js";
+export type { AccessKind, AccessRequest, Tool, ToolContext, ToolOutcome } from "./types.js";
+export type { WebOptions } from "./webFetch.js";
 
 /** A tool as described to the model (OpenAI Chat Completions `tools` entry). */
 export interface ToolDefinition {
@@ -30,13 +57,39 @@ export interface ToolDefinition {
 export interface Toolbox {
   /** Definitions for the `tools` parameter of a chat completion request. */
   definitions: ToolDefinition[];
-  /** Runs one tool call. Never throws: every failure becomes an outcome for the model. */
-  call(toolCall: ToolCallRequest): Promise<ToolOutcome>;
+  /**
+   * Runs one tool call. Never throws: every failure and refusal becomes an
+   * outcome for the model.
+   *
+   * @param signal - Aborts the call (the tick was stopped); combined with the context's.
+   */
+  call(toolCall: ToolCallRequest, signal?: AbortSignal): Promise<ToolOutcome>;
 }
 
-/** The workspace tools: `read_file`, `write_file`, `list_dir`. */
-// biome-ignore lint/suspicious/noExplicitAny: tools with different argument types share one list.
-export const defaultTools: Tool<any>[] = [readFileTool, writeFileTool, listDirTool];
+/** How the toolbox is set up. */
+export interface ToolboxOptions {
+  /** Tool mode and deny/ask/allow rules; mode `workspace-write` and no rules unless given. */
+  policy?: PolicyConfig;
+  /** web_fetch: offered only when `enabled` or `allowedHosts` is non-empty. */
+  web?: WebOptions & { enabled?: boolean };
+  /** shell_exec settings. */
+  shell?: ShellOptions;
+  /** Asks the operator about calls matching an `ask` rule; without it they are refused. */
+  ask?: AskOperator;
+  /** Replaces the built-in tools (tests); the policy still applies to tools with `access`. */
+  // biome-ignore lint/suspicious/noExplicitAny: tools with different argument types share one list.
+  tools?: Tool<any>[];
+}
+
+/** Names of the built-in tools, in the order they are offered. */
+export const BUILTIN_TOOL_NAMES = [
+  "shell_exec",
+  "read_file",
+  "write_file",
+  "edit_file",
+  "list_dir",
+  "web_fetch",
+] as const;
 
 /** Longest raw argument text echoed back in an `invalid` outcome. */
 const MAX_ECHOED_ARGUMENTS = 2_000;
@@ -56,38 +109,138 @@ function toDefinition(tool: Tool<unknown>): ToolDefinition {
   };
 }
 
+/** Replaces every secret value in `text` with `[redacted]`. */
+function redact(text: string, secrets: string[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (secret.length >= 4) out = out.split(secret).join("[redacted]");
+  }
+  return out;
+}
+
 /**
  * Builds the toolbox for one workspace.
  *
  * @param ctx - Where the tools may act; passed to every tool run.
- * @param tools - The tools to offer; {@link defaultTools} unless given.
+ * @param options - Policy, web and shell settings, the operator prompt.
  * @returns The tool definitions for the model and the `call` dispatcher.
+ * @throws Error when a policy rule is invalid (the config layer validates them first).
  */
-export function createToolbox(
-  ctx: ToolContext,
-  // biome-ignore lint/suspicious/noExplicitAny: tools with different argument types share one list.
-  tools: Tool<any>[] = defaultTools,
-): Toolbox {
-  const byName = new Map<string, Tool<unknown>>(tools.map((tool) => [tool.name, tool]));
-  const definitions = tools.map(toDefinition);
+export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): Toolbox {
+  const policy = new Policy(options.policy ?? {});
+  const mode = options.policy?.mode ?? DEFAULT_TOOL_MODE;
+  const webEnabled = Boolean(options.web?.enabled) || (options.web?.allowedHosts?.length ?? 0) > 0;
+  const secrets = (ctx.secrets ?? []).filter((s) => s !== "");
 
-  async function call(toolCall: ToolCallRequest): Promise<ToolOutcome> {
-    const outcome = (status: ToolOutcome["status"], content: string): ToolOutcome => ({
-      callId: toolCall.id,
-      name: toolCall.name,
-      arguments: toolCall.arguments,
-      status,
-      content,
-    });
+  // biome-ignore lint/suspicious/noExplicitAny: tools with different argument types share one list.
+  const known: Tool<any>[] = options.tools ?? [
+    createShellExecTool(options.shell),
+    readFileTool,
+    writeFileTool,
+    editFileTool,
+    listDirTool,
+    createWebFetchTool(options.web),
+  ];
+  /** Why a known tool is not offered, for the refusal; undefined when it is offered. */
+  const unavailable = (tool: Tool<unknown>): string | undefined => {
+    if (tool.name === "web_fetch" && !options.tools && !webEnabled) {
+      return "Refused: web_fetch is disabled. The operator can enable it with --allow-web or [tools] allowed_hosts; do not retry.";
+    }
+    if (tool.kind && !policy.offers(tool.kind)) {
+      return `Refused: ${tool.name} is not available in tool mode "${mode}" (it needs ${tool.kind} access). Do not retry; work with the tools offered.`;
+    }
+    return undefined;
+  };
+  const byName = new Map<string, Tool<unknown>>(known.map((tool) => [tool.name, tool]));
+  const offered = known.filter((tool) => unavailable(tool) === undefined);
+  const definitions = offered.map(toDefinition);
+
+  // One question at a time on the terminal, even when calls run in parallel.
+  let askQueue: Promise<unknown> = Promise.resolve();
+  const askOperator = (question: string, signal: AbortSignal | undefined): Promise<boolean> => {
+    const ask = options.ask;
+    if (!ask) return Promise.resolve(false);
+    const answer = askQueue.then(() => (signal?.aborted ? false : ask(question, signal)));
+    askQueue = answer.catch(() => undefined);
+    return answer.catch(() => false);
+  };
+
+  async function authorize(
+    toolName: string,
+    access: AccessRequest,
+    callCtx: ToolContext,
+  ): Promise<void> {
+    if (access.kind === "shell") {
+      const pattern = findDestructive(access.target);
+      if (pattern) {
+        throw new PolicyRefusal(
+          `Refused: the command matches the built-in deny pattern "${pattern}", which no mode or rule allows. Do not try to work around it.`,
+          `deny-list: ${pattern}`,
+        );
+      }
+    }
+    const subject = await subjectOf(access, callCtx);
+    const { verdict, rule } = policy.decide(subject);
+    const what = describeAccess(access, subject);
+    if (verdict === "allow") return;
+    if (verdict === "deny") {
+      if (rule) {
+        throw new PolicyRefusal(
+          `Refused by the tool policy: the deny rule "${rule.text}" matches (${toolName} would ${what}). Do not retry it; choose another approach.`,
+          `deny ${rule.text}`,
+        );
+      }
+      throw new PolicyRefusal(
+        `Refused by the tool policy: tool mode "${mode}" does not allow ${access.kind} access and no allow rule matches (${toolName} would ${what}). Do not retry it.`,
+        `mode ${mode}`,
+      );
+    }
+    const ruleText = rule?.text ?? "";
+    if (!options.ask) {
+      throw new PolicyRefusal(
+        `Refused: the ask rule "${ruleText}" needs the operator's approval (${toolName} would ${what}), and there is no interactive terminal to ask. Do not retry it.`,
+        `ask ${ruleText}`,
+      );
+    }
+    const yes = await askOperator(
+      `${toolName} wants to ${what} (rule ask "${ruleText}"). Allow?`,
+      callCtx.signal,
+    );
+    if (!yes) {
+      throw new PolicyRefusal(
+        `Refused by the operator: ${toolName} would ${what}; the ask rule "${ruleText}" was answered no. Do not retry it.`,
+        `ask ${ruleText}`,
+      );
+    }
+  }
+
+  async function call(toolCall: ToolCallRequest, signal?: AbortSignal): Promise<ToolOutcome> {
+    const outcome = (status: ToolOutcome["status"], content: string): ToolOutcome => {
+      const clean = redact(content, secrets);
+      const result: ToolOutcome = {
+        callId: toolCall.id,
+        name: toolCall.name,
+        arguments: toolCall.arguments,
+        status,
+        content: clean,
+      };
+      if (status === "ok" || status === "error") {
+        const injection = detectInjection(clean);
+        if (injection.length > 0) result.injection = injection;
+      }
+      return result;
+    };
 
     const tool = byName.get(toolCall.name);
     if (!tool) {
-      const known = [...byName.keys()].join(", ");
+      const names = offered.map((t) => t.name).join(", ");
       return outcome(
         "invalid",
-        `Unknown tool ${JSON.stringify(toolCall.name)}. Available tools: ${known}.`,
+        `Unknown tool ${JSON.stringify(toolCall.name)}. Available tools: ${names}.`,
       );
     }
+    const notOffered = unavailable(tool);
+    if (notOffered) return outcome("refused", notOffered);
 
     let json: unknown;
     try {
@@ -113,9 +266,21 @@ export function createToolbox(
           `Invalid arguments for ${tool.name}:\n${issues.join("\n")}\n${echoArguments(toolCall.arguments)}`,
         );
       }
-      return outcome("ok", await tool.run(parsed.data, ctx));
+      const callSignal =
+        signal && ctx.signal ? AbortSignal.any([ctx.signal, signal]) : (signal ?? ctx.signal);
+      const callCtx: ToolContext = {
+        ...ctx,
+        ...(callSignal ? { signal: callSignal } : {}),
+        allowOutsideWorkdir: mode === "full",
+      };
+      callCtx.authorize = (access) => authorize(tool.name, access, callCtx);
+      const access = tool.access?.(parsed.data);
+      if (access) await callCtx.authorize(access);
+      return outcome("ok", await tool.run(parsed.data, callCtx));
     } catch (error) {
-      if (error instanceof SandboxError) return outcome("refused", error.message);
+      if (error instanceof SandboxError || error instanceof PolicyRefusal) {
+        return outcome("refused", error.message);
+      }
       const message = error instanceof Error ? error.message : String(error);
       return outcome("error", `Error: ${message}`);
     }

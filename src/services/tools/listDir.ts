@@ -49,6 +49,9 @@ export const listDirTool: Tool<ListDirArgs> = {
   description:
     "List the entries of a workspace directory, sorted by name. Directories end with '/', symbolic links are shown as 'name -> target'.",
   schema: listDirSchema,
+  // Listing a directory is reading it, for the rules: `read(secrets/**)` covers both.
+  kind: "read",
+  access: (args) => ({ kind: "read", target: args.path }),
   async run(args, ctx) {
     const real = await resolveInWorkspace(ctx, args.path, { mustExist: true });
     const shown = toWorkspacePath(ctx, real);

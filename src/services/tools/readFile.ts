@@ -110,6 +110,8 @@ export const readFileTool: Tool<ReadFileArgs> = {
   description:
     "Read a text file in the workspace. Use offset and limit (in lines) to read part of a large file; output is capped at 100,000 characters.",
   schema: readFileSchema,
+  kind: "read",
+  access: (args) => ({ kind: "read", target: args.path }),
   async run(args, ctx) {
     const real = await resolveInWorkspace(ctx, args.path, { mustExist: true });
     const shown = toWorkspacePath(ctx, real);

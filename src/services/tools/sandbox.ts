@@ -15,7 +15,8 @@ export type SandboxErrorCode =
   | "nul-byte"
   | "empty-path"
   | "not-found"
-  | "symlink-loop";
+  | "symlink-loop"
+  | "protected";
 
 /**
  * A tool path was refused by the sandbox. The message is written for the
@@ -58,10 +59,12 @@ export function isWithin(parent: string, child: string): boolean {
 }
 
 /**
- * The workspace-relative form of an absolute path inside the workdir, with
- * `/` separators, for messages to the model (`.` for the workdir itself).
+ * The workspace-relative form of an absolute path, with `/` separators, for
+ * messages to the model and for policy rules (`.` for the workdir itself).
+ * A path outside the workdir (tool mode `full`) stays absolute.
  */
-export function toWorkspacePath(ctx: ToolContext, absolutePath: string): string {
+export function toWorkspacePath(ctx: Pick<ToolContext, "workdir">, absolutePath: string): string {
+  if (!isWithin(ctx.workdir, absolutePath)) return absolutePath.split(path.sep).join("/");
   const rel = path.relative(ctx.workdir, absolutePath);
   return rel === "" ? "." : rel.split(path.sep).join("/");
 }
@@ -129,19 +132,20 @@ async function resolveLinks(start: string, parts: string[], userPath: string): P
  * Relative paths are taken from `ctx.workdir`; absolute paths are accepted
  * only if they resolve inside it. Symbolic links are resolved, including a
  * dangling link as the last component, so a link inside the workspace that
- * points outside is caught. The result is `ctx.workdir` or inside it, and is
- * never `ctx.stateDir` or inside it.
+ * points outside is caught. The result is `ctx.workdir` or inside it (unless
+ * `ctx.allowOutsideWorkdir`), and is never `ctx.stateDir` or inside it.
  *
  * @param ctx - The tool context; `workdir` and `stateDir` are real absolute paths.
  * @param userPath - The path as the model sent it.
- * @param opts - `mustExist`: also refuse (code `not-found`) if nothing exists there.
+ * @param opts - `mustExist`: also refuse (code `not-found`) if nothing exists there;
+ *   `write`: the tool will write there, so `ctx.protectedPaths` are refused too.
  * @returns The absolute real path.
  * @throws {@link SandboxError} when the path is refused.
  */
 export async function resolveInWorkspace(
   ctx: ToolContext,
   userPath: string,
-  opts: { mustExist?: boolean } = {},
+  opts: { mustExist?: boolean; write?: boolean } = {},
 ): Promise<string> {
   if (userPath.includes("\0")) {
     throw new SandboxError(
@@ -182,7 +186,14 @@ export async function resolveInWorkspace(
       `Refused: ${quote(userPath)} is inside the agent's private state directory, which tools may not read, list or write. Use another path in the workspace.`,
     );
   }
-  if (!isWithin(ctx.workdir, real)) {
+  if (opts.write && ctx.protectedPaths?.some((p) => p === real)) {
+    throw new SandboxError(
+      "protected",
+      userPath,
+      `Refused: ${quote(userPath)} is a configuration file that sets the agent's own tool policy; tools may read it but not change it.`,
+    );
+  }
+  if (!ctx.allowOutsideWorkdir && !isWithin(ctx.workdir, real)) {
     const why = lexicallyInside
       ? "leads outside the workspace through a symbolic link"
       : "resolves outside the workspace";

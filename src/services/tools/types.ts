@@ -1,6 +1,18 @@
 import type { z } from "zod";
 import type { ToolCallRecord } from "../../machines/toolLoop.types.js";
 
+/** What a tool call does, as the policy rules see it (`shell(…)`, `read(…)`, …). */
+export type AccessKind = "shell" | "read" | "write" | "edit" | "fetch";
+
+/**
+ * One access a tool is about to make: the rule kind and its target (a path as
+ * the model sent it, a shell command, or a URL).
+ */
+export interface AccessRequest {
+  kind: AccessKind;
+  target: string;
+}
+
 /** Where a tool may act. Both paths are absolute and already resolved with `realpath`. */
 export interface ToolContext {
   /** The workspace root; every path a tool touches must resolve inside it. */
@@ -9,6 +21,27 @@ export interface ToolContext {
   stateDir: string;
   /** Aborted when the tick is stopped. */
   signal?: AbortSignal;
+  /**
+   * Secret values (the API key): a shell child gets no variable containing
+   * one, and tool output has them replaced by `[redacted]`.
+   */
+  secrets?: string[];
+  /**
+   * Real paths tools may read but never write or edit (the config files that
+   * set the tool policy, so the agent cannot loosen its own rules).
+   */
+  protectedPaths?: string[];
+  /**
+   * Lets file tools use paths outside the workdir (tool mode `full`). The
+   * state dir and {@link protectedPaths} stay refused.
+   */
+  allowOutsideWorkdir?: boolean;
+  /**
+   * Checks one access against the tool policy; throws a refusal. Set by the
+   * toolbox for every call; tools that make further accesses while they run
+   * (web_fetch following a redirect) call it for each.
+   */
+  authorize?(access: AccessRequest): Promise<void>;
 }
 
 /** One tool offered to the model. */
@@ -20,9 +53,17 @@ export interface Tool<Args = unknown> {
   /** Arguments; also converted to the JSON schema the model sees. */
   schema: z.ZodType<Args>;
   /**
+   * The access the call makes, checked against the tool mode and rules before
+   * `run`. Tools without it are not subject to the policy; tools that return
+   * `null` check their accesses themselves through `ctx.authorize`.
+   */
+  access?(args: Args): AccessRequest | null;
+  /** The rule kind of this tool, for deciding whether a tool mode offers it. */
+  kind?: AccessKind;
+  /**
    * Runs the tool. Returns the text sent back to the model. Throws
-   * {@link SandboxError} for confinement refusals and ordinary errors for
-   * failures; the toolbox turns both into answers to the model.
+   * SandboxError or PolicyRefusal for refusals and ordinary
+   * errors for failures; the toolbox turns them into answers to the model.
    */
   run(args: Args, ctx: ToolContext): Promise<string>;
 }

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createToolbox, defaultTools, type Toolbox } from "../../../src/services/tools/index.js";
+import { createToolbox, type Toolbox } from "../../../src/services/tools/index.js";
 import { READ_FILE_MAX_CHARS } from "../../../src/services/tools/readFile.js";
 import { SandboxError } from "../../../src/services/tools/sandbox.js";
 import type { Tool, ToolContext, ToolOutcome } from "../../../src/services/tools/types.js";
@@ -313,13 +313,14 @@ describe("confinement through the tools", () => {
 
 describe("createToolbox", () => {
   it("describes the default tools with JSON schemas for the model", () => {
-    expect(defaultTools.map((t) => t.name)).toEqual(["read_file", "write_file", "list_dir"]);
     expect(toolbox.definitions.map((d) => d.function.name)).toEqual([
+      "shell_exec",
       "read_file",
       "write_file",
+      "edit_file",
       "list_dir",
     ]);
-    for (const definition of toolbox.definitions) {
+    for (const definition of toolbox.definitions.filter((d) => d.function.name !== "shell_exec")) {
       expect(definition.type).toBe("function");
       expect(definition.function.description.length).toBeGreaterThan(20);
       const parameters = definition.function.parameters as {
@@ -332,11 +333,13 @@ describe("createToolbox", () => {
       expect(parameters.properties.path?.type).toBe("string");
       expect(parameters.properties.path?.description).toBeTruthy();
     }
-    const [read, write, list] = toolbox.definitions.map(
+    const [shell, read, write, edit, list] = toolbox.definitions.map(
       (d) => d.function.parameters as { required?: string[] },
     );
+    expect(shell?.required).toEqual(["command"]);
     expect(read?.required).toEqual(["path"]);
     expect(write?.required).toEqual(["path", "content"]);
+    expect(edit?.required).toEqual(["path", "oldText", "newText"]);
     // Fields with defaults are optional for the model.
     expect(list?.required ?? []).toEqual([]);
   });
@@ -346,7 +349,7 @@ describe("createToolbox", () => {
     expect(outcome.status).toBe("invalid");
     expect(outcome.name).toBe("delete_everything");
     expect(outcome.content).toBe(
-      'Unknown tool "delete_everything". Available tools: read_file, write_file, list_dir.',
+      'Unknown tool "delete_everything". Available tools: shell_exec, read_file, write_file, edit_file, list_dir.',
     );
   });
 
@@ -397,7 +400,7 @@ describe("createToolbox", () => {
         },
       },
     ];
-    const box = createToolbox(ctx, tools);
+    const box = createToolbox(ctx, { tools });
     await expect(call("fail", { what: "refuse" }, box)).resolves.toMatchObject({
       status: "refused",
       content: "Refused: x.",

@@ -1,0 +1,255 @@
+import { spawn } from "node:child_process";
+import { performance } from "node:perf_hooks";
+import { z } from "zod";
+import { PolicyRefusal } from "./policy.js";
+import { findDestructive, scrubEnv } from "./shellSafety.js";
+import type { Tool } from "./types.js";
+
+/** Default time a command may run, in seconds (`[tools] shell_timeout_secs`). */
+export const SHELL_DEFAULT_TIMEOUT_SEC = 60;
+/** Longest `timeoutSec` the model may ask for, unless the configured default is longer. */
+export const SHELL_MAX_TIMEOUT_SEC = 600;
+/** Captured output kept in full; beyond it the head and tail halves are kept. */
+export const SHELL_MAX_OUTPUT_BYTES = 32 * 1024;
+/** How long to wait for the output pipes to close once the command has exited. */
+const DRAIN_MS = 1_000;
+
+/** Settings of the `shell_exec` tool. */
+export interface ShellOptions {
+  /** Seconds a command may run when the model gives no `timeoutSec`. */
+  timeoutSec?: number;
+  /** Secret-looking variable names to keep (`*` wildcards allowed). */
+  envAllow?: string[];
+  /** The environment to scrub and pass on; `process.env` unless given. */
+  env?: NodeJS.ProcessEnv;
+  /** Output cap in bytes; {@link SHELL_MAX_OUTPUT_BYTES} unless given. */
+  maxOutputBytes?: number;
+  /** The shell; `/bin/sh`. */
+  shell?: string;
+  /** Called with the process group id as soon as the command starts (tests). */
+  onSpawn?(pgid: number): void;
+}
+
+/** Keeps the first and last `max / 2` bytes of a stream and counts what lies between. */
+class HeadTail {
+  private readonly half: number;
+  private head: Buffer[] = [];
+  private headSize = 0;
+  private tail: Buffer[] = [];
+  private tailSize = 0;
+  total = 0;
+
+  constructor(max: number) {
+    this.half = Math.max(1, Math.floor(max / 2));
+  }
+
+  push(chunk: Buffer): void {
+    this.total += chunk.length;
+    let rest = chunk;
+    if (this.headSize < this.half) {
+      const take = rest.subarray(0, this.half - this.headSize);
+      this.head.push(take);
+      this.headSize += take.length;
+      rest = rest.subarray(take.length);
+    }
+    if (rest.length === 0) return;
+    this.tail.push(rest);
+    this.tailSize += rest.length;
+    while (this.tailSize - (this.tail[0]?.length ?? 0) >= this.half) {
+      this.tailSize -= (this.tail.shift() as Buffer).length;
+    }
+  }
+
+  /** The kept text, with a note of how many bytes were cut from the middle. */
+  text(): string {
+    const head = Buffer.concat(this.head);
+    let tail = Buffer.concat(this.tail);
+    if (tail.length > this.half) tail = tail.subarray(tail.length - this.half);
+    const cut = this.total - head.length - tail.length;
+    if (cut <= 0) return Buffer.concat([head, tail]).toString("utf8");
+    // Cut at character boundaries: drop a partial UTF-8 sequence at either edge.
+    let headEnd = head.length;
+    for (let back = 1; back <= 3 && headEnd - back >= 0; back += 1) {
+      const byte = head[headEnd - back] as number;
+      if ((byte & 0xc0) === 0x80) continue;
+      const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+      if (need > back) headEnd -= back;
+      break;
+    }
+    let tailStart = 0;
+    while (tailStart < tail.length && ((tail[tailStart] as number) & 0xc0) === 0x80) tailStart += 1;
+    const dropped = cut + (head.length - headEnd) + tailStart;
+    return `${head.subarray(0, headEnd).toString("utf8")}\n[… ${dropped.toLocaleString("en-US")} bytes of output cut from the middle …]\n${tail.subarray(tailStart).toString("utf8")}`;
+  }
+}
+
+/** Kills a whole process group; quiet when it is already gone. */
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    // ESRCH: nothing left.
+  }
+}
+
+/** Whether any process of the group still exists. */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/**
+ * Builds the `shell_exec` tool.
+ *
+ * The command runs in `/bin/sh -c` with the workdir as cwd, in its own process
+ * group (`detached`), with a scrubbed environment. On timeout or abort the
+ * whole group gets SIGKILL; when the command exits, anything it left running
+ * in its group is killed too, so no process outlives the call.
+ */
+export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecArgs> {
+  const defaultTimeout = options.timeoutSec ?? SHELL_DEFAULT_TIMEOUT_SEC;
+  const maxTimeout = Math.max(defaultTimeout, SHELL_MAX_TIMEOUT_SEC);
+  const maxOutput = options.maxOutputBytes ?? SHELL_MAX_OUTPUT_BYTES;
+  const schema = z.object({
+    command: z
+      .string()
+      .min(1, "must not be empty")
+      .describe("Shell command line, run with /bin/sh -c in the workspace root."),
+    timeoutSec: z
+      .number()
+      .positive()
+      .max(maxTimeout)
+      .optional()
+      .describe(
+        `Seconds before the command and everything it started are killed. Defaults to ${defaultTimeout}; at most ${maxTimeout}.`,
+      ),
+  });
+
+  return {
+    name: "shell_exec",
+    description: `Run a shell command in the workspace root and get its exit code and combined stdout/stderr (at most ${Math.round(maxOutput / 1024)} KB: head and tail are kept). No input is given; secret-looking environment variables are removed; background processes are killed when the command ends.`,
+    schema,
+    kind: "shell",
+    access: (args) => ({ kind: "shell", target: args.command }),
+    async run(args, ctx) {
+      const destructive = findDestructive(args.command);
+      if (destructive) {
+        throw new PolicyRefusal(
+          `Refused: the command matches the built-in deny pattern "${destructive}", which no mode or rule allows. Do not try to work around it.`,
+          `deny-list: ${destructive}`,
+        );
+      }
+      ctx.signal?.throwIfAborted();
+      const timeoutSec = args.timeoutSec ?? defaultTimeout;
+      const { env } = scrubEnv(options.env ?? process.env, {
+        secrets: ctx.secrets ?? [],
+        allow: options.envAllow ?? [],
+      });
+      const output = new HeadTail(maxOutput);
+      const started = performance.now();
+
+      const child = spawn(options.shell ?? "/bin/sh", ["-c", args.command], {
+        cwd: ctx.workdir,
+        env,
+        detached: true,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const pgid = child.pid;
+      let why: "timeout" | "aborted" | undefined;
+      const stop = (reason: "timeout" | "aborted") => {
+        why ??= reason;
+        if (pgid !== undefined) killGroup(pgid);
+      };
+      const timer = setTimeout(() => stop("timeout"), timeoutSec * 1000);
+      const onAbort = () => stop("aborted");
+      ctx.signal?.addEventListener("abort", onAbort, { once: true });
+      if (pgid !== undefined) options.onSpawn?.(pgid);
+
+      let stdoutOpen = true;
+      let stderrOpen = true;
+      let drained: () => void = () => {};
+      const allDrained = new Promise<void>((resolve) => {
+        drained = resolve;
+      });
+      const closed = () => {
+        if (!stdoutOpen && !stderrOpen) drained();
+      };
+      child.stdout.on("data", (chunk: Buffer) => output.push(chunk));
+      child.stderr.on("data", (chunk: Buffer) => output.push(chunk));
+      child.stdout.on("close", () => {
+        stdoutOpen = false;
+        closed();
+      });
+      child.stderr.on("close", () => {
+        stderrOpen = false;
+        closed();
+      });
+
+      let exit: { code: number | null; signal: NodeJS.Signals | null };
+      let leftovers = false;
+      try {
+        exit = await new Promise((resolve, reject) => {
+          child.once("error", reject);
+          child.once("exit", (code, signal) => resolve({ code, signal }));
+        });
+        if (pgid !== undefined && why === undefined && groupAlive(pgid)) {
+          leftovers = true;
+          killGroup(pgid);
+        }
+        // A process that left the group (setsid) may still hold the pipes: do not wait for it.
+        let drainTimer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          allDrained,
+          new Promise<void>((resolve) => {
+            drainTimer = setTimeout(resolve, DRAIN_MS);
+          }),
+        ]);
+        clearTimeout(drainTimer);
+        child.stdout.destroy();
+        child.stderr.destroy();
+      } catch (error) {
+        if (pgid !== undefined) killGroup(pgid);
+        throw new Error(`the command could not be started: ${(error as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+        ctx.signal?.removeEventListener("abort", onAbort);
+      }
+
+      const elapsed = seconds(performance.now() - started);
+      const text = output.total === 0 ? "(no output)" : output.text();
+      const body = `Output (stdout and stderr, ${output.total.toLocaleString("en-US")} bytes):\n${text}`;
+      if (why === "timeout") {
+        throw new Error(
+          `Timed out after ${timeoutSec} s: the command and every process it started were killed (SIGKILL to its process group) after ${elapsed}. Use a longer timeoutSec or a quicker command.\n${body}`,
+        );
+      }
+      if (why === "aborted") {
+        throw new Error(
+          `Aborted after ${elapsed}: the tick was stopped and the command's process group was killed.\n${body}`,
+        );
+      }
+      const status =
+        exit.signal !== null
+          ? `Killed by signal ${exit.signal} after ${elapsed}.`
+          : `Exit code ${exit.code} after ${elapsed}.`;
+      const note = leftovers
+        ? "\n[Processes it left running in the background were killed when it exited.]"
+        : "";
+      return `${status}${note}\n${body}`;
+    },
+  };
+}
+
+/** Arguments of the `shell_exec` tool. */
+export interface ShellExecArgs {
+  command: string;
+  timeoutSec?: number | undefined;
+}

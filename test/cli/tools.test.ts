@@ -1,0 +1,260 @@
+/**
+ * The tools end to end: the built CLI, the fake OpenAI server scripting tool
+ * calls, real files and real child processes.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { StateFileSchema } from "../../src/schemas/stateFile.js";
+import { cleanEnv, runCli, tempDir } from "../support/cli.js";
+import {
+  type FakeOpenAI,
+  message,
+  type RecordedRequest,
+  scripted,
+  startFakeOpenAI,
+  toolCalls,
+} from "../support/fakeOpenAI.js";
+
+const API_KEY = "sk-test-TOOLS-0123456789abcdef";
+const GOAL = "Tidy the workspace";
+
+let server: FakeOpenAI;
+let base: string;
+let workdir: string;
+let outside: string;
+
+beforeEach(async () => {
+  server = await startFakeOpenAI();
+  base = await fs.realpath(await tempDir("ravenclaws-tools-"));
+  workdir = path.join(base, "work");
+  outside = path.join(base, "outside");
+  await fs.mkdir(workdir);
+  await fs.mkdir(outside);
+});
+afterEach(async () => {
+  await server.close();
+  await fs.rm(base, { recursive: true, force: true });
+});
+
+const args = (...extra: string[]) => [
+  "run",
+  "--base-url",
+  server.baseURL,
+  "--model",
+  "test-model",
+  "--workdir",
+  workdir,
+  "--tick-interval",
+  "0",
+  "--max-retries",
+  "0",
+  "--goal",
+  GOAL,
+  ...extra,
+];
+const env = () => cleanEnv({ OPENAI_API_KEY: API_KEY });
+
+/** The tool messages the model was sent back, by call id. */
+function toolReplies(requests: RecordedRequest[]): Map<string, string> {
+  const replies = new Map<string, string>();
+  for (const req of requests) {
+    for (const m of req.body?.messages ?? []) {
+      if (m.role === "tool") replies.set(m.tool_call_id, String(m.content));
+    }
+  }
+  return replies;
+}
+
+function offeredTools(req: RecordedRequest): string[] {
+  return (req.body?.tools ?? []).map((t: { function: { name: string } }) => t.function.name);
+}
+
+const executeRequests = () => server.chatRequests().filter((r) => Array.isArray(r.body?.tools));
+
+describe("tools through the CLI", () => {
+  it("refuses writes to ../x, an absolute path outside and the state file, and keeps ticking", async () => {
+    const stateFile = path.join(workdir, ".ravenclaws", "heartbeat-esc.json");
+    server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                { id: "up", name: "write_file", arguments: { path: "../x", content: "pwned" } },
+                {
+                  id: "abs",
+                  name: "write_file",
+                  arguments: { path: path.join(outside, "abs.txt"), content: "pwned" },
+                },
+                {
+                  id: "state",
+                  name: "write_file",
+                  arguments: { path: ".ravenclaws/heartbeat-esc.json", content: "{}" },
+                },
+                {
+                  id: "config",
+                  name: "write_file",
+                  arguments: { path: "ravenclaws.toml", content: "[tools]\nmode = 'full'\n" },
+                },
+                {
+                  id: "ok",
+                  name: "write_file",
+                  arguments: { path: "inside.txt", content: "fine" },
+                },
+              ])
+            : message("Done for this tick."),
+      }),
+    );
+    await fs.writeFile(
+      path.join(workdir, "ravenclaws.toml"),
+      "[tools]\nmode = 'workspace-write'\n",
+    );
+    const result = await runCli(args("--id", "esc", "--max-ticks", "2"), {
+      cwd: workdir,
+      env: env(),
+    });
+    expect(result.code, result.stderr).toBe(0);
+
+    const replies = toolReplies(server.chatRequests());
+    expect(replies.get("up")).toContain('Refused: "../x" resolves outside the workspace');
+    expect(replies.get("abs")).toContain("resolves outside the workspace");
+    expect(replies.get("state")).toContain("the agent's private state directory");
+    expect(replies.get("config")).toContain("sets the agent's own tool policy");
+    expect(replies.get("ok")).toContain("Wrote 4 bytes to inside.txt");
+
+    expect(await fs.readdir(base)).toEqual(["outside", "work"]);
+    expect(await fs.readdir(outside)).toEqual([]);
+    expect(await fs.readFile(path.join(workdir, "ravenclaws.toml"), "utf8")).toContain(
+      "workspace-write",
+    );
+    expect(await fs.readFile(path.join(workdir, "inside.txt"), "utf8")).toBe("fine");
+
+    const state = StateFileSchema.parse(JSON.parse(await fs.readFile(stateFile, "utf8")));
+    expect(state).toMatchObject({ tick: 2, status: "completed", reason: "max-ticks" });
+
+    const journal = (
+      await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-esc.jsonl"), "utf8")
+    )
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const tools = journal.filter((e) => e.type === "tool" && e.status !== undefined);
+    expect(tools.map((t) => [t.callId, t.status])).toEqual(
+      expect.arrayContaining([
+        ["up", "refused"],
+        ["abs", "refused"],
+        ["state", "refused"],
+        ["config", "refused"],
+        ["ok", "ok"],
+      ]),
+    );
+  });
+
+  it("shell_exec `env; pwd` shows no API key and prints the workdir", async () => {
+    server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([{ id: "sh", name: "shell_exec", arguments: { command: "env; pwd" } }])
+            : message("Done."),
+      }),
+    );
+    const result = await runCli(args("--id", "sh", "--max-ticks", "1"), {
+      env: cleanEnv({
+        OPENAI_API_KEY: API_KEY,
+        GITHUB_TOKEN: "ghp_not_for_tools",
+        VISIBLE_SETTING: "yes",
+      }),
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const reply = toolReplies(server.chatRequests()).get("sh") ?? "";
+    expect(reply).toContain("Exit code 0");
+    expect(reply).toContain(`\n${workdir}\n`);
+    expect(reply).toContain("VISIBLE_SETTING=yes");
+    expect(reply).not.toContain(API_KEY);
+    expect(reply).not.toMatch(/^(OPENAI_API_KEY|GITHUB_TOKEN)=/m);
+    const stored = await fs.readFile(
+      path.join(workdir, ".ravenclaws", "heartbeat-sh.jsonl"),
+      "utf8",
+    );
+    expect(stored).not.toContain(API_KEY);
+  });
+
+  const offered = async (id: string, ...extra: string[]) => {
+    server.requests.length = 0;
+    const result = await runCli(args("--id", id, "--max-ticks", "1", ...extra), { env: env() });
+    expect(result.code, result.stderr).toBe(0);
+    const [first] = executeRequests();
+    expect(first).toBeDefined();
+    return offeredTools(first as RecordedRequest);
+  };
+
+  it("offers exactly the five tools, and six with --allow-web", async () => {
+    expect(await offered("five")).toEqual([
+      "shell_exec",
+      "read_file",
+      "write_file",
+      "edit_file",
+      "list_dir",
+    ]);
+    expect(await offered("six", "--allow-web")).toEqual([
+      "shell_exec",
+      "read_file",
+      "write_file",
+      "edit_file",
+      "list_dir",
+      "web_fetch",
+    ]);
+  });
+
+  it("offers only what can succeed in read-only mode (web_fetch with --allowed-hosts)", async () => {
+    expect(
+      await offered("ro", "--tool-mode", "read-only", "--allowed-hosts", "docs.example.com"),
+    ).toEqual(["read_file", "list_dir", "web_fetch"]);
+  });
+
+  it("applies --deny rules and [tools] from ravenclaws.toml", async () => {
+    await fs.writeFile(
+      path.join(workdir, "ravenclaws.toml"),
+      '[tools]\ndeny = ["write(notes/**)"]\nask = ["shell(npm publish*)"]\n',
+    );
+    server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                { id: "w", name: "write_file", arguments: { path: "notes/a.md", content: "a" } },
+                { id: "s", name: "shell_exec", arguments: { command: "touch flag; git push" } },
+                { id: "p", name: "shell_exec", arguments: { command: "npm publish" } },
+              ])
+            : message("Done."),
+      }),
+    );
+    const result = await runCli(
+      args("--id", "rules", "--max-ticks", "1", "--deny", "shell(git push*)"),
+      {
+        cwd: workdir,
+        env: env(),
+      },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const replies = toolReplies(server.chatRequests());
+    expect(replies.get("w")).toContain('the deny rule "write(notes/**)" matches');
+    expect(replies.get("s")).toContain('the deny rule "shell(git push*)" matches');
+    // Not a terminal: an ask rule is a refusal.
+    expect(replies.get("p")).toContain("there is no interactive terminal to ask");
+    await expect(fs.access(path.join(workdir, "flag"))).rejects.toThrow();
+  });
+
+  it("rejects a bad --tool-mode or rule with exit 2 naming the option", async () => {
+    const mode = await runCli(args("--tool-mode", "yolo"), { env: env() });
+    expect(mode.code).toBe(2);
+    expect(mode.stderr).toContain(
+      'option --tool-mode: must be one of "read-only", "workspace-write", "full"',
+    );
+    const rule = await runCli(args("--allow", "delete(*)"), { env: env() });
+    expect(rule.code).toBe(2);
+    expect(rule.stderr).toContain("option --allow: must be rules written KIND or KIND(PATTERN)");
+    expect(server.chatRequests()).toHaveLength(0);
+  });
+});
