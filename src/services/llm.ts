@@ -3,7 +3,10 @@
  * Structured outputs are validated with zod at the boundary, usage is counted
  * per call (a response without `usage` counts as a call with zero tokens), and
  * every request takes the caller's AbortSignal. Retries and timeouts are the
- * SDK's (one retry layer).
+ * SDK's (one retry layer); this module only tells it not to retry what cannot
+ * succeed (no quota, a `retry-after` beyond a minute), shrinks a prompt that
+ * overflowed the context window once, and tells a server that was never
+ * reached (fatal: a wrong URL) from one that went away (a failed tick).
  */
 import OpenAI from "openai";
 import { z } from "zod";
@@ -24,6 +27,9 @@ import {
   LAST_CALL_NOTE,
   planPrompt,
   SYSTEM_PROMPT,
+  shrinkAssessInput,
+  shrinkCallInput,
+  shrinkPlanInput,
 } from "./prompts.js";
 
 type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
@@ -40,6 +46,51 @@ export interface LlmSettings {
   maxRetries: number;
 }
 
+/** The longest `retry-after` the SDK is let to wait; a longer one fails the tick instead. */
+export const MAX_RETRY_AFTER_MS = 60_000;
+
+/** The wait a response asks for (`retry-after-ms`, `retry-after` in seconds or as a date), if any. */
+export function retryAfterMs(headers: Headers, now: number = Date.now()): number | null {
+  const ms = Number.parseFloat(headers.get("retry-after-ms") ?? "");
+  if (!Number.isNaN(ms)) return ms;
+  const raw = headers.get("retry-after");
+  if (!raw) return null;
+  const seconds = Number.parseFloat(raw);
+  if (!Number.isNaN(seconds)) return seconds * 1000;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? null : date - now;
+}
+
+/**
+ * Wraps `fetch` so that the SDK does not retry what cannot succeed: a 429
+ * `insufficient_quota` (fatal at once) and a wait beyond
+ * {@link MAX_RETRY_AFTER_MS} (the tick fails; the heartbeat backs off). It
+ * marks such responses `x-should-retry: false`, which the SDK obeys.
+ */
+export function guardedFetch(base: typeof fetch = fetch): typeof fetch {
+  return async (input, init) => {
+    const response = await base(input, init);
+    if (response.status !== 429 && response.status < 500) return response;
+    const wait = retryAfterMs(response.headers);
+    let hopeless = wait !== null && wait > MAX_RETRY_AFTER_MS;
+    if (!hopeless && response.status === 429) {
+      const text = await response
+        .clone()
+        .text()
+        .catch(() => "");
+      hopeless = text.includes("insufficient_quota");
+    }
+    if (!hopeless) return response;
+    const headers = new Headers(response.headers);
+    headers.set("x-should-retry", "false");
+    return new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  };
+}
+
 /** Creates the SDK client. Local servers need no key; a placeholder is sent then. */
 export function createOpenAIClient(settings: LlmSettings): OpenAI {
   return new OpenAI({
@@ -47,6 +98,48 @@ export function createOpenAIClient(settings: LlmSettings): OpenAI {
     apiKey: settings.apiKey || "not-needed",
     timeout: settings.timeoutMs,
     maxRetries: settings.maxRetries,
+    fetch: guardedFetch(),
+  });
+}
+
+/** A 400 that says the prompt does not fit the model's context window. */
+export function isContextLengthError(error: unknown): boolean {
+  if (!(error instanceof OpenAI.APIError)) return false;
+  if (error.status !== 400 && error.status !== 413) return false;
+  const code = (error as { code?: string | null }).code;
+  return (
+    code === "context_length_exceeded" ||
+    /context[_ ]length[_ ]exceeded|maximum context length|context window/i.test(error.message)
+  );
+}
+
+/**
+ * Settles with `promise`, or rejects with an `aborted` error as soon as
+ * `signal` aborts, even while the SDK sleeps between retries.
+ */
+function withAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  const aborted = () => new LlmError("aborted", "The model request was aborted.");
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(aborted());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      promise.catch(() => {});
+      reject(aborted());
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
   });
 }
 
@@ -104,6 +197,8 @@ export function extractJson(text: string): unknown {
 export function toLlmError(
   error: unknown,
   settings: Pick<LlmSettings, "baseURL" | "model">,
+  /** This process has had an answer from the server before: a lost connection is then transient. */
+  reachedBefore = false,
 ): LlmError {
   if (error instanceof LlmError) return error;
   if (error instanceof OpenAI.APIUserAbortError) {
@@ -115,6 +210,16 @@ export function toLlmError(
       hint: "Raise --request-timeout, or check the server's load.",
     });
   }
+  if (error instanceof OpenAI.APIConnectionError && reachedBefore) {
+    return new LlmError(
+      "connection",
+      `Lost the connection to the model server at ${settings.baseURL}: ${error.message}`,
+      {
+        cause: error,
+        hint: "The server answered before; the tick will be retried. Check the server if it persists.",
+      },
+    );
+  }
   if (error instanceof OpenAI.APIConnectionError) {
     return new LlmError(
       "unreachable",
@@ -122,6 +227,17 @@ export function toLlmError(
       {
         cause: error,
         hint: "Is the server running? Check --base-url (OpenAI-compatible servers usually end in /v1).",
+      },
+    );
+  }
+  if (isContextLengthError(error)) {
+    return new LlmError(
+      "context-length",
+      `The prompt does not fit model "${settings.model}"'s context window, even shrunk: ${(error as Error).message}`,
+      {
+        cause: error,
+        status: 400,
+        hint: "Use a model with a larger context window, or a shorter goal.",
       },
     );
   }
@@ -209,6 +325,8 @@ function rejectsStructuredOutput(error: unknown): boolean {
 export class LlmService {
   /** Set once the server has rejected `response_format`: later calls go straight to text mode. */
   private textMode = false;
+  /** Set once the server has answered at all (even with an error). */
+  private reached = false;
 
   constructor(
     private readonly client: OpenAI,
@@ -218,10 +336,14 @@ export class LlmService {
 
   /** The assess phase: one call, structured output. */
   async assess(input: AssessInput, signal?: AbortSignal): Promise<AssessOutput> {
-    const { value, usage } = await this.structured(
-      "assessment",
-      AssessmentSchema,
-      assessPrompt(input, this.clock()),
+    const { value, usage } = await this.shrinkingOnce(
+      (shrunk) =>
+        this.structured(
+          "assessment",
+          AssessmentSchema,
+          assessPrompt(shrunk ? shrinkAssessInput(input) : input, this.clock()),
+          signal,
+        ),
       signal,
     );
     return {
@@ -236,7 +358,16 @@ export class LlmService {
 
   /** The plan phase: one call, structured output. */
   async plan(input: PlanInput, signal?: AbortSignal): Promise<PlanOutput> {
-    const { value, usage } = await this.structured("plan", PlanSchema, planPrompt(input), signal);
+    const { value, usage } = await this.shrinkingOnce(
+      (shrunk) =>
+        this.structured(
+          "plan",
+          PlanSchema,
+          planPrompt(shrunk ? shrinkPlanInput(input) : input),
+          signal,
+        ),
+      signal,
+    );
     const steps = value.steps
       .map((s) => s.trim())
       .filter(Boolean)
@@ -245,10 +376,65 @@ export class LlmService {
   }
 
   /** One model call of the execute phase's tool loop. */
-  async callWithTools(
+  callWithTools(
     input: CallModelInput,
     tools: ChatTool[],
     signal?: AbortSignal,
+  ): Promise<CallModelOutput> {
+    return this.shrinkingOnce(
+      (shrunk) => this.toolCall(shrunk ? shrinkCallInput(input) : input, tools, signal),
+      signal,
+    );
+  }
+
+  /**
+   * Runs `attempt`; when the prompt overflowed the context window, once more
+   * with the shrunk prompt. Errors come out as {@link LlmError}s.
+   */
+  private async shrinkingOnce<T>(
+    attempt: (shrunk: boolean) => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    try {
+      try {
+        return await attempt(false);
+      } catch (error) {
+        if (!isContextLengthError(error) || signal?.aborted) throw error;
+        return await attempt(true);
+      }
+    } catch (error) {
+      throw toLlmError(error, this.settings, this.reached);
+    }
+  }
+
+  /** One chat completion; abortable at once, even between the SDK's retries. */
+  private async complete(
+    body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming,
+    signal: AbortSignal | undefined,
+  ): Promise<OpenAI.Chat.Completions.ChatCompletion> {
+    try {
+      const response = await withAbort(
+        this.client.chat.completions.create(body, signal ? { signal } : {}),
+        signal,
+      );
+      this.reached = true;
+      return response;
+    } catch (error) {
+      // Any answer, even an error or an unreadable body, shows the server is there.
+      if (
+        !(error instanceof OpenAI.APIConnectionError) &&
+        !(error instanceof OpenAI.APIUserAbortError) &&
+        !(error instanceof LlmError)
+      )
+        this.reached = true;
+      throw error;
+    }
+  }
+
+  private async toolCall(
+    input: CallModelInput,
+    tools: ChatTool[],
+    signal: AbortSignal | undefined,
   ): Promise<CallModelOutput> {
     const messages: ChatMessage[] = [
       { role: "system", content: SYSTEM_PROMPT },
@@ -275,31 +461,27 @@ export class LlmService {
     }
     const offerTools = !input.lastCall && tools.length > 0;
     if (input.lastCall) messages.push({ role: "user", content: LAST_CALL_NOTE });
-    try {
-      const response = await this.client.chat.completions.create(
-        {
-          model: this.settings.model,
-          messages,
-          ...(offerTools ? { tools, parallel_tool_calls: true } : {}),
-        },
-        { signal },
-      );
-      const message = response.choices?.[0]?.message;
-      if (!message) throw new Error("the reply has no choices");
-      const toolCalls = (message.tool_calls ?? [])
-        .filter(
-          (c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall =>
-            c.type === "function",
-        )
-        .map((c, i) => ({
-          id: c.id || `call_${input.tick}_${input.transcript.length}_${i}`,
-          name: c.function.name,
-          arguments: c.function.arguments ?? "",
-        }));
-      return { content: message.content ?? null, toolCalls, usage: usageOf(response.usage) };
-    } catch (error) {
-      throw toLlmError(error, this.settings);
-    }
+    const response = await this.complete(
+      {
+        model: this.settings.model,
+        messages,
+        ...(offerTools ? { tools, parallel_tool_calls: true } : {}),
+      },
+      signal,
+    );
+    const message = response.choices?.[0]?.message;
+    if (!message) throw new Error("the reply has no choices");
+    const toolCalls = (message.tool_calls ?? [])
+      .filter(
+        (c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall =>
+          c.type === "function",
+      )
+      .map((c, i) => ({
+        id: c.id || `call_${input.tick}_${input.transcript.length}_${i}`,
+        name: c.function.name,
+        arguments: c.function.arguments ?? "",
+      }));
+    return { content: message.content ?? null, toolCalls, usage: usageOf(response.usage) };
   }
 
   private async structured<S extends z.ZodType>(
@@ -310,49 +492,41 @@ export class LlmService {
   ): Promise<{ value: z.infer<S>; usage: TokenUsage }> {
     const jsonSchema = z.toJSONSchema(schema) as Record<string, unknown>;
     delete jsonSchema.$schema;
-    let text: string;
-    let usage: TokenUsage;
-    try {
-      if (!this.textMode) {
-        try {
-          const response = await this.client.chat.completions.create(
-            {
-              model: this.settings.model,
-              messages: [
-                { role: "system", content: SYSTEM_PROMPT },
-                { role: "user", content: prompt },
-              ],
-              response_format: {
-                type: "json_schema",
-                json_schema: { name, strict: true, schema: jsonSchema },
-              },
+    if (!this.textMode) {
+      try {
+        const response = await this.complete(
+          {
+            model: this.settings.model,
+            messages: [
+              { role: "system", content: SYSTEM_PROMPT },
+              { role: "user", content: prompt },
+            ],
+            response_format: {
+              type: "json_schema",
+              json_schema: { name, strict: true, schema: jsonSchema },
             },
-            { signal },
-          );
-          text = response.choices?.[0]?.message?.content ?? "";
-          usage = usageOf(response.usage);
-          return { value: this.validate(name, schema, text), usage };
-        } catch (error) {
-          if (!rejectsStructuredOutput(error)) throw error;
-          this.textMode = true;
-        }
+          },
+          signal,
+        );
+        const text = response.choices?.[0]?.message?.content ?? "";
+        return { value: this.validate(name, schema, text), usage: usageOf(response.usage) };
+      } catch (error) {
+        if (isContextLengthError(error) || !rejectsStructuredOutput(error)) throw error;
+        this.textMode = true;
       }
-      const response = await this.client.chat.completions.create(
-        {
-          model: this.settings.model,
-          messages: [
-            { role: "system", content: SYSTEM_PROMPT },
-            { role: "user", content: `${prompt}\n\n${jsonOnlyInstruction(name, jsonSchema)}` },
-          ],
-        },
-        { signal },
-      );
-      text = response.choices?.[0]?.message?.content ?? "";
-      usage = usageOf(response.usage);
-      return { value: this.validate(name, schema, text), usage };
-    } catch (error) {
-      throw toLlmError(error, this.settings);
     }
+    const response = await this.complete(
+      {
+        model: this.settings.model,
+        messages: [
+          { role: "system", content: SYSTEM_PROMPT },
+          { role: "user", content: `${prompt}\n\n${jsonOnlyInstruction(name, jsonSchema)}` },
+        ],
+      },
+      signal,
+    );
+    const text = response.choices?.[0]?.message?.content ?? "";
+    return { value: this.validate(name, schema, text), usage: usageOf(response.usage) };
   }
 
   private validate<S extends z.ZodType>(name: string, schema: S, text: string): z.infer<S> {

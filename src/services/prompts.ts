@@ -92,3 +92,46 @@ export function jsonOnlyInstruction(name: string, schema: unknown): string {
 Schema name: ${name}
 JSON schema: ${JSON.stringify(schema)}`;
 }
+
+/** Progress kept when a prompt must shrink to fit the model's context window. */
+export const SHRUNK_PROGRESS_CHARS = 600;
+/** Each earlier tool output kept when a prompt must shrink. */
+export const SHRUNK_TOOL_OUTPUT_CHARS = 300;
+
+function clipTo(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (clipped to fit the context window)`;
+}
+
+/** The assess input cut down after a context-length error: no digests, clipped progress. */
+export function shrinkAssessInput(input: AssessInput): AssessInput {
+  return { ...input, digests: [], progress: clipTo(input.progress, SHRUNK_PROGRESS_CHARS) };
+}
+
+/** The plan input cut down after a context-length error: clipped progress and assessment. */
+export function shrinkPlanInput(input: PlanInput): PlanInput {
+  return {
+    ...input,
+    progress: clipTo(input.progress, SHRUNK_PROGRESS_CHARS),
+    assessment: {
+      ...input.assessment,
+      assessment: clipTo(input.assessment.assessment, SHRUNK_PROGRESS_CHARS),
+    },
+  };
+}
+
+/**
+ * The tool-loop input cut down after a context-length error: clipped
+ * progress, and every tool output before the latest round clipped.
+ */
+export function shrinkCallInput(input: CallModelInput): CallModelInput {
+  const lastAssistant = input.transcript.findLastIndex((e) => e.role === "assistant");
+  return {
+    ...input,
+    progress: clipTo(input.progress, SHRUNK_PROGRESS_CHARS),
+    transcript: input.transcript.map((entry, i) =>
+      entry.role === "tool" && i < lastAssistant
+        ? { ...entry, content: clipTo(entry.content, SHRUNK_TOOL_OUTPUT_CHARS) }
+        : entry,
+    ),
+  };
+}

@@ -1,16 +1,50 @@
 /**
- * The state dir: state file, journal (and, later, the lock). The state file is
- * written atomically (temp file in the same directory, fsync, rename, fsync the
- * directory); a file that cannot be read or validated is never overwritten.
+ * The state dir: state file, its previous version, journal and lock.
+ *
+ * The state file is written atomically (temp file in the same directory,
+ * fsync, rename, fsync the directory), and before each rename the current
+ * file is hard-linked to `heartbeat-<id>.json.prev`: at every instant there is
+ * a valid state file, and after the first rewrite a valid previous version
+ * beside it. A file that cannot be read or validated is never overwritten.
+ * Writes are fenced: a store whose lock was lost, or that finds a state file
+ * another process advanced, refuses to write ({@link LockCompromisedError}).
  */
 import { randomBytes } from "node:crypto";
-import { constants as fsConstants } from "node:fs";
-import * as fs from "node:fs/promises";
+import { constants as fsConstants, writeSync } from "node:fs";
+import * as nodeFs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { LockedError, type LockHolder, PersistError, StateFileError } from "../errors.js";
+import {
+  LockCompromisedError,
+  LockedError,
+  type LockHolder,
+  PersistError,
+  StateFileError,
+  type StateFileProblem,
+  UsageError,
+} from "../errors.js";
 import { STATE_SCHEMA_VERSION, type StateFile, StateFileSchema } from "../schemas/stateFile.js";
+import { crashPoint } from "./crashPoints.js";
 import { noRedaction, type Redactor } from "./redact.js";
+
+/**
+ * The file system calls the store makes, shaped like `node:fs/promises`.
+ * Tests pass a wrapper that injects faults (ENOSPC, EROFS, EIO, …).
+ */
+export type StoreFs = Pick<
+  typeof nodeFs,
+  | "access"
+  | "copyFile"
+  | "link"
+  | "mkdir"
+  | "open"
+  | "readFile"
+  | "readdir"
+  | "rename"
+  | "rm"
+  | "stat"
+  | "utimes"
+>;
 
 /** Where one heartbeat's files live. */
 export interface HeartbeatPaths {
@@ -30,16 +64,33 @@ export function heartbeatPaths(stateDir: string, id: string): HeartbeatPaths {
   };
 }
 
+/** The previous good version of a state file. */
+export function prevPathOf(stateFile: string): string {
+  return `${stateFile}.prev`;
+}
+
+const errnoOf = (error: unknown): string | undefined => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+};
+
 /**
  * Reads and validates a state file. Returns `null` when there is none; throws
  * {@link StateFileError} when there is one that cannot be used.
  */
-export async function loadStateFile(file: string): Promise<StateFile | null> {
-  let text: string;
+export async function loadStateFile(
+  file: string,
+  fs: Pick<StoreFs, "readFile"> = nodeFs,
+): Promise<StateFile | null> {
+  const text = await readStateText(file, fs);
+  return text === null ? null : parseStateFile(text, file);
+}
+
+async function readStateText(file: string, fs: Pick<StoreFs, "readFile">): Promise<string | null> {
   try {
-    text = await fs.readFile(file, "utf8");
+    return await fs.readFile(file, "utf8");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    if (errnoOf(error) === "ENOENT") return null;
     throw new StateFileError(
       `Cannot read the state file ${file}: ${(error as Error).message}`,
       file,
@@ -47,14 +98,13 @@ export async function loadStateFile(file: string): Promise<StateFile | null> {
       { cause: error, hint: "Check the file's permissions; it was not modified." },
     );
   }
-  return parseStateFile(text, file);
 }
 
 const untouched = "The file was left as it is.";
 
 /** Parses and validates state file text; `file` is used in messages. */
 export function parseStateFile(text: string, file: string): StateFile {
-  const recover = `${untouched} Restore it from a backup or move it away to start over with a new heartbeat id.`;
+  const recover = `${untouched} Run again with --recover to move it aside and resume from the previous version (${path.basename(prevPathOf(file))}), or restore it from a backup.`;
   if (text.trim() === "") {
     throw new StateFileError(`The state file ${file} is empty.`, file, "empty", { hint: recover });
   }
@@ -97,7 +147,20 @@ export function parseStateFile(text: string, file: string): StateFile {
 /** Options of {@link writeFileAtomic}. */
 export interface AtomicWriteOptions {
   mode?: number;
+  fs?: StoreFs;
+  /** Runs after the temp file is durable, just before the rename (fencing, `.prev`). */
+  beforeRename?: () => Promise<void>;
+  /** Runs right after the rename. */
+  afterRename?: () => void;
+  /** Honour the `state:*` crash points (the state file's writes only). */
+  crashPoints?: boolean;
 }
+
+const tempName = (file: string, tag = "") =>
+  path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${tag}${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
+  );
 
 /** Writes `data` to `file` atomically and durably: temp file, fsync, rename, fsync the directory. */
 export async function writeFileAtomic(
@@ -105,12 +168,10 @@ export async function writeFileAtomic(
   data: string,
   options: AtomicWriteOptions = {},
 ): Promise<void> {
+  const fs = options.fs ?? nodeFs;
   const dir = path.dirname(file);
-  const tmp = path.join(
-    dir,
-    `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
-  );
-  let handle: fs.FileHandle | undefined;
+  const tmp = tempName(file);
+  let handle: nodeFs.FileHandle | undefined;
   try {
     handle = await fs.open(
       tmp,
@@ -118,87 +179,242 @@ export async function writeFileAtomic(
       options.mode ?? 0o600,
     );
     await handle.writeFile(data, "utf8");
+    if (options.crashPoints) crashPoint("state:after-temp-write");
     await handle.sync();
     await handle.close();
     handle = undefined;
+    if (options.crashPoints) crashPoint("state:after-fsync");
+    await options.beforeRename?.();
     await fs.rename(tmp, file);
   } catch (error) {
     await handle?.close().catch(() => {});
     await fs.rm(tmp, { force: true }).catch(() => {});
     throw error;
   }
-  await fsyncDir(dir);
+  options.afterRename?.();
+  if (options.crashPoints) crashPoint("state:after-rename");
+  await fsyncDir(dir, fs);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  let handle: fs.FileHandle | undefined;
+async function fsyncDir(dir: string, fs: Pick<StoreFs, "open">): Promise<void> {
+  let handle: nodeFs.FileHandle | undefined;
   try {
     handle = await fs.open(dir, fsConstants.O_RDONLY);
     await handle.sync();
   } catch (error) {
     // Some file systems refuse fsync on a directory; the rename is still atomic there.
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errnoOf(error);
     if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM") throw error;
   } finally {
     await handle?.close().catch(() => {});
   }
 }
 
+/** Hard links `from` to `to` (which must not exist); where links are unsupported, copies `text` durably. */
+async function linkOrCopy(fs: StoreFs, from: string, to: string, text?: string): Promise<void> {
+  try {
+    await fs.link(from, to);
+    return;
+  } catch (error) {
+    const code = errnoOf(error);
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EMLINK")
+      throw error;
+  }
+  if (text === undefined) {
+    await fs.copyFile(from, to, fsConstants.COPYFILE_EXCL);
+    return;
+  }
+  const handle = await fs.open(to, "wx", 0o600);
+  try {
+    await handle.writeFile(text, "utf8");
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** One JSON object per line in `heartbeat-<id>.jsonl`. */
 export type JournalEntry = { type: string; seq?: number; [key: string]: unknown };
 
+/** What {@link HeartbeatStore.recover} did. */
+export type RecoverResult =
+  | { action: "none"; reason: "healthy"; tick: number; message: string }
+  | { action: "none"; reason: "no-state"; message: string }
+  | {
+      action: "restored";
+      /** The tick of the previous version now in place. */
+      tick: number;
+      /** Where the unusable file went (null when the state file was missing). */
+      movedTo: string | null;
+      problem: StateFileProblem;
+      message: string;
+    };
+
+/** Options of {@link HeartbeatStore}. */
+export interface HeartbeatStoreOptions {
+  /** Applied to everything written, so a secret can never reach the state dir. */
+  redact?: Redactor;
+  /** The file system (tests inject faults). */
+  fs?: StoreFs;
+  /** Retries of a failed state write or journal append before giving up (default 3). */
+  retries?: number;
+  /** Delay before the first retry, doubled for each next one (default 100 ms). */
+  retryDelayMs?: number;
+  /** Sleeps `ms`; injectable for tests. */
+  delay?: (ms: number) => Promise<void>;
+  /** Current time, for `.corrupt-<timestamp>` names and lock times. */
+  now?: () => number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** What the user can do about an OS error while writing. */
+function hintFor(code: string | undefined, target: string): string {
+  const dir = path.dirname(target);
+  switch (code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return `The disk holding ${dir} is full: free some space (the last good state was kept).`;
+    case "EROFS":
+      return `${dir} is on a read-only file system: remount it read-write or choose another --state-dir (the last good state was kept).`;
+    case "EIO":
+      return `The disk reported an I/O error: check it (dmesg, SMART) before resuming (the last good state was kept).`;
+    case "EACCES":
+    case "EPERM":
+      return `No permission to write in ${dir}: fix its permissions or choose another --state-dir.`;
+    default:
+      return `Check ${dir} (the last good state was kept).`;
+  }
+}
+
 /**
  * The state file and journal of one heartbeat. Writes are serialised, so a
- * shutdown write can never be overtaken by an earlier one.
+ * shutdown write can never be overtaken by an earlier one; a failed write is
+ * retried a few times, then reported as a {@link PersistError} naming the
+ * path and the OS error.
  */
 export class HeartbeatStore {
   private queue: Promise<unknown> = Promise.resolve();
   private journalSeq = -1;
   private tornTail = false;
+  /** The `seq` of the state file on disk as this store last loaded or wrote it; -1: none; undefined: never looked. */
+  private knownSeq: number | undefined;
+  private lock: HeartbeatLock | null = null;
+  private compromised: LockCompromisedError | null = null;
 
   private readonly redact: Redactor;
+  private readonly fs: StoreFs;
+  private readonly retries: number;
+  private readonly retryDelayMs: number;
+  private readonly delay: (ms: number) => Promise<void>;
+  private readonly now: () => number;
 
-  /** `redact` is applied to everything written, so a secret can never reach the state dir. */
   constructor(
     readonly paths: HeartbeatPaths,
-    options: { redact?: Redactor } = {},
+    options: HeartbeatStoreOptions = {},
   ) {
     this.redact = options.redact ?? noRedaction;
+    this.fs = options.fs ?? nodeFs;
+    this.retries = options.retries ?? 3;
+    this.retryDelayMs = options.retryDelayMs ?? 100;
+    this.delay = options.delay ?? sleep;
+    this.now = options.now ?? Date.now;
   }
 
-  /** Creates the state dir (mode 0700) if it does not exist. */
+  /** The previous good version of the state file. */
+  get prevFile(): string {
+    return prevPathOf(this.paths.stateFile);
+  }
+
+  /**
+   * Creates the state dir (mode 0700) if it does not exist and checks that it
+   * is writable; a usage error (exit 2) naming it otherwise.
+   */
   async ensureDir(): Promise<void> {
+    const dir = this.paths.stateDir;
     try {
-      await fs.mkdir(this.paths.stateDir, { recursive: true, mode: 0o700 });
+      await this.fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await this.fs.access(dir, fsConstants.W_OK | fsConstants.X_OK);
     } catch (error) {
-      throw new PersistError(
-        `Cannot create the state dir ${this.paths.stateDir}: ${(error as Error).message}`,
-        this.paths.stateDir,
-        { cause: error, hint: "Choose a writable place with --state-dir." },
+      const code = errnoOf(error);
+      throw new UsageError(
+        code === "EEXIST" || code === "ENOTDIR"
+          ? `--state-dir ${dir} is not a directory (${code}).`
+          : `Cannot use the state dir ${dir}: ${(error as Error).message}`,
+        {
+          option: "--state-dir",
+          code: "state-dir-unusable",
+          hint: "Choose a writable directory with --state-dir (or a writable --workdir).",
+        },
       );
     }
   }
 
-  /** Loads this heartbeat's state file (see {@link loadStateFile}). */
-  load(): Promise<StateFile | null> {
-    return loadStateFile(this.paths.stateFile);
-  }
-
-  /** Writes the state file atomically. */
-  save(state: StateFile): Promise<void> {
-    return this.serialised(async () => {
-      try {
-        await writeFileAtomic(
+  /**
+   * Loads this heartbeat's state file (see {@link loadStateFile}). A missing
+   * state file whose previous version exists is refused too (exit 3): starting
+   * afresh would bury that history.
+   */
+  async load(): Promise<StateFile | null> {
+    const state = await loadStateFile(this.paths.stateFile, this.fs);
+    if (state === null) {
+      if (await this.exists(this.prevFile)) {
+        throw new StateFileError(
+          `The state file ${this.paths.stateFile} is missing, but its previous version ${this.prevFile} is there.`,
           this.paths.stateFile,
-          this.redact(`${JSON.stringify(state, null, 2)}\n`),
-        );
-      } catch (error) {
-        throw new PersistError(
-          `Cannot write the state file ${this.paths.stateFile}: ${(error as Error).message}`,
-          this.paths.stateFile,
-          { cause: error },
+          "missing",
+          { hint: "Run again with --recover to resume from the previous version." },
         );
       }
+      this.knownSeq = -1;
+      return null;
+    }
+    this.knownSeq = state.seq;
+    return state;
+  }
+
+  /**
+   * Takes this heartbeat's lock (see {@link acquireLock}) and fences every
+   * later write with it; also removes temp files that crashed processes left.
+   */
+  async acquireLock(options: LockOptions = {}): Promise<HeartbeatLock> {
+    let lock: HeartbeatLock;
+    try {
+      lock = await acquireLock(this.paths.lock, { fs: this.fs, now: this.now, ...options });
+    } catch (error) {
+      if (
+        error instanceof PersistError &&
+        ["EACCES", "EPERM", "EROFS"].includes(error.osCode ?? "")
+      )
+        throw new UsageError(`Cannot create the lock in the state dir: ${error.message}`, {
+          option: "--state-dir",
+          code: "state-dir-unusable",
+          hint: "Choose a writable directory with --state-dir (or a writable --workdir).",
+        });
+      throw error;
+    }
+    this.lock = lock;
+    lock.onCompromised((error) => {
+      this.compromised ??= error;
+    });
+    await this.removeStaleTemps().catch(() => {});
+    return lock;
+  }
+
+  /** Writes the state file atomically, keeping the current one as `.prev`; fenced and retried. */
+  save(state: StateFile): Promise<void> {
+    return this.serialised(async () => {
+      const text = this.redact(`${JSON.stringify(state, null, 2)}\n`);
+      await this.retrying("write the state file", this.paths.stateFile, () =>
+        writeFileAtomic(this.paths.stateFile, text, {
+          fs: this.fs,
+          crashPoints: true,
+          beforeRename: () => this.fenceAndKeepPrev(state),
+          afterRename: () => {
+            this.knownSeq = state.seq;
+          },
+        }),
+      );
     });
   }
 
@@ -208,34 +424,108 @@ export class HeartbeatStore {
    * restore does not journal a tick twice.
    */
   append(entries: JournalEntry[]): Promise<void> {
+    return this.serialised(() =>
+      this.retrying("append to the journal", this.paths.journal, () => this.appendNow(entries)),
+    );
+  }
+
+  /**
+   * `run --recover`: when the state file is unusable (or missing), moves it to
+   * `heartbeat-<id>.json.corrupt-<timestamp>` and puts the previous version in
+   * its place (atomically; the bad file keeps its bytes under the new name).
+   * When the previous version is missing or unusable too, throws
+   * {@link StateFileError} and leaves both files as they were. On a healthy
+   * state file it does nothing.
+   */
+  recover(): Promise<RecoverResult> {
     return this.serialised(async () => {
-      if (this.journalSeq < 0) {
-        const tail = await this.readTail();
-        this.journalSeq = tail.lastSeq;
-        this.tornTail = tail.torn;
-      }
-      const fresh = entries.filter((e) => e.seq === undefined || e.seq > this.journalSeq);
-      if (fresh.length === 0) return;
-      // After a crash mid-append the file ends in a torn line: start on a fresh line.
-      const text =
-        (this.tornTail ? "\n" : "") +
-        this.redact(fresh.map((e) => `${JSON.stringify(e)}\n`).join(""));
-      let handle: fs.FileHandle | undefined;
+      const file = this.paths.stateFile;
+      let problem: StateFileError | null = null;
       try {
-        handle = await fs.open(this.paths.journal, "a", 0o600);
-        await handle.appendFile(text, "utf8");
-        await handle.sync();
+        const current = await loadStateFile(file, this.fs);
+        if (current) {
+          this.knownSeq = current.seq;
+          return {
+            action: "none",
+            reason: "healthy",
+            tick: current.tick,
+            message: `--recover: the state file ${file} is fine (tick ${current.tick}); nothing to recover, resuming normally.`,
+          };
+        }
       } catch (error) {
-        throw new PersistError(
-          `Cannot append to the journal ${this.paths.journal}: ${(error as Error).message}`,
-          this.paths.journal,
-          { cause: error },
-        );
-      } finally {
-        await handle?.close().catch(() => {});
+        if (!(error instanceof StateFileError)) throw error;
+        problem = error;
       }
-      for (const e of fresh)
-        if (e.seq !== undefined) this.journalSeq = Math.max(this.journalSeq, e.seq);
+      const prevText = await readStateText(this.prevFile, this.fs).catch(() => null);
+      const what = problem ? `${file} cannot be used (${problem.message})` : `${file} is missing`;
+      if (prevText === null) {
+        if (!problem) {
+          this.knownSeq = -1;
+          return {
+            action: "none",
+            reason: "no-state",
+            message: `--recover: there is no state file ${file} and no previous version; nothing to recover.`,
+          };
+        }
+        throw new StateFileError(
+          `Cannot recover: ${what}, and there is no previous version ${this.prevFile}.`,
+          file,
+          "unrecoverable",
+          {
+            hint: "Both were left as they are. Restore the state file from a backup, or start a new heartbeat with another --id.",
+          },
+        );
+      }
+      let prev: StateFile;
+      try {
+        prev = parseStateFile(prevText, this.prevFile);
+      } catch (error) {
+        throw new StateFileError(
+          `Cannot recover: ${what}, and its previous version cannot be used either (${(error as Error).message}).`,
+          file,
+          "unrecoverable",
+          {
+            hint: "Both files were left as they are. Restore the state file from a backup, or start a new heartbeat with another --id.",
+          },
+        );
+      }
+      let movedTo: string | null = null;
+      if (problem) {
+        movedTo = `${file}.corrupt-${new Date(this.now()).toISOString().replace(/[:.]/g, "-")}`;
+        try {
+          // A link, not a move: until the good copy lands, the bad file stays where it was.
+          await linkOrCopy(this.fs, file, movedTo);
+        } catch (error) {
+          throw new StateFileError(
+            `Cannot recover: ${what}, and it cannot be moved aside to ${movedTo}: ${(error as Error).message}`,
+            file,
+            "unrecoverable",
+            { cause: error, hint: "Move it away yourself, then run again with --recover." },
+          );
+        }
+      }
+      await writeFileAtomic(file, prevText, { fs: this.fs });
+      this.knownSeq = prev.seq;
+      // The journal may hold entries of the lost version: a marker restarts its seq count here.
+      await this.appendNow([
+        {
+          type: "recover",
+          seq: prev.seq,
+          at: new Date(this.now()).toISOString(),
+          tick: prev.tick,
+          movedTo,
+          problem: problem?.problem ?? "missing",
+        },
+      ]);
+      return {
+        action: "restored",
+        tick: prev.tick,
+        movedTo,
+        problem: problem?.problem ?? "missing",
+        message: movedTo
+          ? `--recover: moved the unusable state file to ${movedTo}; went back to the previous version (${path.basename(this.prevFile)}) at tick ${prev.tick}.`
+          : `--recover: the state file was missing; went back to the previous version (${path.basename(this.prevFile)}) at tick ${prev.tick}.`,
+      };
     });
   }
 
@@ -243,33 +533,175 @@ export class HeartbeatStore {
   async readJournal(): Promise<JournalEntry[]> {
     let text: string;
     try {
-      text = await fs.readFile(this.paths.journal, "utf8");
+      text = await this.fs.readFile(this.paths.journal, "utf8");
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      if (errnoOf(error) === "ENOENT") return [];
       throw error;
     }
     return parseJournal(text);
   }
 
-  /** The highest journaled `seq`, and whether the file ends in a torn (unterminated) line. */
-  private async readTail(): Promise<{ lastSeq: number; torn: boolean }> {
-    let handle: fs.FileHandle | undefined;
+  private assertNotCompromised(): void {
+    if (this.compromised) throw this.compromised;
+  }
+
+  /**
+   * Just before the rename: refuses to write when the lock is no longer ours
+   * or the file on disk was advanced by someone else; else links the current
+   * (valid) file to `.prev`.
+   */
+  private async fenceAndKeepPrev(state: StateFile): Promise<void> {
+    this.assertNotCompromised();
+    await this.lock?.verify();
+    const file = this.paths.stateFile;
+    const text = await readStateText(file, this.fs);
+    if (text === null) return;
+    let disk: StateFile;
     try {
-      handle = await fs.open(this.paths.journal, "r");
+      disk = parseStateFile(text, file);
+    } catch (error) {
+      throw this.markCompromised(
+        `The state file ${file} was replaced by one this process cannot use (${(error as Error).message}); another process may be running this heartbeat, so this one stopped writing.`,
+      );
+    }
+    const expected = this.knownSeq === undefined ? state.seq : Math.min(this.knownSeq, state.seq);
+    if (disk.id !== state.id || disk.seq > expected) {
+      throw this.markCompromised(
+        `The state file ${file} was advanced by another process (seq ${disk.seq}, tick ${disk.tick}; this process is at seq ${state.seq}); this one stopped writing.`,
+      );
+    }
+    // Writing the same seq again (a restored persist, a retry): the file on disk
+    // is that version already, and `.prev` keeps the one before it.
+    if (disk.seq === state.seq) return;
+    const prevTmp = tempName(file, "prev.");
+    try {
+      await linkOrCopy(this.fs, file, prevTmp, text);
+      await this.fs.rename(prevTmp, this.prevFile);
+    } finally {
+      // rename(2) between two links of one file does nothing: the temp link may still be there.
+      await this.fs.rm(prevTmp, { force: true }).catch(() => {});
+    }
+  }
+
+  private markCompromised(message: string): LockCompromisedError {
+    this.compromised ??= new LockCompromisedError(message, this.paths.lock, {
+      hint: "Another process now runs this heartbeat (see its lock file); nothing more was written by this one.",
+    });
+    return this.compromised;
+  }
+
+  private async appendNow(entries: JournalEntry[]): Promise<void> {
+    if (this.journalSeq < 0) {
+      const tail = await this.readTail();
+      this.journalSeq = tail.lastSeq;
+      this.tornTail = tail.torn;
+    }
+    const recovery = entries.find((e) => e.type === "recover");
+    const floor = recovery?.seq ?? this.journalSeq;
+    const fresh = entries.filter(
+      (e) => e.type === "recover" || e.seq === undefined || e.seq > floor,
+    );
+    if (fresh.length === 0) return;
+    // After a crash mid-append the file ends in a torn line: start on a fresh line.
+    const text =
+      (this.tornTail ? "\n" : "") +
+      this.redact(fresh.map((e) => `${JSON.stringify(e)}\n`).join(""));
+    let handle: nodeFs.FileHandle | undefined;
+    try {
+      handle = await this.fs.open(this.paths.journal, "a", 0o600);
+      const fd = handle.fd;
+      crashPoint("journal:mid-line", () => {
+        writeSync(fd, text.slice(0, Math.max(1, Math.floor(text.length / 2))));
+      });
+      await handle.appendFile(text, "utf8");
+      await handle.sync();
+    } catch (error) {
+      // Part of the text may have landed: look at the file again before the next attempt.
+      this.journalSeq = -1;
+      throw error;
+    } finally {
+      await handle?.close().catch(() => {});
+    }
+    this.tornTail = false;
+    if (recovery?.seq !== undefined) this.journalSeq = recovery.seq;
+    for (const e of fresh)
+      if (e.seq !== undefined) this.journalSeq = Math.max(this.journalSeq, e.seq);
+  }
+
+  /** Runs a write, retrying OS errors with backoff; gives up with a {@link PersistError}. */
+  private async retrying(what: string, target: string, work: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      this.assertNotCompromised();
+      try {
+        await work();
+        return;
+      } catch (error) {
+        if (error instanceof LockCompromisedError) {
+          this.compromised ??= error;
+          throw error;
+        }
+        if (error instanceof StateFileError) throw error;
+        const code = errnoOf(error);
+        // A missing or misshapen directory does not heal by waiting.
+        const lasting = code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR";
+        if (code !== undefined && !lasting && attempt < this.retries) {
+          await this.delay(this.retryDelayMs * 2 ** attempt);
+          continue;
+        }
+        const detail = (error as Error).message;
+        const shown = code && !detail.startsWith(code) ? `${code}: ${detail}` : detail;
+        const attempts = attempt + 1;
+        throw new PersistError(
+          `Cannot ${what} ${target}${attempts > 1 ? ` (${attempts} attempts)` : ""}: ${shown}`,
+          target,
+          { cause: error, hint: hintFor(code, target) },
+        );
+      }
+    }
+  }
+
+  /** The highest journaled `seq` (a `recover` marker restarts the count), and whether the file ends in a torn line. */
+  private async readTail(): Promise<{ lastSeq: number; torn: boolean }> {
+    let handle: nodeFs.FileHandle | undefined;
+    try {
+      handle = await this.fs.open(this.paths.journal, "r");
       const { size } = await handle.stat();
       const length = Math.min(size, 256 * 1024);
       const buffer = Buffer.alloc(length);
       await handle.read(buffer, 0, length, size - length);
       let lastSeq = 0;
       for (const entry of parseJournal(buffer.toString("utf8"))) {
-        if (typeof entry.seq === "number") lastSeq = Math.max(lastSeq, entry.seq);
+        if (typeof entry.seq !== "number") continue;
+        lastSeq = entry.type === "recover" ? entry.seq : Math.max(lastSeq, entry.seq);
       }
       return { lastSeq, torn: length > 0 && buffer[length - 1] !== 0x0a };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return { lastSeq: 0, torn: false };
+      if (errnoOf(error) === "ENOENT") return { lastSeq: 0, torn: false };
       throw error;
     } finally {
       await handle?.close().catch(() => {});
+    }
+  }
+
+  private async exists(file: string): Promise<boolean> {
+    try {
+      await this.fs.stat(file);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Temp files of crashed writers of this heartbeat (their pid is gone). */
+  private async removeStaleTemps(): Promise<void> {
+    const names = await this.fs.readdir(this.paths.stateDir);
+    const prefixes = [this.paths.stateFile, this.paths.lock].map((f) => `.${path.basename(f)}.`);
+    for (const name of names) {
+      const prefix = prefixes.find((p) => name.startsWith(p));
+      if (!prefix || !name.endsWith(".tmp")) continue;
+      const pid = Number(/^(?:prev\.)?(\d+)\./.exec(name.slice(prefix.length))?.[1]);
+      if (!Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+      await this.fs.rm(path.join(this.paths.stateDir, name), { force: true });
     }
   }
 
@@ -300,9 +732,26 @@ export function parseJournal(text: string): JournalEntry[] {
 export const LOCK_REFRESH_MS = 5_000;
 export const LOCK_STALE_MS = 30_000;
 
+/** Options of {@link acquireLock}. */
+export interface LockOptions {
+  now?: () => number;
+  host?: string;
+  fs?: StoreFs;
+  /** Refresh (and compromise check) interval; default {@link LOCK_REFRESH_MS}. */
+  refreshMs?: number;
+}
+
 /** A held heartbeat lock. */
 export interface HeartbeatLock {
   holder: LockHolder;
+  /** Random token that tells this holder's lock file from any other. */
+  token: string;
+  /** Set once the lock was found gone or taken over. */
+  readonly compromised: LockCompromisedError | null;
+  /** Calls `listener` once when the lock is found compromised; returns an unsubscribe function. */
+  onCompromised(listener: (error: LockCompromisedError) => void): () => void;
+  /** Checks the lock file is still this holder's; throws {@link LockCompromisedError} if not. */
+  verify(): Promise<void>;
   /** Releases the lock (removes the file if it is still ours). */
   release(): Promise<void>;
 }
@@ -313,18 +762,24 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    return errnoOf(error) === "EPERM";
   }
 }
 
-async function readHolder(
-  file: string,
-): Promise<{ holder: LockHolder | null; mtimeMs: number } | null> {
+interface LockFileContent {
+  holder: LockHolder | null;
+  token: string | null;
+  text: string;
+  mtimeMs: number;
+}
+
+async function readLockFile(file: string, fs: StoreFs): Promise<LockFileContent | null> {
   try {
     const [text, stat] = await Promise.all([fs.readFile(file, "utf8"), fs.stat(file)]);
     let holder: LockHolder | null = null;
+    let token: string | null = null;
     try {
-      const data = JSON.parse(text) as Partial<LockHolder>;
+      const data = JSON.parse(text) as Partial<LockHolder> & { token?: unknown };
       if (
         typeof data.pid === "number" &&
         typeof data.host === "string" &&
@@ -332,67 +787,99 @@ async function readHolder(
       ) {
         holder = { pid: data.pid, host: data.host, since: data.since };
       }
+      if (typeof data.token === "string") token = data.token;
     } catch {
       // A lock file torn by a crash while it was being written: judged by its age alone.
     }
-    return { holder, mtimeMs: stat.mtimeMs };
+    return { holder, token, text, mtimeMs: stat.mtimeMs };
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    if (errnoOf(error) === "ENOENT") return null;
     throw error;
   }
 }
 
+const describeHolder = (other: LockHolder | null) =>
+  other ? `pid ${other.pid} on ${other.host}, since ${other.since}` : "an unknown process";
+
 /**
- * Takes the lock `heartbeat-<id>.lock`, which records the holder's pid, host
- * and start time. A lock whose holder is gone is taken over: on this host as
- * soon as its pid no longer runs, anywhere once it has not been refreshed for
- * {@link LOCK_STALE_MS}. Otherwise throws {@link LockedError} naming the holder.
- * While held, the lock file's time is refreshed every {@link LOCK_REFRESH_MS}.
+ * Creates `file` with `text` only if it does not exist, so that it never
+ * exists half-written: the content goes to a temp file first, which is then
+ * hard-linked into place (link fails if the target exists).
  */
-export async function acquireLock(
-  file: string,
-  options: { now?: () => number; host?: string } = {},
-): Promise<HeartbeatLock> {
+async function createExclusive(fs: StoreFs, file: string, text: string): Promise<boolean> {
+  const tmp = tempName(file);
+  const handle = await fs.open(tmp, "wx", 0o600);
+  try {
+    try {
+      await handle.writeFile(text, "utf8");
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await fs.link(tmp, file);
+      return true;
+    } catch (error) {
+      const code = errnoOf(error);
+      if (code === "EEXIST") return false;
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw error;
+    }
+    // No hard links here: exclusive create, then write (a crash between leaves a torn lock, judged by age).
+    try {
+      const direct = await fs.open(file, "wx", 0o600);
+      try {
+        await direct.writeFile(text, "utf8");
+        await direct.sync();
+      } finally {
+        await direct.close();
+      }
+      return true;
+    } catch (error) {
+      if (errnoOf(error) === "EEXIST") return false;
+      throw error;
+    }
+  } finally {
+    await fs.rm(tmp, { force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Takes the lock `heartbeat-<id>.lock`, which records the holder's pid, host,
+ * start time and a random token. A lock whose holder is gone is taken over: on
+ * this host as soon as its pid no longer runs, anywhere once it has not been
+ * refreshed for {@link LOCK_STALE_MS}. Otherwise throws {@link LockedError}
+ * naming the holder. While held, the lock file is checked and its time
+ * refreshed every {@link LOCK_REFRESH_MS}; a lock file found gone or holding
+ * another token marks the lock compromised.
+ */
+export async function acquireLock(file: string, options: LockOptions = {}): Promise<HeartbeatLock> {
   const now = options.now ?? Date.now;
+  const fs = options.fs ?? nodeFs;
   const holder: LockHolder = {
     pid: process.pid,
     host: options.host ?? os.hostname(),
     since: new Date(now()).toISOString(),
   };
-  const text = `${JSON.stringify(holder)}\n`;
+  const token = randomBytes(12).toString("hex");
+  const text = `${JSON.stringify({ ...holder, token })}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const handle = await fs.open(file, "wx", 0o600);
-      try {
-        await handle.writeFile(text, "utf8");
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      return startRefreshing(file, holder, text);
+      if (await createExclusive(fs, file, text))
+        return startRefreshing(file, holder, token, text, fs, options.refreshMs ?? LOCK_REFRESH_MS);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new PersistError(
-          `Cannot create the lock ${file}: ${(error as Error).message}`,
-          file,
-          {
-            cause: error,
-          },
-        );
-      }
+      throw new PersistError(`Cannot create the lock ${file}: ${(error as Error).message}`, file, {
+        cause: error,
+      });
     }
-    const existing = await readHolder(file);
+    const existing = await readLockFile(file, fs);
     if (!existing) continue; // released meanwhile: try again
     const { holder: other, mtimeMs } = existing;
     const abandoned =
       now() - mtimeMs > LOCK_STALE_MS ||
       (other !== null && other.host === holder.host && !isAlive(other.pid));
     if (!abandoned) {
-      const who = other
-        ? `pid ${other.pid} on ${other.host}, since ${other.since}`
-        : "an unknown process";
       throw new LockedError(
-        `Heartbeat is already running: ${file} is held by ${who}.`,
+        `Heartbeat is already running: ${file} is held by ${describeHolder(other)}.`,
         file,
         other,
         {
@@ -401,8 +888,9 @@ export async function acquireLock(
       );
     }
     // Take over only the lock we judged: if it changed meanwhile, look again.
-    const again = await readHolder(file);
-    if (again && again.mtimeMs === mtimeMs) await fs.rm(file, { force: true });
+    const again = await readLockFile(file, fs);
+    if (again && again.mtimeMs === mtimeMs && again.text === existing.text)
+      await fs.rm(file, { force: true });
   }
   throw new LockedError(
     `Could not take the lock ${file}: other processes keep taking it.`,
@@ -411,16 +899,79 @@ export async function acquireLock(
   );
 }
 
-function startRefreshing(file: string, holder: LockHolder, text: string): HeartbeatLock {
+function startRefreshing(
+  file: string,
+  holder: LockHolder,
+  token: string,
+  text: string,
+  fs: StoreFs,
+  refreshMs: number,
+): HeartbeatLock {
+  let compromised: LockCompromisedError | null = null;
+  const listeners = new Set<(error: LockCompromisedError) => void>();
+  let released = false;
+
+  const compromise = (found: LockFileContent | null): LockCompromisedError => {
+    if (!compromised) {
+      compromised = new LockCompromisedError(
+        found
+          ? `The lock ${file} was taken over by ${describeHolder(found.holder)}; this process stopped writing.`
+          : `The lock ${file} was removed while this process held it; this process stopped writing.`,
+        file,
+        {
+          hint: "Another process may be running this heartbeat: check it before resuming. Nothing more was written by this one.",
+        },
+      );
+      clearInterval(timer);
+      for (const listener of listeners) listener(compromised);
+      listeners.clear();
+    }
+    return compromised;
+  };
+
+  /** Throws when the file is no longer ours; other read errors are left for the next check. */
+  const check = async (): Promise<void> => {
+    if (compromised) throw compromised;
+    let found: LockFileContent | null;
+    try {
+      found = await readLockFile(file, fs);
+    } catch {
+      return;
+    }
+    if (released) return;
+    if (!found || (found.text !== text && found.token !== token)) throw compromise(found);
+  };
+
   const timer = setInterval(() => {
-    const at = new Date();
-    fs.utimes(file, at, at).catch(() => {});
-  }, LOCK_REFRESH_MS);
+    check()
+      .then(() => {
+        if (compromised || released) return;
+        const at = new Date();
+        return fs.utimes(file, at, at);
+      })
+      .catch(() => {});
+  }, refreshMs);
   timer.unref();
+
   return {
     holder,
+    token,
+    get compromised() {
+      return compromised;
+    },
+    onCompromised(listener) {
+      if (compromised) {
+        listener(compromised);
+        return () => {};
+      }
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    verify: check,
     async release() {
+      released = true;
       clearInterval(timer);
+      listeners.clear();
       try {
         if ((await fs.readFile(file, "utf8")) === text) await fs.rm(file, { force: true });
       } catch {

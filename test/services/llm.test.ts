@@ -98,6 +98,7 @@ function callInput(overrides: Partial<CallModelInput> = {}): CallModelInput {
     tick: 5,
     progress: "Two lines drafted.",
     plan: { steps: ["Read poem.txt", "Add the third line"] },
+    spentTokens: 0,
     transcript: [],
     lastCall: false,
     ...overrides,

@@ -7,8 +7,13 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { LockedError } from "../../src/errors.js";
-import { acquireLock, LOCK_STALE_MS } from "../../src/services/store.js";
+import { LockCompromisedError, LockedError } from "../../src/errors.js";
+import {
+  acquireLock,
+  HeartbeatStore,
+  heartbeatPaths,
+  LOCK_STALE_MS,
+} from "../../src/services/store.js";
 import { tempDir } from "../support/cli.js";
 
 let dir: string;
@@ -39,7 +44,13 @@ describe("acquireLock", () => {
   it("records pid, host and start time, and release removes it", async () => {
     const lock = await acquireLock(file);
     const recorded = JSON.parse(await fs.readFile(file, "utf8"));
-    expect(recorded).toEqual({ pid: process.pid, host: os.hostname(), since: lock.holder.since });
+    expect(recorded).toEqual({
+      pid: process.pid,
+      host: os.hostname(),
+      since: lock.holder.since,
+      token: lock.token,
+    });
+    expect(lock.token).toMatch(/^[0-9a-f]{24}$/);
     expect(Number.isNaN(Date.parse(recorded.since))).toBe(false);
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
     await lock.release();
@@ -94,5 +105,94 @@ describe("acquireLock", () => {
     await fs.writeFile(file, thief);
     await lock.release();
     expect(await fs.readFile(file, "utf8")).toBe(thief);
+  });
+});
+
+describe("lock compromise", () => {
+  const until = async (check: () => boolean, ms = 2_000) => {
+    const end = Date.now() + ms;
+    while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  it("a refresh that finds another holder's lock marks it compromised, naming the new holder", async () => {
+    const lock = await acquireLock(file, { refreshMs: 20 });
+    const seen: LockCompromisedError[] = [];
+    lock.onCompromised((e) => seen.push(e));
+    const thief = { pid: 4242, host: "elsewhere.example", since: "2026-01-01T00:00:00.000Z" };
+    await fs.writeFile(file, JSON.stringify({ ...thief, token: "someone-else" }));
+    await until(() => seen.length > 0);
+    expect(seen).toHaveLength(1);
+    expect(lock.compromised).toBe(seen[0]);
+    expect(seen[0]).toBeInstanceOf(LockCompromisedError);
+    expect(seen[0]?.code).toBe("lock-compromised");
+    expect(seen[0]?.message).toContain(file);
+    expect(seen[0]?.message).toContain("pid 4242 on elsewhere.example");
+    await expect(lock.verify()).rejects.toBe(seen[0]);
+    // Its release leaves the new holder's file alone.
+    await lock.release();
+    expect(JSON.parse(await fs.readFile(file, "utf8")).token).toBe("someone-else");
+  });
+
+  it("a refresh that finds the lock file gone marks it compromised", async () => {
+    const lock = await acquireLock(file, { refreshMs: 20 });
+    await fs.rm(file);
+    await until(() => lock.compromised !== null);
+    expect(lock.compromised?.message).toContain("was removed");
+    // A listener added afterwards hears it at once.
+    const late: unknown[] = [];
+    lock.onCompromised((e) => late.push(e));
+    expect(late).toEqual([lock.compromised]);
+    await lock.release();
+  });
+
+  it("verify passes while the lock is ours, and the refresh keeps its mtime fresh", async () => {
+    const lock = await acquireLock(file, { refreshMs: 20 });
+    const old = new Date(Date.now() - 60_000);
+    await fs.utimes(file, old, old);
+    await lock.verify();
+    await until(() => false, 100);
+    expect(Date.now() - (await fs.stat(file)).mtimeMs).toBeLessThan(5_000);
+    expect(lock.compromised).toBeNull();
+    await lock.release();
+  });
+
+  it("a store holding the lock refuses every write once the lock is compromised", async () => {
+    const store = new HeartbeatStore(heartbeatPaths(dir, "x"));
+    await store.ensureDir();
+    const lock = await store.acquireLock({ refreshMs: 20 });
+    await fs.writeFile(file, JSON.stringify({ pid: 1, host: "h", since: "s", token: "t" }));
+    // Checked before every state write too, without waiting for the refresh.
+    const fixture = JSON.parse(
+      await fs.readFile(new URL("../fixtures/state-v1.json", import.meta.url), "utf8"),
+    );
+    await expect(store.save({ ...fixture, id: "x" })).rejects.toBeInstanceOf(LockCompromisedError);
+    await expect(store.append([{ type: "tick", seq: 1 }])).rejects.toBeInstanceOf(
+      LockCompromisedError,
+    );
+    expect(await fs.readdir(dir)).toEqual(["heartbeat-x.lock"]);
+    await lock.release();
+  });
+
+  it("never leaves a half-written lock file: the content is linked into place whole", async () => {
+    const lock = await acquireLock(file);
+    // No temp files remain beside it.
+    expect(await fs.readdir(dir)).toEqual(["heartbeat-x.lock"]);
+    await lock.release();
+  });
+
+  it("the store removes temp files that dead writers left behind, and keeps live ones", async () => {
+    const dead = await deadPid();
+    const stale = [
+      `.heartbeat-x.json.${dead}.0badc0de.tmp`,
+      `.heartbeat-x.json.prev.${dead}.0badc0de.tmp`,
+      `.heartbeat-x.lock.${dead}.0badc0de.tmp`,
+    ];
+    const live = `.heartbeat-x.json.${process.ppid}.0badc0de.tmp`;
+    const other = `.heartbeat-y.json.${dead}.0badc0de.tmp`;
+    for (const name of [...stale, live, other]) await fs.writeFile(path.join(dir, name), "x");
+    const store = new HeartbeatStore(heartbeatPaths(dir, "x"));
+    const lock = await store.acquireLock();
+    expect((await fs.readdir(dir)).sort()).toEqual([live, other, "heartbeat-x.lock"].sort());
+    await lock.release();
   });
 });

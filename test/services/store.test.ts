@@ -157,7 +157,11 @@ describe("HeartbeatStore.save and load", () => {
     for (let seq = 1; seq <= 10; seq++) writes.push(store.save({ ...fixtureState(), seq }));
     await Promise.all(writes);
     expect((await store.load())?.seq).toBe(10);
-    expect(await listDir(store.paths.stateDir)).toEqual(["heartbeat-hb1.json"]);
+    expect((await loadStateFile(`${store.paths.stateFile}.prev`))?.seq).toBe(9);
+    expect(await listDir(store.paths.stateDir)).toEqual([
+      "heartbeat-hb1.json",
+      "heartbeat-hb1.json.prev",
+    ]);
   });
 
   it("loads null when there is no state file (even without a state dir)", async () => {
