@@ -26,6 +26,12 @@ const settings = (patch: Partial<HeartbeatSettings> = {}): HeartbeatSettings => 
   maxIterationsPerTick: 3,
   toolsEnabled: true,
   maxConsecutiveFailures: 5,
+  maxTokens: 0,
+  maxTokensPerTick: 0,
+  failureBackoffSec: 0,
+  cron: null,
+  activeHours: null,
+  timezone: null,
   ...patch,
 });
 

@@ -17,6 +17,7 @@ import type {
   HeartbeatEvent,
   HeartbeatInput,
   HeartbeatOutput,
+  HeartbeatSettings,
   ModelCallRecord,
   Outcome,
   PersistInput,
@@ -42,6 +43,26 @@ import type { ToolLoopOutput } from "./toolLoop.types.js";
 export const DIGESTS_KEPT = 3;
 /** Longest progress summary kept, in characters. */
 export const PROGRESS_LIMIT = 1500;
+/** Longest delay between ticks after failures, in seconds. */
+export const MAX_BACKOFF_SEC = 3600;
+
+/**
+ * Seconds to wait before the next tick: the interval, or after failed ticks in
+ * a row an exponential backoff (base × 2^(failures − 1), capped at
+ * {@link MAX_BACKOFF_SEC}) when that is longer.
+ */
+export function tickDelaySec(settings: HeartbeatSettings, consecutiveFailures: number): number {
+  const interval = settings.tickIntervalSec;
+  if (consecutiveFailures <= 0 || settings.failureBackoffSec <= 0) return interval;
+  const base = Math.max(interval, settings.failureBackoffSec);
+  const backoff = Math.min(base * 2 ** (consecutiveFailures - 1), MAX_BACKOFF_SEC);
+  return Math.max(interval, backoff);
+}
+
+/** The lifetime token budget is set and used up. */
+export function budgetSpent(settings: HeartbeatSettings, usage: TokenUsage): boolean {
+  return settings.maxTokens > 0 && usage.totalTokens >= settings.maxTokens;
+}
 
 const clip = (text: string, max: number) =>
   text.length <= max ? text : `${text.slice(0, max - 1)}…`;
@@ -119,9 +140,18 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
     progress = clip(`${progress}\n${note}`.trim(), PROGRESS_LIMIT + 500);
   }
   let outcome: Outcome;
+  let error: ErrorInfo | null = fatal ? stripPhase(fatal) : null;
   if (fatal) outcome = { status: "failed", reason: fatal.code };
   else if (goalMet) outcome = { status: "completed", reason: "goal-met" };
-  else if (consecutiveFailures >= context.settings.maxConsecutiveFailures)
+  else if (budgetSpent(context.settings, context.usage)) {
+    outcome = { status: "failed", reason: "budget" };
+    error = {
+      code: "budget",
+      message: `The token budget is spent: ${context.usage.totalTokens} of ${context.settings.maxTokens} tokens used.`,
+      fatal: true,
+      hint: "Raise --max-tokens (or [heartbeat] max_tokens) to continue.",
+    };
+  } else if (consecutiveFailures >= context.settings.maxConsecutiveFailures)
     outcome = { status: "failed", reason: "too-many-failures" };
   else if (context.settings.maxTicks > 0 && tick >= context.settings.maxTicks)
     outcome = { status: "completed", reason: "max-ticks" };
@@ -134,11 +164,9 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
     digests: [...context.digests, digestOf(current)].slice(-DIGESTS_KEPT),
     lastResult: current.result ?? context.lastResult,
     outcome,
-    error: fatal ? stripPhase(fatal) : null,
-    nextTickAt:
-      outcome.status === "sleeping"
-        ? new Date(Date.now() + context.settings.tickIntervalSec * 1000).toISOString()
-        : null,
+    error,
+    // Set by `scheduleNextTick` on entering `persisting`.
+    nextTickAt: null,
     seq: context.seq + 1,
   };
 }
@@ -158,6 +186,13 @@ function concludeRun(context: HeartbeatContext): Partial<HeartbeatContext> {
 function stripPhase(e: PhaseError): ErrorInfo {
   const { phase: _phase, ...info } = e;
   return info;
+}
+
+/** Why the first tick of this run starts: a new heartbeat, a resume, or a catch-up after downtime past `nextTickAt`. */
+function startReason(context: HeartbeatContext): WakeReason {
+  if (!context.resumed) return "start";
+  const due = context.nextTickAt === null ? Number.NaN : Date.parse(context.nextTickAt);
+  return due < Date.now() - 1_000 ? "catch-up" : "resume";
 }
 
 function phaseError(phase: PhaseError["phase"], error: unknown): PhaseError {
@@ -234,7 +269,17 @@ export const heartbeatMachine = setup({
       }),
     })),
     concludeTick: assign(({ context }) => concludeTick(context)),
-    clearCurrent: assign({ current: null }),
+    clearCurrent: assign({ current: null, skipped: [] }),
+    /**
+     * Sets `nextTickAt` when the heartbeat will sleep: the interval, or the
+     * failure backoff. The runtime replaces it with one that also knows cron
+     * schedules and active hours.
+     */
+    scheduleNextTick: assign(({ context }) => {
+      if (context.outcome?.status !== "sleeping" || context.nextTickAt !== null) return {};
+      const delay = tickDelaySec(context.settings, context.consecutiveFailures);
+      return { nextTickAt: new Date(Date.now() + delay * 1000).toISOString() };
+    }),
     concludeRun: assign(({ context }) => concludeRun(context)),
     requestStop: assign(({ context }) => ({
       // Only an unfinished tick is cut short; a finished one was already journaled.
@@ -267,7 +312,7 @@ export const heartbeatMachine = setup({
     lastPlan: input.resume?.lastPlan ?? null,
     lastResult: input.resume?.lastResult ?? null,
     completed: input.resume?.completed ?? false,
-    nextTickAt: input.resume?.nextTickAt ?? null,
+    nextTickAt: input.resume?.nextTickAt ?? input.firstTickAt ?? null,
     usage: input.resume?.usage ?? ZERO_USAGE,
     consecutiveFailures: input.resume?.consecutiveFailures ?? 0,
     digests: input.resume?.digests ?? [],
@@ -276,6 +321,7 @@ export const heartbeatMachine = setup({
     error: null,
     seq: input.resume?.seq ?? 0,
     resumed: input.resume !== undefined,
+    skipped: [],
   }),
   initial: "idle",
   on: {
@@ -291,7 +337,7 @@ export const heartbeatMachine = setup({
             target: "assessing",
             actions: {
               type: "beginTick",
-              params: ({ context }) => ({ wakeReason: context.resumed ? "resume" : "start" }),
+              params: ({ context }) => ({ wakeReason: startReason(context) }),
             },
           },
         ],
@@ -381,6 +427,14 @@ export const heartbeatMachine = setup({
           progress: context.progress,
           plan: context.current?.plan ?? { steps: [] },
           maxIterations: context.settings.maxIterationsPerTick,
+          tokenBudget:
+            context.settings.maxTokensPerTick > 0
+              ? Math.max(
+                  1,
+                  context.settings.maxTokensPerTick - (context.current?.usage.totalTokens ?? 0),
+                )
+              : 0,
+          attempt: context.current?.startedAt ?? "",
         }),
         onDone: {
           target: "persisting",
@@ -396,6 +450,7 @@ export const heartbeatMachine = setup({
       },
     },
     persisting: {
+      entry: "scheduleNextTick",
       on: {
         // A heartbeat that is about to end anyway keeps its outcome.
         "heartbeat.stop": [
@@ -438,7 +493,13 @@ export const heartbeatMachine = setup({
             target: "assessing",
             actions: {
               type: "beginTick",
-              params: ({ event }) => ({ wakeReason: event.output.late ? "catch-up" : "timer" }),
+              params: ({ context, event }) => ({
+                wakeReason: event.output.late
+                  ? "catch-up"
+                  : context.consecutiveFailures > 0
+                    ? "retry"
+                    : "timer",
+              }),
             },
           },
         ],

@@ -48,10 +48,22 @@ export interface HeartbeatSettings {
   toolsEnabled: boolean;
   /** End in `failed` after this many failed ticks in a row. */
   maxConsecutiveFailures: number;
+  /** Lifetime token budget; 0 = unlimited. Spent: the heartbeat ends `failed` with reason `budget`. */
+  maxTokens: number;
+  /** Token budget of one tick; 0 = unlimited. Spent: the tick's execute loop ends early. */
+  maxTokensPerTick: number;
+  /** Delay after the first failed tick in a row, doubled for each further one (capped); 0 = none. */
+  failureBackoffSec: number;
+  /** Cron expression for tick times instead of the fixed interval (the runtime evaluates it). */
+  cron: string | null;
+  /** Window in which ticks may run, `HH:MM-HH:MM`; ticks due outside it are moved to its start. */
+  activeHours: string | null;
+  /** IANA time zone for `cron` and `activeHours`; null = the system's. */
+  timezone: string | null;
 }
 
 /** Why a tick started. */
-export type WakeReason = "start" | "resume" | "timer" | "wake" | "catch-up";
+export type WakeReason = "start" | "resume" | "timer" | "wake" | "catch-up" | "retry";
 
 /** A phase that failed in a tick. */
 export interface PhaseError extends ErrorInfo {
@@ -122,6 +134,17 @@ export interface HeartbeatContext {
   seq: number;
   /** True when this run resumed a heartbeat rather than starting it. */
   resumed: boolean;
+  /** Ticks the schedule skipped since the last persist (outside the active hours); journaled, then cleared. */
+  skipped: SkippedTick[];
+}
+
+/** A tick the schedule did not run. */
+export interface SkippedTick {
+  /** When it was due. */
+  due: string;
+  /** When the next tick runs instead. */
+  next: string;
+  reason: "outside-active-hours";
 }
 
 /** What a resumed heartbeat carries over from its state file. */
@@ -147,6 +170,8 @@ export interface HeartbeatInput {
   settings: HeartbeatSettings;
   /** Present when resuming from a state file whose snapshot has ended. */
   resume?: ResumeRecord;
+  /** A new heartbeat's first tick waits until then (its schedule's window opens later). */
+  firstTickAt?: string;
 }
 
 export type HeartbeatEvent =

@@ -59,6 +59,43 @@ export function asErrorInfo(error: unknown): ErrorInfo {
   };
 }
 
+/** Calls with identical tool and arguments that trip the breaker. */
+export const BREAKER_REPEATS = 3;
+
+const callKey = (call: { name: string; arguments: string }) =>
+  `${call.name}\u0000${call.arguments.trim()}`;
+
+/** The first call in `next` that would be the {@link BREAKER_REPEATS}th identical call of the loop. */
+function repeatedCall(
+  transcript: ToolLoopContext["transcript"],
+  next: CallModelOutput["toolCalls"],
+): CallModelOutput["toolCalls"][number] | undefined {
+  const seen = new Map<string, number>();
+  for (const entry of transcript) {
+    if (entry.role !== "assistant") continue;
+    for (const call of entry.toolCalls) seen.set(callKey(call), (seen.get(callKey(call)) ?? 0) + 1);
+  }
+  for (const call of next) {
+    const count = (seen.get(callKey(call)) ?? 0) + 1;
+    if (count >= BREAKER_REPEATS) return call;
+    seen.set(callKey(call), count);
+  }
+  return undefined;
+}
+
+/** A rough token estimate of the next model call (4 characters a token), for the per-tick budget. */
+export function estimateCallTokens(context: ToolLoopContext): number {
+  const chars =
+    context.goal.length +
+    context.progress.length +
+    JSON.stringify(context.plan).length +
+    JSON.stringify(context.transcript).length;
+  return Math.ceil(chars / 4);
+}
+
+const appendNote = (result: string | null, note: string) =>
+  `${result ? `${result}\n` : ""}(${note})`;
+
 /** The tool loop statechart. */
 export const toolLoopMachine = setup({
   types: {
@@ -71,6 +108,26 @@ export const toolLoopMachine = setup({
     runTools: notProvided<RunToolsOutput, RunToolsInput>("runTools"),
   },
   actions: {
+    recordModelCall: assign(({ context }, params: { output: CallModelOutput }) => ({
+      iteration: context.iteration + 1,
+      usage: addUsage(context.usage, params.output.usage),
+      callUsages: [...context.callUsages, params.output.usage],
+      transcript: [
+        ...context.transcript,
+        {
+          role: "assistant" as const,
+          content: params.output.content,
+          toolCalls: params.output.toolCalls,
+        },
+      ],
+      result: params.output.content ?? context.result,
+    })),
+    recordAnswer: assign(({ context }, params: { output: CallModelOutput }) => ({
+      iteration: context.iteration + 1,
+      usage: addUsage(context.usage, params.output.usage),
+      callUsages: [...context.callUsages, params.output.usage],
+      result: params.output.content ?? "",
+    })),
     recordToolResults: assign(({ context }, params: { output: RunToolsOutput }) => ({
       toolCalls: [...context.toolCalls, ...params.output.results],
       transcript: [
@@ -82,10 +139,53 @@ export const toolLoopMachine = setup({
         })),
       ],
     })),
+    tripBreaker: assign(({ context }, params: { output: CallModelOutput }) => {
+      const call = repeatedCall(context.transcript, params.output.toolCalls);
+      const name = call?.name ?? "a tool";
+      return {
+        toolCalls: [
+          ...context.toolCalls,
+          ...params.output.toolCalls.map((c) => ({
+            callId: c.id,
+            name: c.name,
+            arguments: c.arguments,
+            status: "refused" as const,
+            content: `Not run: ${name} was called ${BREAKER_REPEATS} times with identical arguments in this tick (breaker).`,
+          })),
+        ],
+        stoppedBy: "breaker" as const,
+        result: appendNote(
+          context.result,
+          `Stopped: ${name} was called ${BREAKER_REPEATS} times with identical arguments; the breaker ended this tick's tool loop.`,
+        ),
+      };
+    }),
+    noteBudgetSpent: assign(({ context }) => ({
+      stoppedBy: "budget" as const,
+      result: appendNote(
+        context.result,
+        `Stopped after ${context.iteration} model calls: the per-tick token budget is spent.`,
+      ),
+    })),
+    noteIterationsSpent: assign(({ context }) => ({
+      stoppedBy: "iterations" as const,
+      result: appendNote(
+        context.result,
+        `Stopped after ${context.iteration} model calls: the per-tick limit.`,
+      ),
+    })),
+    recordError: assign(({ event }) => ({
+      error: asErrorInfo((event as { error?: unknown }).error),
+    })),
   },
   guards: {
     wantsTools: (_, params: { output: CallModelOutput }) => params.output.toolCalls.length > 0,
+    repeatsToolCall: ({ context }, params: { output: CallModelOutput }) =>
+      repeatedCall(context.transcript, params.output.toolCalls) !== undefined,
     callsLeft: ({ context }) => context.iteration < context.maxIterations,
+    withinTickBudget: ({ context }) =>
+      context.tokenBudget <= 0 ||
+      context.usage.totalTokens + estimateCallTokens(context) <= context.tokenBudget,
   },
 }).createMachine({
   id: "toolLoop",
@@ -98,9 +198,16 @@ export const toolLoopMachine = setup({
     toolCalls: [],
     result: null,
     error: null,
+    stoppedBy: null,
   }),
-  initial: "calling",
+  initial: "checking",
   states: {
+    checking: {
+      always: [
+        { guard: "withinTickBudget", target: "calling" },
+        { target: "done", actions: "noteBudgetSpent" },
+      ],
+    },
     calling: {
       invoke: {
         id: "callModel",
@@ -112,40 +219,28 @@ export const toolLoopMachine = setup({
           plan: context.plan,
           transcript: context.transcript,
           lastCall: context.maxIterations > 1 && context.iteration + 1 >= context.maxIterations,
+          spentTokens: context.usage.totalTokens,
         }),
         onDone: [
           {
+            guard: { type: "repeatsToolCall", params: ({ event }) => ({ output: event.output }) },
+            target: "done",
+            actions: [
+              { type: "recordModelCall", params: ({ event }) => ({ output: event.output }) },
+              { type: "tripBreaker", params: ({ event }) => ({ output: event.output }) },
+            ],
+          },
+          {
             guard: { type: "wantsTools", params: ({ event }) => ({ output: event.output }) },
             target: "acting",
-            actions: assign(({ context, event }) => ({
-              iteration: context.iteration + 1,
-              usage: addUsage(context.usage, event.output.usage),
-              callUsages: [...context.callUsages, event.output.usage],
-              transcript: [
-                ...context.transcript,
-                {
-                  role: "assistant" as const,
-                  content: event.output.content,
-                  toolCalls: event.output.toolCalls,
-                },
-              ],
-              result: event.output.content ?? context.result,
-            })),
+            actions: { type: "recordModelCall", params: ({ event }) => ({ output: event.output }) },
           },
           {
             target: "done",
-            actions: assign(({ context, event }) => ({
-              iteration: context.iteration + 1,
-              usage: addUsage(context.usage, event.output.usage),
-              callUsages: [...context.callUsages, event.output.usage],
-              result: event.output.content ?? "",
-            })),
+            actions: { type: "recordAnswer", params: ({ event }) => ({ output: event.output }) },
           },
         ],
-        onError: {
-          target: "done",
-          actions: assign(({ event }) => ({ error: asErrorInfo(event.error) })),
-        },
+        onError: { target: "done", actions: "recordError" },
       },
     },
     acting: {
@@ -154,12 +249,17 @@ export const toolLoopMachine = setup({
         src: "runTools",
         input: ({ context }) => {
           const last = context.transcript.at(-1);
-          return { calls: last?.role === "assistant" ? last.toolCalls : [] };
+          return {
+            calls: last?.role === "assistant" ? last.toolCalls : [],
+            tick: context.tick,
+            iteration: context.iteration,
+            attempt: context.attempt,
+          };
         },
         onDone: [
           {
             guard: "callsLeft",
-            target: "calling",
+            target: "checking",
             actions: {
               type: "recordToolResults",
               params: ({ event }) => ({ output: event.output }),
@@ -169,16 +269,11 @@ export const toolLoopMachine = setup({
             target: "done",
             actions: [
               { type: "recordToolResults", params: ({ event }) => ({ output: event.output }) },
-              assign(({ context }) => ({
-                result: `${context.result ? `${context.result}\n` : ""}(Stopped after ${context.iteration} model calls: the per-tick limit.)`,
-              })),
+              "noteIterationsSpent",
             ],
           },
         ],
-        onError: {
-          target: "done",
-          actions: assign(({ event }) => ({ error: asErrorInfo(event.error) })),
-        },
+        onError: { target: "done", actions: "recordError" },
       },
     },
     done: { type: "final" },
@@ -190,5 +285,6 @@ export const toolLoopMachine = setup({
     iterations: context.iteration,
     callUsages: context.callUsages,
     error: context.error,
+    stoppedBy: context.stoppedBy,
   }),
 });

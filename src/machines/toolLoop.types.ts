@@ -20,6 +20,8 @@ export interface ToolCallRecord {
   status: "ok" | "refused" | "invalid" | "error";
   /** Result text (possibly truncated). */
   content: string;
+  /** Names of the instruction-injection patterns found in the tool's output, when any. */
+  injection?: string[];
 }
 
 /** Conversation after the opening prompt; the service adds the system and user messages. */
@@ -33,7 +35,14 @@ export interface ToolLoopInput {
   progress: string;
   plan: Plan;
   maxIterations: number;
+  /** Tokens the loop may still spend in this tick; 0 = unlimited. */
+  tokenBudget: number;
+  /** Identifies this attempt at the tick (its start time): keys the write-ahead tool journal. */
+  attempt: string;
 }
+
+/** Why the loop stopped before the model gave a final answer. */
+export type ToolLoopStop = "iterations" | "budget" | "breaker";
 
 export interface ToolLoopContext extends ToolLoopInput {
   transcript: TranscriptEntry[];
@@ -45,6 +54,7 @@ export interface ToolLoopContext extends ToolLoopInput {
   toolCalls: ToolCallRecord[];
   result: string | null;
   error: ErrorInfo | null;
+  stoppedBy: ToolLoopStop | null;
 }
 
 export interface ToolLoopOutput {
@@ -55,6 +65,8 @@ export interface ToolLoopOutput {
   toolCalls: ToolCallRecord[];
   iterations: number;
   error: ErrorInfo | null;
+  /** Set when a limit ended the loop early. */
+  stoppedBy: ToolLoopStop | null;
 }
 
 export interface CallModelInput {
@@ -65,6 +77,8 @@ export interface CallModelInput {
   transcript: TranscriptEntry[];
   /** True on the last allowed call: the service asks for a final answer. */
   lastCall: boolean;
+  /** Tokens this loop has used so far (for the budget check before the call). */
+  spentTokens: number;
 }
 export interface CallModelOutput {
   content: string | null;
@@ -74,6 +88,11 @@ export interface CallModelOutput {
 
 export interface RunToolsInput {
   calls: ToolCallRequest[];
+  tick: number;
+  /** Model calls made so far in this loop (the calls belong to the last one). */
+  iteration: number;
+  /** The tick attempt (see {@link ToolLoopInput.attempt}). */
+  attempt: string;
 }
 export interface RunToolsOutput {
   /** One per call, in the order of the calls. */

@@ -12,6 +12,8 @@ const UsageSchema = z.object({
   promptTokens: z.number().int().nonnegative(),
   completionTokens: z.number().int().nonnegative(),
   totalTokens: z.number().int().nonnegative(),
+  /** Cost in US dollars at the configured prices, when prices are set. */
+  costUsd: z.number().nonnegative().optional(),
 });
 
 // The assessment and plan are restated here rather than imported from
@@ -46,9 +48,21 @@ const SettingsSchema = z.object({
   maxIterationsPerTick: z.number().int().positive(),
   toolsEnabled: z.boolean(),
   maxConsecutiveFailures: z.number().int().positive(),
+  // Added after the first files were written; absent in those.
+  maxTokens: z.number().int().nonnegative().optional(),
+  maxTokensPerTick: z.number().int().nonnegative().optional(),
+  failureBackoffSec: z.number().nonnegative().optional(),
+  cron: z.string().nullable().optional(),
+  activeHours: z.string().nullable().optional(),
+  timezone: z.string().nullable().optional(),
 });
 
-const StatusSchema = z.enum(["sleeping", "completed", "failed", "shutdown"]);
+/**
+ * `executing` marks a checkpoint taken before tool calls run (the write-ahead
+ * tool journal); the others are where a heartbeat rests or ended.
+ */
+const StatusSchema = z.enum(["sleeping", "executing", "completed", "failed", "shutdown"]);
+const OutcomeStatusSchema = z.enum(["sleeping", "completed", "failed", "shutdown"]);
 
 /** The statechart context inside the snapshot (checked because a resume relies on it). */
 export const ContextSchemaV1 = z.looseObject({
@@ -67,7 +81,7 @@ export const ContextSchemaV1 = z.looseObject({
   consecutiveFailures: z.number().int().nonnegative(),
   digests: z.array(DigestSchema),
   current: z.looseObject({ number: z.number().int() }).nullable(),
-  outcome: z.object({ status: StatusSchema, reason: z.string().nullable() }).nullable(),
+  outcome: z.object({ status: OutcomeStatusSchema, reason: z.string().nullable() }).nullable(),
   error: ErrorInfoSchema.nullable(),
   seq: z.number().int().nonnegative(),
   resumed: z.boolean(),

@@ -81,6 +81,12 @@ const SETTINGS: HeartbeatSettings = {
   maxIterationsPerTick: 4,
   toolsEnabled: true,
   maxConsecutiveFailures: 3,
+  maxTokens: 0,
+  maxTokensPerTick: 0,
+  failureBackoffSec: 0,
+  cron: null,
+  activeHours: null,
+  timezone: null,
 };
 
 const GOAL = "Write the report";
@@ -309,6 +315,7 @@ describe("heartbeat: happy path", () => {
         plan: planned(1).plan,
         transcript: [],
         lastCall: false,
+        spentTokens: 0,
       },
       {
         goal: GOAL,
@@ -317,6 +324,7 @@ describe("heartbeat: happy path", () => {
         plan: planned(2).plan,
         transcript: [],
         lastCall: false,
+        spentTokens: 0,
       },
     ]);
     expect(h.persisted.map((p) => p.input)).toEqual([
@@ -1198,7 +1206,8 @@ describe("heartbeat: resume", () => {
     must(h.sleepUntil.calls[0]).resolve({ late: false });
     await calledTimes(actor, h.assess.calls, 1);
     expect(must(h.assess.calls[0]).input.tick).toBe(6);
-    expect(must(h.assess.calls[0]).input.wakeReason).toBe("timer");
+    // The resumed heartbeat's last tick failed (consecutiveFailures 1): this one is a retry.
+    expect(must(h.assess.calls[0]).input.wakeReason).toBe("retry");
   });
 
   it("with nextTickAt in the past starts a tick at once (wakeReason resume)", async () => {
@@ -1282,5 +1291,95 @@ describe("heartbeat: contract", () => {
         expect(allowed, `${file} imports ${from}`).toBe(true);
       }
     }
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Budgets, backoff, breaker
+// ---------------------------------------------------------------------------
+
+describe("heartbeat: budgets and backoff", () => {
+  it("ends failed with reason budget once the lifetime token budget is used up", async () => {
+    // One default tick uses 195 tokens; a 300-token budget is spent after the second.
+    const h = harness({
+      settings: { maxTokens: 300, tickIntervalSec: 0 },
+      sleepUntil: () => ({ late: false }),
+    });
+    const actor = h.run();
+    const output = await toPromise(actor);
+    expect(output.status).toBe("failed");
+    expect(output.reason).toBe("budget");
+    expect(output.tick).toBe(2);
+    expect(output.error).toMatchObject({ code: "budget", fatal: true });
+    expect(output.error?.message).toMatch(/390 of 300 tokens/);
+    expect(lastPersist(h.persisted).input).toMatchObject({ status: "failed", reason: "budget" });
+  });
+
+  it("a goal met on the tick that spends the budget still completes", async () => {
+    const h = harness({
+      settings: { maxTokens: 10 },
+      assess: (i) => assessed(i.tick, { goalComplete: true }),
+    });
+    const output = await toPromise(h.run());
+    expect(output).toMatchObject({ status: "completed", reason: "goal-met" });
+  });
+
+  it("after failed ticks the next tick waits with exponential backoff, capped", async () => {
+    const h = harness({
+      settings: { tickIntervalSec: 0, failureBackoffSec: 10, maxConsecutiveFailures: 10 },
+      assess: () => Promise.reject(badOutput),
+    });
+    const actor = h.run();
+    const delays: number[] = [];
+    for (let n = 1; n <= 3; n++) {
+      await calledTimes(actor, h.sleepUntil.calls, n);
+      delays.push(Date.parse(must(h.sleepUntil.calls[n - 1]).input.until) - T0);
+      must(h.sleepUntil.calls[n - 1]).resolve({ late: false });
+    }
+    expect(delays).toEqual([10_000, 20_000, 40_000]);
+    await calledTimes(actor, h.assess.calls, 4);
+    expect(must(h.assess.calls[3]).input.wakeReason).toBe("retry");
+  });
+
+  it("backoff never shortens the interval and is capped at an hour", async () => {
+    const { tickDelaySec, MAX_BACKOFF_SEC } = await import(
+      "../../src/machines/heartbeat.machine.js"
+    );
+    const s = { ...SETTINGS, tickIntervalSec: 300, failureBackoffSec: 5 };
+    expect(tickDelaySec(s, 0)).toBe(300);
+    expect(tickDelaySec(s, 1)).toBe(300);
+    expect(tickDelaySec(s, 2)).toBe(600);
+    expect(tickDelaySec(s, 20)).toBe(MAX_BACKOFF_SEC);
+    expect(tickDelaySec({ ...s, failureBackoffSec: 0 }, 5)).toBe(300);
+    expect(tickDelaySec({ ...s, tickIntervalSec: 7200 }, 3)).toBe(7200);
+  });
+
+  it("passes the per-tick token budget left after assess and plan to the tool loop", async () => {
+    const h = harness({ settings: { maxTokensPerTick: 1000 } });
+    const actor = h.run();
+    await inState(actor, "sleeping");
+    // Assess 15 + plan 30 tokens leave 955; the loop ran its one call within it.
+    const execute = must(h.callModel.calls[0]);
+    expect(execute.input.spentTokens).toBe(0);
+    const child = lastPersist(h.persisted).context.current;
+    expect(child?.usage.totalTokens).toBe(195);
+  });
+
+  it("the tool loop stops before a call once the per-tick budget is spent", async () => {
+    const h = harness({
+      settings: { maxTokensPerTick: 200, maxIterationsPerTick: 10 },
+      callModel: () => ({
+        content: null,
+        toolCalls: [
+          { id: `c${Math.random()}`, name: "list_dir", arguments: `{"path":"${Math.random()}"}` },
+        ],
+        usage: MODEL_USAGE,
+      }),
+    });
+    const actor = h.run();
+    await inState(actor, "sleeping");
+    // 45 tokens after assess and plan; one 150-token call leaves the loop past its 155.
+    expect(h.callModel.calls).toHaveLength(1);
+    expect(lastPersist(h.persisted).context.current?.result).toMatch(/per-tick token budget/);
   });
 });

@@ -36,6 +36,8 @@ const INPUT: ToolLoopInput = {
   progress: "outline written",
   plan: { steps: ["read notes", "write report"] },
   maxIterations: 5,
+  tokenBudget: 0,
+  attempt: "2026-01-01T00:00:00.000Z",
 };
 
 const call = (id: string, name = "read_file", args = `{"path":"${id}.md"}`): ToolCallRequest => ({
@@ -105,6 +107,7 @@ describe("toolLoop machine", () => {
       toolCalls: [],
       iterations: 1,
       error: null,
+      stoppedBy: null,
     });
     expect(t.states).toEqual(["calling", "done"]);
     expect(t.runTools.calls.length).toBe(0);
@@ -116,6 +119,7 @@ describe("toolLoop machine", () => {
         plan: INPUT.plan,
         transcript: [],
         lastCall: false,
+        spentTokens: 0,
       },
     ]);
   });
@@ -136,7 +140,9 @@ describe("toolLoop machine", () => {
     const output = await toPromise(t.actor);
 
     expect(t.states).toEqual(["calling", "acting", "calling", "done"]);
-    expect(t.runTools.calls.map((c) => c.input)).toEqual([{ calls: [c1] }]);
+    expect(t.runTools.calls.map((c) => c.input)).toEqual([
+      { calls: [c1], tick: 4, iteration: 1, attempt: INPUT.attempt },
+    ]);
     expect(t.callModel.calls.length).toBe(2);
     expect(must(t.callModel.calls[1]).input.transcript).toEqual([
       { role: "assistant", content: "Reading notes.", toolCalls: [c1] },
@@ -150,6 +156,7 @@ describe("toolLoop machine", () => {
       toolCalls: [recordOf(c1)],
       iterations: 2,
       error: null,
+      stoppedBy: null,
     });
   });
 
@@ -194,7 +201,12 @@ describe("toolLoop machine", () => {
     const output = await toPromise(t.actor);
 
     expect(t.runTools.calls.length).toBe(1);
-    expect(must(t.runTools.calls[0]).input).toEqual({ calls: [a, b] });
+    expect(must(t.runTools.calls[0]).input).toEqual({
+      calls: [a, b],
+      tick: 4,
+      iteration: 1,
+      attempt: INPUT.attempt,
+    });
     expect(must(t.callModel.calls[1]).input.transcript).toEqual([
       { role: "assistant", content: null, toolCalls: [a, b] },
       { role: "tool", callId: "a", content: "reply a" },
@@ -275,6 +287,7 @@ describe("toolLoop machine", () => {
       toolCalls: [],
       iterations: 0,
       error,
+      stoppedBy: null,
     });
     expect(t.states).toEqual(["calling", "done"]);
   });
@@ -301,6 +314,7 @@ describe("toolLoop machine", () => {
       toolCalls: [recordOf(c1)],
       iterations: 1,
       error: { code: "llm-auth", message: "revoked", fatal: true },
+      stoppedBy: null,
     });
   });
 
@@ -349,5 +363,60 @@ describe("toolLoop helpers", () => {
       fatal: false,
     });
     expect(asErrorInfo("text")).toEqual({ code: "internal", message: "text", fatal: false });
+  });
+});
+
+describe("toolLoop machine: breaker and per-tick budget", () => {
+  const same: ToolCallRequest = { id: "x", name: "list_dir", arguments: '{"path":"."}' };
+
+  it("the third identical call is not run: the breaker ends the loop and says why", async () => {
+    const t = loop({
+      input: { maxIterations: 10 },
+      callModel: (_, i) => wants([{ ...same, id: `c${i}` }]),
+    });
+    const output = await toPromise(t.actor);
+    expect(t.callModel.calls).toHaveLength(3);
+    expect(t.runTools.calls).toHaveLength(2);
+    expect(output.stoppedBy).toBe("breaker");
+    expect(output.result).toMatch(/list_dir was called 3 times with identical arguments/);
+    expect(output.toolCalls.map((c) => c.status)).toEqual(["ok", "ok", "refused"]);
+  });
+
+  it("identical arguments differing only in surrounding whitespace count as the same call", async () => {
+    const t = loop({
+      input: { maxIterations: 10 },
+      callModel: (_, i) => wants([{ ...same, id: `c${i}`, arguments: ` ${same.arguments}\n` }]),
+    });
+    expect((await toPromise(t.actor)).stoppedBy).toBe("breaker");
+  });
+
+  it("different arguments do not trip the breaker", async () => {
+    const t = loop({
+      input: { maxIterations: 4 },
+      callModel: (_, i) => wants([{ ...same, id: `c${i}`, arguments: `{"path":"d${i}"}` }]),
+    });
+    const output = await toPromise(t.actor);
+    expect(output.stoppedBy).toBe("iterations");
+    expect(t.callModel.calls).toHaveLength(4);
+  });
+
+  it("does not call the model at all when the tick's token budget is already below the estimate", async () => {
+    const t = loop({ input: { tokenBudget: 5 }, callModel: () => answer("never") });
+    const output = await toPromise(t.actor);
+    expect(t.callModel.calls).toHaveLength(0);
+    expect(output.stoppedBy).toBe("budget");
+    expect(output.result).toMatch(/per-tick token budget/);
+  });
+
+  it("stops between calls once the reported usage leaves no room for the next call", async () => {
+    const t = loop({
+      input: { tokenBudget: 150, maxIterations: 10 },
+      callModel: (_, i) => wants([{ ...same, id: `c${i}`, arguments: `{"path":"d${i}"}` }]),
+    });
+    const output = await toPromise(t.actor);
+    // Each call reports 120 tokens: after the first, 120 + the estimate exceeds 150.
+    expect(t.callModel.calls).toHaveLength(1);
+    expect(output.stoppedBy).toBe("budget");
+    expect(output.usage.totalTokens).toBe(120);
   });
 });

@@ -1,0 +1,168 @@
+/**
+ * The write-ahead tool journal end to end: intents before results, a
+ * checkpoint in `executing`, and a SIGKILL in the middle of a tool round
+ * followed by a resume that replays what finished instead of repeating it.
+ * Also the breaker on identical repeated calls.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { cleanEnv, runCli, tempDir } from "../support/cli.js";
+import {
+  classify,
+  type FakeOpenAI,
+  message,
+  scripted,
+  startFakeOpenAI,
+  toolCalls,
+} from "../support/fakeOpenAI.js";
+
+let server: FakeOpenAI;
+let workdir: string;
+
+beforeEach(async () => {
+  server = await startFakeOpenAI();
+  workdir = await tempDir();
+});
+afterEach(async () => {
+  await server.close();
+  await fs.rm(workdir, { recursive: true, force: true });
+});
+
+const args = (...extra: string[]) => [
+  "run",
+  "--base-url",
+  server.baseURL,
+  "--workdir",
+  workdir,
+  "--tick-interval",
+  "0",
+  "--max-retries",
+  "0",
+  "--failure-backoff",
+  "0",
+  ...extra,
+];
+const stateDir = () => path.join(workdir, ".ravenclaws");
+const stateOf = async (id: string) =>
+  JSON.parse(await fs.readFile(path.join(stateDir(), `heartbeat-${id}.json`), "utf8"));
+const journalOf = async (id: string) =>
+  (await fs.readFile(path.join(stateDir(), `heartbeat-${id}.jsonl`), "utf8"))
+    .trim()
+    .split("\n")
+    .map((line) => JSON.parse(line));
+
+describe("write-ahead tool journal", () => {
+  it("journals each intent before its result", async () => {
+    server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                { id: "a", name: "write_file", arguments: { path: "a.txt", content: "A" } },
+                { id: "b", name: "write_file", arguments: { path: "b.txt", content: "B" } },
+              ])
+            : message("Wrote a and b."),
+      }),
+    );
+    const result = await runCli(
+      args("--id", "wal", "--goal", "Write a and b", "--max-ticks", "1"),
+      {
+        env: cleanEnv({ OPENAI_API_KEY: "k" }),
+      },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const lines = (await journalOf("wal")).filter((e) => e.type.startsWith("tool"));
+    expect(lines.map((e) => `${e.type}:${e.callId}`)).toEqual([
+      "tool-intent:a",
+      "tool-intent:b",
+      "tool:a",
+      "tool:b",
+    ]);
+    expect(lines.every((e) => e.tick === 1 && e.iteration === 1 && e.attempt)).toBe(true);
+  });
+
+  it("a SIGKILL after the first of two tool calls resumes mid-tick without repeating the finished call", async () => {
+    server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                { id: "a", name: "write_file", arguments: { path: "a.txt", content: "A" } },
+                { id: "b", name: "write_file", arguments: { path: "b.txt", content: "B" } },
+              ])
+            : message("Wrote a and b."),
+      }),
+    );
+    const env = cleanEnv({ OPENAI_API_KEY: "k", RAVENCLAWS_CRASH_AT: "tool:during:1" });
+    const crashed = await runCli(
+      args("--id", "kill", "--goal", "Write a and b", "--max-ticks", "1"),
+      { env },
+    );
+    expect(crashed.signal).toBe("SIGKILL");
+    // The checkpoint: the state file says the heartbeat is in the middle of executing tick 1.
+    const checkpoint = await stateOf("kill");
+    expect(checkpoint.status).toBe("executing");
+    expect(checkpoint.tick).toBe(0);
+    const before = await journalOf("kill");
+    expect(before.filter((e) => e.type === "tool").map((e) => e.callId)).toEqual(["a"]);
+    await expect(fs.readFile(path.join(workdir, "b.txt"), "utf8")).rejects.toThrow();
+    const requestsBefore = server.chatRequests().length;
+
+    const resumed = await runCli(args("--id", "kill", "--max-ticks", "1"), {
+      env: cleanEnv({ OPENAI_API_KEY: "k" }),
+    });
+    expect(resumed.code, resumed.stderr).toBe(0);
+
+    const after = await journalOf("kill");
+    const added = after.slice(before.length);
+    // "a" is replayed from the journal (not run again); "b" had only an intent: it runs, and the journal says so.
+    expect(added.filter((e) => e.type === "tool").map((e) => e.callId)).toEqual(["b"]);
+    expect(added.filter((e) => e.type === "tool-rerun").map((e) => e.callId)).toEqual(["b"]);
+    expect(after.filter((e) => e.type === "tool" && e.callId === "a")).toHaveLength(1);
+    expect(await fs.readFile(path.join(workdir, "b.txt"), "utf8")).toBe("B");
+    // The tick went on from the tool round: no new assessment or plan, one more execute call.
+    const newRequests = server.chatRequests().slice(requestsBefore).map(classify);
+    expect(newRequests).toEqual(["execute"]);
+    const state = await stateOf("kill");
+    expect(state).toMatchObject({ status: "completed", tick: 1, reason: "max-ticks" });
+    const tick = after.find((e) => e.type === "tick");
+    expect(tick.toolCalls.map((c: { callId: string }) => c.callId)).toEqual(["a", "b"]);
+  });
+});
+
+describe("breaker", () => {
+  it("stops the tick's tool loop when the same call is made three times with identical arguments", async () => {
+    server.setHandler(
+      scripted({
+        execute: () => toolCalls([{ name: "list_dir", arguments: { path: "." } }]),
+      }),
+    );
+    const result = await runCli(
+      args(
+        "--id",
+        "loop",
+        "--goal",
+        "List the files",
+        "--max-ticks",
+        "1",
+        "--max-iterations-per-tick",
+        "10",
+      ),
+      { env: cleanEnv({ OPENAI_API_KEY: "k" }) },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const executes = server.chatRequests().filter((r) => classify(r) === "execute");
+    expect(executes).toHaveLength(3);
+    const tick = (await journalOf("loop")).find((e) => e.type === "tick");
+    expect(tick.result).toMatch(/list_dir was called 3 times with identical arguments/);
+    expect(tick.toolCalls.map((c: { status: string }) => c.status)).toEqual([
+      "ok",
+      "ok",
+      "refused",
+    ]);
+    // Only two of the three calls ran.
+    const ran = (await journalOf("loop")).filter((e) => e.type === "tool");
+    expect(ran).toHaveLength(2);
+  });
+});
