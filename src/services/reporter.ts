@@ -2,6 +2,12 @@
  * What a running heartbeat prints: progress lines on stderr for people, and
  * with `--json` one JSON event per line on stdout for scripts. Everything
  * goes through the redactor.
+ *
+ * On a terminal (stderr is a TTY, no `--json`) a live status line (state,
+ * tick, countdown to the next tick, tokens so far) sits under the scrolling
+ * lines and is redrawn in place; it refreshes every second only while the
+ * heartbeat sleeps. `--quiet` prints only errors and the end summary.
+ * Colours only on a TTY and only when `NO_COLOR` is unset or empty.
  */
 import type { HeartbeatContext, HeartbeatOutput } from "../machines/heartbeat.types.js";
 import type { ToolCallRecord } from "../machines/toolLoop.types.js";
@@ -10,10 +16,46 @@ import type { StateFile } from "../schemas/stateFile.js";
 import type { Redactor } from "./redact.js";
 import type { JournalEntry } from "./store.js";
 
+/** A stream as the reporter sees it: TTYs have `isTTY` and `columns`. */
+export type ReporterStream = NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+
 /** Where the reporter writes. */
 export interface ReporterStreams {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
+  stdout: ReporterStream;
+  stderr: ReporterStream;
+}
+
+/** How the reporter behaves. */
+export interface ReporterOptions {
+  /** JSON events on stdout (and no status line). */
+  json: boolean;
+  redact: Redactor;
+  /** Only errors and the end summary. */
+  quiet?: boolean;
+  /** Read for `NO_COLOR`. */
+  env?: NodeJS.ProcessEnv;
+  /** Milliseconds since the epoch; injectable for tests. */
+  now?: () => number;
+}
+
+type Style = "bold" | "dim" | "red" | "green" | "yellow" | "cyan";
+const SGR: Record<Style, [number, number]> = {
+  bold: [1, 22],
+  dim: [2, 22],
+  red: [31, 39],
+  green: [32, 39],
+  yellow: [33, 39],
+  cyan: [36, 39],
+};
+
+/** True when `stream` is a terminal and `NO_COLOR` is unset or empty. */
+export function colorsFor(stream: ReporterStream, env: NodeJS.ProcessEnv = {}): boolean {
+  return stream.isTTY === true && !env.NO_COLOR;
+}
+
+/** A styler that wraps text in ANSI codes, or leaves it alone when colours are off. */
+export function styler(enabled: boolean): (style: Style, text: string) => string {
+  return (style, text) => (enabled ? `\x1b[${SGR[style][0]}m${text}\x1b[${SGR[style][1]}m` : text);
 }
 
 const oneLine = (text: string, max = 160) => {
@@ -21,28 +63,104 @@ const oneLine = (text: string, max = 160) => {
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
 };
 
-function describeNext(file: StateFile): string {
-  if (!file.nextTickAt) return "";
-  const seconds = Math.max(0, Math.round((Date.parse(file.nextTickAt) - Date.now()) / 1000));
-  return ` · next tick at ${file.nextTickAt} (in ${seconds}s)`;
+/** `4m 10s`, `1h 5m`. */
+function duration(ms: number): string {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  return h < 24 ? `${h}h ${String(m % 60).padStart(2, "0")}m` : `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+const CLEAR_LINE = "\r\x1b[2K";
+const PHASES = new Set(["assessing", "planning", "executing"]);
+
+/** What the status line shows. */
+interface Live {
+  state: string;
+  /** Ticks finished. */
+  tick: number;
+  /** The tick in progress, if any. */
+  current: number | null;
+  maxTicks: number;
+  tokens: number;
+  nextTickAt: string | null;
 }
 
 /** Reports a run's progress. */
 export class Reporter implements RuntimeEvents {
+  private readonly quiet: boolean;
+  private readonly live: boolean;
+  private readonly style: (style: Style, text: string) => string;
+  private readonly outStyle: (style: Style, text: string) => string;
+  private readonly now: () => number;
+  private status: Live | null = null;
+  /** Whether the status line is on screen now. */
+  private drawn = false;
+  private timer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly streams: ReporterStreams,
-    private readonly options: { json: boolean; redact: Redactor },
-  ) {}
+    private readonly options: ReporterOptions,
+  ) {
+    this.quiet = options.quiet ?? false;
+    this.live = streams.stderr.isTTY === true && !options.json && !this.quiet;
+    this.style = styler(colorsFor(streams.stderr, options.env));
+    this.outStyle = styler(colorsFor(streams.stdout, options.env));
+    this.now = options.now ?? Date.now;
+  }
 
+  /** Writes whole lines to stderr, above the status line. */
   private line(text: string): void {
-    this.streams.stderr.write(`${this.options.redact(text)}\n`);
+    const clear = this.drawn ? CLEAR_LINE : "";
+    this.drawn = false;
+    this.streams.stderr.write(`${clear}${this.options.redact(text)}\n`);
+    this.draw();
   }
 
   private event(payload: Record<string, unknown>): void {
     if (!this.options.json) return;
     this.streams.stdout.write(
-      `${this.options.redact(JSON.stringify({ ...payload, time: new Date().toISOString() }))}\n`,
+      `${this.options.redact(JSON.stringify({ ...payload, time: new Date(this.now()).toISOString() }))}\n`,
     );
+  }
+
+  /** The status line's text, without styling or clipping. */
+  statusText(): string | null {
+    const s = this.status;
+    if (!s) return null;
+    const tick = s.maxTicks > 0 ? `${s.tick}/${s.maxTicks}` : `${s.tick}`;
+    const tokens = `${s.tokens.toLocaleString("en-US")} tokens`;
+    if (s.state === "sleeping") {
+      const next = s.nextTickAt
+        ? `next tick in ${duration(Date.parse(s.nextTickAt) - this.now())}`
+        : "next tick soon";
+      return `sleeping · ${tick} ticks done · ${next} · ${tokens} · Ctrl-C saves and stops`;
+    }
+    const label = s.state === "persisting" ? "saving" : s.state === "idle" ? "starting" : s.state;
+    return `tick ${s.current ?? s.tick} · ${label} · ${tokens}`;
+  }
+
+  /** Draws (or redraws) the status line in place, clipped to the terminal width so it never wraps. */
+  private draw(): void {
+    if (!this.live) return;
+    const text = this.statusText();
+    if (text === null) return;
+    const width = Math.max(10, (this.streams.stderr.columns || 80) - 1);
+    const full = `● ${text}`;
+    const clipped = full.length > width ? `${full.slice(0, width - 1)}…` : full;
+    this.streams.stderr.write(`${CLEAR_LINE}${this.style("dim", clipped)}`);
+    this.drawn = true;
+  }
+
+  /** Removes the status line and stops its timer. Safe to call more than once. */
+  close(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.drawn) this.streams.stderr.write(CLEAR_LINE);
+    this.drawn = false;
+    this.status = null;
   }
 
   /** The run begins. */
@@ -54,24 +172,50 @@ export class Reporter implements RuntimeEvents {
     stateFile: string;
     model: string;
   }): void {
-    this.line(
-      `ravenclaws: heartbeat ${info.id} ${info.resumed ? `resumed at tick ${info.tick}` : "started"} · model ${info.model}\n` +
-        `  goal: ${oneLine(info.goal, 200)}\n  state: ${info.stateFile}`,
-    );
+    if (!this.quiet) {
+      this.line(
+        `${this.style("bold", `ravenclaws: heartbeat ${info.id}`)} ${info.resumed ? `resumed at tick ${info.tick}` : "started"} · model ${info.model}\n` +
+          `  goal: ${oneLine(info.goal, 200)}\n  state: ${info.stateFile}`,
+      );
+    }
     this.event({ event: "start", ...info });
   }
 
   state(state: string, context: HeartbeatContext): void {
     const tick = context.current?.number ?? context.tick;
+    this.status = {
+      state,
+      tick: context.tick,
+      current: context.current?.number ?? null,
+      maxTicks: context.settings.maxTicks,
+      tokens: context.usage.totalTokens,
+      nextTickAt: context.nextTickAt,
+    };
+    if (this.live) {
+      if (state === "sleeping" && !this.timer) {
+        this.timer = setInterval(() => this.draw(), 1_000);
+        this.timer.unref();
+      } else if (state !== "sleeping" && this.timer) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    }
     // Sleeping needs no line: the tick line already says when the next tick is.
-    if (state === "assessing" || state === "planning" || state === "executing") {
-      this.line(`[tick ${tick}] ${state}`);
+    if (PHASES.has(state) && !this.quiet) {
+      this.line(`${this.style("cyan", `[tick ${tick}]`)} ${state}`);
+    } else {
+      this.draw();
     }
     this.event({ event: "state", state, tick });
   }
 
   tool(record: ToolCallRecord, tick: number): void {
-    this.line(`[tick ${tick}]   ${record.name} ${record.status}: ${oneLine(record.content, 120)}`);
+    if (!this.quiet) {
+      const status = record.status === "ok" ? record.status : this.style("yellow", record.status);
+      this.line(
+        `${this.style("cyan", `[tick ${tick}]`)}   ${record.name} ${status}: ${oneLine(record.content, 120)}`,
+      );
+    }
     this.event({ event: "tool", tick, ...record });
   }
 
@@ -81,15 +225,27 @@ export class Reporter implements RuntimeEvents {
       const usage = entry.usage as { calls: number; totalTokens: number };
       const errors = (entry.errors as { phase: string; message: string }[]) ?? [];
       const status = String(entry.status);
-      const detail =
-        errors.length > 0
-          ? errors.map((e) => `${e.phase} failed: ${oneLine(e.message, 200)}`).join("; ")
-          : oneLine(String(entry.assessment ?? ""), 160);
-      this.line(
-        `[tick ${entry.tick}] ${status} · ${usage.calls} model calls, ${usage.totalTokens} tokens${
-          file.status === "sleeping" ? describeNext(file) : ""
-        }\n  ${detail}`,
-      );
+      if (this.status) this.status.tokens = file.usage.totalTokens;
+      if (!this.quiet || errors.length > 0) {
+        const detail =
+          errors.length > 0
+            ? this.style(
+                "red",
+                errors.map((e) => `${e.phase} failed: ${oneLine(e.message, 200)}`).join("; "),
+              )
+            : oneLine(String(entry.assessment ?? ""), 160);
+        const shown =
+          status === "failed"
+            ? this.style("red", status)
+            : status === "ok"
+              ? this.style("green", status)
+              : status;
+        this.line(
+          `${this.style("cyan", `[tick ${entry.tick}]`)} ${shown} · ${usage.calls} model calls, ${usage.totalTokens} tokens${
+            file.status === "sleeping" ? this.describeNext(file) : ""
+          }\n  ${detail}`,
+        );
+      }
       this.event({
         event: "tick",
         tick: entry.tick,
@@ -103,8 +259,15 @@ export class Reporter implements RuntimeEvents {
     }
   }
 
+  private describeNext(file: StateFile): string {
+    if (!file.nextTickAt) return "";
+    const seconds = Math.max(0, Math.round((Date.parse(file.nextTickAt) - this.now()) / 1000));
+    return ` · next tick at ${file.nextTickAt} (in ${seconds}s)`;
+  }
+
   /** The run ended. */
   end(output: HeartbeatOutput, stateFile: string): void {
+    this.close();
     const reason = output.reason ?? "";
     const what =
       output.status === "completed"
@@ -120,12 +283,16 @@ export class Reporter implements RuntimeEvents {
       this.event({ event: "end", ...output, stateFile });
       this.line(`${what} ${usage}`);
     } else {
-      this.streams.stdout.write(`${this.options.redact(`${what} ${usage}${progress}`)}\n`);
+      const colour =
+        output.status === "failed" ? "red" : output.status === "completed" ? "green" : "bold";
+      this.streams.stdout.write(
+        `${this.options.redact(`${this.outStyle(colour, what)} ${usage}${progress}`)}\n`,
+      );
     }
   }
 
-  /** A note for people (stderr only). */
+  /** A note for people (stderr only; not with `--quiet`). */
   note(text: string): void {
-    this.line(text);
+    if (!this.quiet) this.line(text);
   }
 }

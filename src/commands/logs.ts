@@ -1,0 +1,197 @@
+/**
+ * `ravenclaws logs <id>`: the journal, one line per tick (tool calls folded
+ * into their tick's line); `--json` prints the raw lines; `-f` follows the
+ * file like `tail -f` until interrupted.
+ */
+import * as fs from "node:fs/promises";
+import type { ArgumentsCamelCase, Argv } from "yargs";
+import type { RunEnvironment } from "./run.js";
+import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+
+/** Options of `logs`. */
+export interface LogsArgs extends LocationArgs {
+  id: string;
+  follow?: boolean;
+  json?: boolean;
+}
+
+type Entry = Record<string, unknown>;
+
+const str = (v: unknown) => (typeof v === "string" ? v : "");
+const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+
+/** Formats one journal entry for people; null for entries folded into their tick's line (tool calls). */
+export function formatEntry(
+  entry: Entry,
+  helpers: typeof import("../services/heartbeats.js"),
+  width = 160,
+): string | null {
+  const { clip, formatCount, formatDateTime } = helpers;
+  const type = str(entry.type);
+  // Tool calls (and their write-ahead intents) are folded into their tick's line.
+  if (type === "tool" || type.startsWith("tool-")) return null;
+  if (type === "tick") {
+    const errors = Array.isArray(entry.errors) ? (entry.errors as Entry[]) : [];
+    const tools = Array.isArray(entry.toolCalls) ? (entry.toolCalls as Entry[]) : [];
+    const notOk = tools.filter((t) => t.status !== "ok").length;
+    const usage = (entry.usage ?? {}) as Entry;
+    const status = str(entry.status);
+    const seconds = num(entry.durationMs) / 1000;
+    const head = [
+      `#${num(entry.tick)}`.padEnd(5),
+      formatDateTime(str(entry.finishedAt) || str(entry.startedAt)),
+      status.padEnd(11),
+      str(entry.wakeReason).padEnd(8),
+      `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)}s`.padStart(6),
+      `${formatCount(num(usage.totalTokens))} tok`.padStart(10),
+      `${tools.length} tool${tools.length === 1 ? "" : "s"}${notOk ? ` (${notOk} not ok)` : ""}`.padEnd(
+        7,
+      ),
+    ].join("  ");
+    const summary =
+      errors.length > 0
+        ? errors.map((e) => `${str(e.phase)} failed: ${str(e.message)}`).join("; ")
+        : status === "interrupted"
+          ? "cut short by a stop; it runs again on resume"
+          : str(entry.result) || str(entry.assessment);
+    return `${head}  ${clip(summary, Math.max(30, width - head.length - 3))}`;
+  }
+  if (type === "end") {
+    const reason = str(entry.reason);
+    return `end    ${formatDateTime(str(entry.at))}  ${str(entry.status)}${reason ? ` (${reason})` : ""} at tick ${num(entry.tick)}`;
+  }
+  if (type === "skip") {
+    return `skip   ${formatDateTime(str(entry.due))}  ${str(entry.reason) || "skipped"}; next tick at ${formatDateTime(str(entry.next))}`;
+  }
+  const { type: _type, ...rest } = entry;
+  return `${(type || "?").padEnd(6)} ${clip(JSON.stringify(rest), Math.max(30, width - 8))}`;
+}
+
+/**
+ * Reads whole lines from `file`, starting at byte `offset`, calling `onLine`
+ * for each; returns the offset after the last whole line. An unterminated
+ * last line (torn, or still being written) is left for the next read.
+ */
+export async function readLines(
+  file: string,
+  offset: number,
+  onLine: (line: string) => void,
+): Promise<number> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw error;
+  }
+  try {
+    const { size } = await handle.stat();
+    // Replaced or truncated: start again from the top.
+    const from = size < offset ? 0 : offset;
+    if (size === from) return from;
+    const buffer = Buffer.alloc(size - from);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, from);
+    const end = buffer.subarray(0, bytesRead).lastIndexOf(0x0a);
+    if (end < 0) return from;
+    for (const line of buffer.subarray(0, end).toString("utf8").split("\n")) {
+      if (line.trim()) onLine(line);
+    }
+    return from + end + 1;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A line printer for the journal: raw lines with `json`, else {@link formatEntry}; torn lines are skipped. */
+export async function journalPrinter(
+  out: NodeJS.WritableStream,
+  options: { json?: boolean; width?: number } = {},
+): Promise<{ onLine: (line: string) => void; printed: () => number }> {
+  const hb = await import("../services/heartbeats.js");
+  let printed = 0;
+  const onLine = (line: string) => {
+    let entry: unknown;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      return; // a torn line left by a crash
+    }
+    if (!entry || typeof entry !== "object" || Array.isArray(entry)) return;
+    const text = options.json ? line : formatEntry(entry as Entry, hb, options.width);
+    if (text === null) return;
+    out.write(`${text}\n`);
+    printed += 1;
+  };
+  return { onLine, printed: () => printed };
+}
+
+/** How often `-f` looks for new lines. */
+export const FOLLOW_POLL_MS = 200;
+
+/** `logs`'s yargs module, bound to the process it runs in. */
+export function logsCommand(environment: () => RunEnvironment) {
+  return {
+    command: "logs <id>",
+    describe: "Show the journal, one line per tick; -f follows it",
+    builder: (yargs: Argv) =>
+      locationOptions(yargs)
+        .positional("id", { type: "string", describe: "The heartbeat id", demandOption: true })
+        .option("follow", {
+          alias: "f",
+          type: "boolean",
+          describe: "Keep printing new lines as they are journaled, until Ctrl-C",
+        })
+        .option("json", {
+          type: "boolean",
+          describe: "Print the journal's raw JSON lines (ticks, tool calls, end)",
+        })
+        .example("$0 logs my-heartbeat", "one line per tick")
+        .example("$0 logs my-heartbeat -f", "follow a running heartbeat")
+        .example(
+          "$0 logs my-heartbeat --json | jq 'select(.type==\"tick\") | .usage'",
+          "for scripts",
+        ),
+    handler: async (argv: ArgumentsCamelCase<LogsArgs>) => {
+      const io = environment();
+      const hb = await import("../services/heartbeats.js");
+      const id = hb.checkId(String(argv.id));
+      const stateDir = await stateDirOf(argv, io);
+      const paths = await hb.requireHeartbeat(stateDir, id);
+      const width = (io.stdout as { columns?: number }).columns || 160;
+      const { onLine, printed } = await journalPrinter(io.stdout, {
+        json: argv.json ?? false,
+        width,
+      });
+      let offset = await readLines(paths.journal, 0, onLine);
+      if (printed() === 0 && !argv.json) {
+        io.stderr.write(`No ticks journaled yet in ${paths.journal}.\n`);
+      }
+      if (!argv.follow) return;
+
+      await new Promise<void>((resolve, reject) => {
+        let busy = false;
+        const timer = setInterval(() => {
+          if (busy) return;
+          busy = true;
+          readLines(paths.journal, offset, onLine)
+            .then((next) => {
+              offset = next;
+              busy = false;
+            })
+            .catch((error: unknown) => {
+              stop();
+              reject(error);
+            });
+        }, FOLLOW_POLL_MS);
+        const unsubscribe = io.onSignal(() => {
+          stop();
+          resolve();
+        });
+        function stop() {
+          clearInterval(timer);
+          unsubscribe();
+        }
+      });
+    },
+  };
+}

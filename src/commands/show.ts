@@ -1,0 +1,136 @@
+/**
+ * `ravenclaws show <id>`: one heartbeat in full: state, progress, the last
+ * assessment, plan and result, usage, times, and why it ended.
+ */
+import type { ArgumentsCamelCase, Argv } from "yargs";
+import type { HeartbeatView } from "../services/heartbeats.js";
+import type { RunEnvironment } from "./run.js";
+import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+
+/** Options of `show`. */
+export interface ShowArgs extends LocationArgs {
+  id: string;
+  json?: boolean;
+}
+
+/** The object `show --json` prints: the state file's fields without the snapshot, plus the process, settings and paths. */
+export function showJson(view: HeartbeatView, state: string): Record<string, unknown> {
+  const { snapshot, ...fields } = view.file ?? { snapshot: null };
+  return {
+    id: view.id,
+    state,
+    ...fields,
+    settings: snapshot?.context.settings ?? null,
+    process: view.process,
+    files: {
+      stateFile: view.paths.stateFile,
+      journal: view.paths.journal,
+      lock: view.paths.lock,
+    },
+  };
+}
+
+const indent = (text: string, prefix = "  ") =>
+  text
+    .split("\n")
+    .map((line) => (line ? prefix + line : line))
+    .join("\n");
+
+/** The human-readable form of `show`. */
+export async function renderShow(view: HeartbeatView, now: number = Date.now()): Promise<string> {
+  const hb = await import("../services/heartbeats.js");
+  const { file, paths } = view;
+  const lines: string[] = [];
+  const field = (name: string, value: string) => lines.push(`${`${name}:`.padEnd(12)}${value}`);
+  field("heartbeat", view.id);
+  field("state", hb.describeState(view));
+  if (!file) {
+    field("state file", `${paths.stateFile} (not written yet: the first tick has not finished)`);
+    return `${lines.join("\n")}\n`;
+  }
+  const settings = file.snapshot.context.settings;
+  field("goal", file.goal);
+  field(
+    "tick",
+    settings.maxTicks > 0 ? `${file.tick} of at most ${settings.maxTicks}` : `${file.tick}`,
+  );
+  if (file.nextTickAt) {
+    const next = hb.formatNextTick(file.nextTickAt, now);
+    field(
+      "next tick",
+      view.process.running
+        ? next
+        : `${hb.formatDateTime(file.nextTickAt)} (when resumed with \`ravenclaws run --id ${view.id}\`)`,
+    );
+  }
+  field(
+    "tokens",
+    `${hb.formatCount(file.usage.totalTokens)} in ${hb.formatCount(file.usage.calls)} model calls (prompt ${hb.formatCount(file.usage.promptTokens)}, completion ${hb.formatCount(file.usage.completionTokens)})`,
+  );
+  field("created", hb.formatDateTime(file.createdAt));
+  field("updated", hb.formatDateTime(file.updatedAt));
+  if (file.reason) field("reason", file.reason);
+  field("state file", paths.stateFile);
+  field("journal", paths.journal);
+  if (view.process.running) {
+    field(
+      "process",
+      `pid ${view.process.pid} on ${view.process.host}, since ${hb.formatDateTime(view.process.since)}`,
+    );
+  } else if (file.status === "sleeping") {
+    lines.push(
+      "",
+      `No process runs it: it ended without saving a final state (killed or crashed). Resume it with \`ravenclaws run --id ${view.id}\`.`,
+    );
+  }
+  if (file.error) {
+    lines.push("", `Error (${file.error.code}):`, indent(file.error.message));
+    if (file.error.hint) lines.push(indent(file.error.hint));
+  }
+  lines.push("", "Progress:", indent(file.progress || "(none yet)"));
+  const a = file.lastAssessment;
+  if (a) {
+    lines.push(
+      "",
+      `Last assessment (goal complete: ${a.goalComplete ? "yes" : "no"}, action needed: ${a.actionNeeded ? "yes" : "no"}):`,
+      indent(a.assessment),
+    );
+  }
+  if (file.lastPlan) {
+    lines.push("", "Last plan:");
+    file.lastPlan.steps.forEach((step, i) => {
+      lines.push(`  ${i + 1}. ${step}`);
+    });
+  }
+  if (file.lastResult) lines.push("", "Last result:", indent(file.lastResult));
+  return `${lines.join("\n")}\n`;
+}
+
+/** `show`'s yargs module, bound to the process it runs in. */
+export function showCommand(environment: () => RunEnvironment) {
+  return {
+    command: "show <id>",
+    describe: "Show one heartbeat: state, progress, last assessment, plan and result, usage",
+    builder: (yargs: Argv) =>
+      locationOptions(yargs)
+        .positional("id", { type: "string", describe: "The heartbeat id", demandOption: true })
+        .option("json", {
+          type: "boolean",
+          describe: "Print JSON: the state file's fields (without the snapshot), process and paths",
+        })
+        .example("$0 show my-heartbeat", "everything about one heartbeat")
+        .example("$0 show my-heartbeat --json | jq .lastPlan", "one field, for scripts"),
+    handler: async (argv: ArgumentsCamelCase<ShowArgs>) => {
+      const io = environment();
+      const hb = await import("../services/heartbeats.js");
+      const id = hb.checkId(String(argv.id));
+      const stateDir = await stateDirOf(argv, io);
+      const view = await hb.loadHeartbeat(await hb.requireHeartbeat(stateDir, id), id);
+      if (argv.json) {
+        io.stdout.write(`${JSON.stringify(showJson(view, hb.describeState(view)), null, 2)}\n`);
+      } else {
+        io.stdout.write(await renderShow(view));
+      }
+    },
+  };
+}

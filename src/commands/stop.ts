@@ -1,0 +1,87 @@
+/**
+ * `ravenclaws stop <id>`: asks the process running a heartbeat (found through
+ * its lock) to shut down with SIGTERM, as Ctrl-C in its terminal would, and
+ * waits until it has saved its state and released the lock.
+ */
+import type { ArgumentsCamelCase, Argv } from "yargs";
+import { UsageError } from "../errors.js";
+import type { RunEnvironment } from "./run.js";
+import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+
+/** Options of `stop`. */
+export interface StopArgs extends LocationArgs {
+  id: string;
+  timeout?: number;
+}
+
+/** How often `stop` looks whether the process has let go of the lock. */
+const POLL_MS = 100;
+
+/** `stop`'s yargs module, bound to the process it runs in. */
+export function stopCommand(environment: () => RunEnvironment) {
+  return {
+    command: "stop <id>",
+    describe: "Ask a running heartbeat to save its state and shut down; waits until it has",
+    builder: (yargs: Argv) =>
+      locationOptions(yargs)
+        .positional("id", { type: "string", describe: "The heartbeat id", demandOption: true })
+        .option("timeout", {
+          type: "number",
+          describe: "Seconds to wait for it to shut down",
+          default: 30,
+          requiresArg: true,
+        })
+        .example(
+          "$0 stop my-heartbeat",
+          "stop it from another terminal (exit 1 if it is not running)",
+        )
+        .example("$0 stop my-heartbeat --timeout 5", "wait at most 5 seconds"),
+    handler: async (argv: ArgumentsCamelCase<StopArgs>) => {
+      const io = environment();
+      const timeout = argv.timeout ?? 30;
+      if (!Number.isFinite(timeout) || timeout < 0) {
+        throw new UsageError(`--timeout must be 0 or more seconds, got ${String(argv.timeout)}.`, {
+          option: "--timeout",
+        });
+      }
+      const hb = await import("../services/heartbeats.js");
+      const id = hb.checkId(String(argv.id));
+      const stateDir = await stateDirOf(argv, io);
+      const paths = await hb.requireHeartbeat(stateDir, id);
+      const view = await hb.loadHeartbeat(paths, id);
+      const pid = hb.localProcessOf(view);
+      hb.signalProcess(view, pid, "SIGTERM");
+      io.stderr.write(`Stopping heartbeat ${id} (pid ${pid})…\n`);
+
+      const deadline = Date.now() + timeout * 1000;
+      for (;;) {
+        const proc = await hb.processOf(paths.lock);
+        if (!proc.running || proc.pid !== pid) break;
+        if (Date.now() >= deadline) {
+          throw new hb.CommandFailedError(
+            "stop-timeout",
+            `Heartbeat ${id} (pid ${pid}) has not shut down within ${timeout} s.`,
+            {
+              hint: `It may still be saving; run \`ravenclaws status\` to see. \`kill -9 ${pid}\` ends it at once; \`ravenclaws run --id ${id}\` then resumes from its last saved state.`,
+            },
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      }
+
+      const after = await hb.loadHeartbeat(paths, id);
+      const file = after.file;
+      if (!file) {
+        io.stdout.write(`Heartbeat ${id} stopped before its first tick was saved.\n`);
+      } else if (file.status === "shutdown") {
+        io.stdout.write(
+          `Heartbeat ${id} shut down at tick ${file.tick}; state saved. Resume it with \`ravenclaws run --id ${id}\`.\n`,
+        );
+      } else {
+        io.stdout.write(
+          `Heartbeat ${id} has ended: ${hb.describeState(after)} at tick ${file.tick}.\n`,
+        );
+      }
+    },
+  };
+}
