@@ -5,6 +5,12 @@
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
+import { completionCommand } from "./commands/completion.js";
+import { configCommand } from "./commands/config.js";
+import { demoCommand } from "./commands/demo.js";
+import { diagramCommand } from "./commands/diagram.js";
+import { inspectCommand } from "./commands/inspect.js";
+import { logsCommand } from "./commands/logs.js";
 import {
   type RunArgs,
   type RunEnvironment,
@@ -12,6 +18,10 @@ import {
   runHeartbeatCommand,
   runOptions,
 } from "./commands/run.js";
+import { showCommand } from "./commands/show.js";
+import { statusCommand } from "./commands/status.js";
+import { stopCommand } from "./commands/stop.js";
+import { wakeCommand } from "./commands/wake.js";
 import { ExitCode, RavenclawsError, UsageError } from "./errors.js";
 
 /** The real process as the commands see it. Two SIGINT/SIGTERMs force an exit. */
@@ -38,6 +48,13 @@ export function nodeProcessEnvironment(): RunEnvironment {
         process.off("SIGTERM", listener);
       };
     },
+    onWake(handler) {
+      const listener = () => handler();
+      process.on("SIGUSR2", listener);
+      return () => {
+        process.off("SIGUSR2", listener);
+      };
+    },
   };
 }
 
@@ -52,6 +69,16 @@ export function buildParser(argv: string[]) {
       "$0 <command> [options]\n\nA long-running autonomous agent: assess, plan, act, persist, sleep.",
     )
     .command(runCommand(nodeProcessEnvironment))
+    .command(statusCommand(nodeProcessEnvironment))
+    .command(showCommand(nodeProcessEnvironment))
+    .command(logsCommand(nodeProcessEnvironment))
+    .command(stopCommand(nodeProcessEnvironment))
+    .command(wakeCommand(nodeProcessEnvironment))
+    .command(configCommand(nodeProcessEnvironment))
+    .command(demoCommand(nodeProcessEnvironment))
+    .command(completionCommand(nodeProcessEnvironment))
+    .command(diagramCommand(nodeProcessEnvironment))
+    .command(inspectCommand(nodeProcessEnvironment))
     .command({
       command: "$0",
       describe: false,

@@ -57,7 +57,16 @@ export class ConfigError extends RavenclawsError {
 }
 
 /** Why a state file cannot be used. */
-export type StateFileProblem = "unreadable" | "not-json" | "invalid" | "future-version" | "empty";
+export type StateFileProblem =
+  | "unreadable"
+  | "not-json"
+  | "invalid"
+  | "future-version"
+  | "empty"
+  /** The state file is gone but its previous version (`.prev`) is there. */
+  | "missing"
+  /** `--recover` found no usable previous version. */
+  | "unrecoverable";
 
 /** A state file exists but cannot be used; it is left untouched (exit 3). */
 export class StateFileError extends RavenclawsError {
@@ -100,8 +109,30 @@ export class LockedError extends RavenclawsError {
 export class PersistError extends RavenclawsError {
   readonly code = "persist-failed";
   readonly exitCode = ExitCode.failed;
+  /** The operating system's error code (`ENOSPC`, `EROFS`, `EIO`, …), when there is one. */
+  readonly osCode: string | undefined;
   constructor(
     message: string,
+    readonly path: string,
+    options?: { cause?: unknown; hint?: string },
+  ) {
+    super(message, options);
+    const code = (options?.cause as { code?: unknown } | undefined)?.code;
+    this.osCode = typeof code === "string" ? code : undefined;
+  }
+}
+
+/**
+ * This process lost its heartbeat lock (the lock file vanished or another
+ * process holds it) or another process advanced the state file: it must not
+ * write again. Fatal (exit 1).
+ */
+export class LockCompromisedError extends RavenclawsError {
+  readonly code = "lock-compromised";
+  readonly exitCode = ExitCode.failed;
+  constructor(
+    message: string,
+    /** The lock file. */
     readonly path: string,
     options?: { cause?: unknown; hint?: string },
   ) {
@@ -121,6 +152,10 @@ export type LlmErrorKind =
   | "timeout"
   | "bad-request"
   | "bad-output"
+  /** The connection dropped or was refused after the server had answered before: transient. */
+  | "connection"
+  /** The prompt did not fit the model's context window, even shrunk. */
+  | "context-length"
   | "aborted";
 
 const FATAL_LLM_KINDS: ReadonlySet<LlmErrorKind> = new Set([
@@ -149,6 +184,23 @@ export class LlmError extends RavenclawsError {
   readonly status: number | undefined;
 }
 
+/** The lifetime token budget (`--max-tokens`) would be exceeded by the next model call. Fatal. */
+export class BudgetError extends RavenclawsError {
+  readonly code = "budget";
+  readonly exitCode = ExitCode.failed;
+  readonly fatal = true;
+  constructor(
+    readonly used: number,
+    readonly estimate: number,
+    readonly limit: number,
+  ) {
+    super(
+      `The token budget is spent: ${used} of ${limit} tokens used, and the next model call needs about ${estimate} more.`,
+      { hint: "Raise --max-tokens (or [heartbeat] max_tokens) to continue." },
+    );
+  }
+}
+
 /** The heartbeat ended in `failed` (exit 1). */
 export class HeartbeatFailedError extends RavenclawsError {
   readonly code = "heartbeat-failed";
@@ -170,7 +222,10 @@ export interface ErrorInfo {
   hint?: string;
 }
 
-/** Turns anything thrown into {@link ErrorInfo}; only {@link LlmError}s and {@link PersistError}s can be fatal. */
+/**
+ * Turns anything thrown into {@link ErrorInfo}; only {@link LlmError}s,
+ * {@link PersistError}s and {@link LockCompromisedError}s can be fatal.
+ */
 export function toErrorInfo(error: unknown): ErrorInfo {
   if (error instanceof LlmError) {
     return {
@@ -184,7 +239,10 @@ export function toErrorInfo(error: unknown): ErrorInfo {
     return {
       code: error.code,
       message: error.message,
-      fatal: error instanceof PersistError,
+      fatal:
+        error instanceof PersistError ||
+        error instanceof BudgetError ||
+        error instanceof LockCompromisedError,
       ...(error.hint ? { hint: error.hint } : {}),
     };
   }

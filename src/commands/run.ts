@@ -3,12 +3,14 @@
  * Rust original's `ravenclaws --heartbeat …` spelling.
  */
 import { randomUUID } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { HeartbeatFailedError, UsageError } from "../errors.js";
 import type { HeartbeatSettings } from "../machines/heartbeat.types.js";
 import type { RunSettings } from "../schemas/config.js";
+import type { Inspection } from "../services/inspection.js";
 
 /** Options of `run`, as yargs parses them (only those given are set). */
 export interface RunArgs {
@@ -27,7 +29,29 @@ export interface RunArgs {
   requestTimeout?: string;
   maxRetries?: string;
   json?: boolean;
+  quiet?: boolean;
   config?: string;
+  toolMode?: string;
+  deny?: string[];
+  ask?: string[];
+  allow?: string[];
+  allowWeb?: boolean;
+  allowedHosts?: string[];
+  envAllow?: string[];
+  shellTimeout?: string;
+  inspect?: boolean;
+  inspectPort?: number;
+  inspectLog?: string;
+  open?: boolean;
+  recover?: boolean;
+  maxTokens?: string;
+  maxTokensPerTick?: string;
+  failureBackoff?: string;
+  cron?: string;
+  activeHours?: string;
+  timezone?: string;
+  priceInput?: string;
+  priceOutput?: string;
 }
 
 /** Declares `run`'s options (shared with the legacy `--heartbeat` form). */
@@ -89,6 +113,47 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
       describe: "Tool calling in the execute phase (--no-tools: the plan is the result)",
       defaultDescription: "true",
     })
+    .option("tool-mode", {
+      type: "string",
+      describe: "What tools may do: read-only, workspace-write or full (see README, Tools)",
+      defaultDescription: "workspace-write",
+      requiresArg: true,
+    })
+    .option("deny", {
+      type: "string",
+      array: true,
+      describe: "Tool rules to refuse, e.g. 'shell(git push*)' (several, or comma-separated)",
+    })
+    .option("ask", {
+      type: "string",
+      array: true,
+      describe: "Tool rules that need a yes on the terminal (refused when not interactive)",
+    })
+    .option("allow", {
+      type: "string",
+      array: true,
+      describe: "Tool rules to allow beyond the mode, e.g. 'shell(npm test)'",
+    })
+    .option("allow-web", {
+      type: "boolean",
+      describe: "Offer web_fetch (public hosts only, unless --allowed-hosts)",
+    })
+    .option("allowed-hosts", {
+      type: "string",
+      array: true,
+      describe: "Offer web_fetch for these hosts only (example.com, *.example.com)",
+    })
+    .option("env-allow", {
+      type: "string",
+      array: true,
+      describe: "Secret-looking variables shell_exec may still see (names; * wildcard)",
+    })
+    .option("shell-timeout", {
+      type: "string",
+      describe: "Seconds a shell_exec command may run unless it asks for another limit",
+      defaultDescription: "60",
+      requiresArg: true,
+    })
     .option("model", {
       type: "string",
       describe: "Model name",
@@ -120,15 +185,91 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
       defaultDescription: "2",
       requiresArg: true,
     })
+    .option("max-tokens", {
+      type: "string",
+      describe:
+        "Lifetime token budget; when spent the heartbeat ends failed (reason budget). 0 = none",
+      defaultDescription: "0",
+      requiresArg: true,
+    })
+    .option("max-tokens-per-tick", {
+      type: "string",
+      describe: "Token budget of one tick; when spent the tick's tool loop ends early. 0 = none",
+      defaultDescription: "0",
+      requiresArg: true,
+    })
+    .option("failure-backoff", {
+      type: "string",
+      describe:
+        "Seconds to wait after a failed tick, doubled for each further failure in a row (max 1 h); 0 = none",
+      defaultDescription: "5",
+      requiresArg: true,
+    })
+    .option("cron", {
+      type: "string",
+      describe: 'Tick on a cron schedule instead of the interval, e.g. "*/15 * * * *"',
+      requiresArg: true,
+    })
+    .option("active-hours", {
+      type: "string",
+      describe:
+        "Only tick inside this daily window, e.g. 08:00-22:00; ticks due outside are skipped",
+      requiresArg: true,
+    })
+    .option("timezone", {
+      type: "string",
+      describe: "IANA time zone of --cron and --active-hours",
+      defaultDescription: "the system's",
+      requiresArg: true,
+    })
+    .option("price-input", {
+      type: "string",
+      describe: "US dollars per million input tokens, for a cost figure",
+      requiresArg: true,
+    })
+    .option("price-output", {
+      type: "string",
+      describe: "US dollars per million output tokens, for a cost figure",
+      requiresArg: true,
+    })
     .option("json", {
       type: "boolean",
       describe: "Machine-readable events on stdout, one JSON object per line",
+    })
+    .option("quiet", {
+      alias: "q",
+      type: "boolean",
+      describe: "Print only errors and the end summary",
+    })
+    .option("inspect", {
+      type: "boolean",
+      describe: "Watch it live in the Stately inspector (prints the URL to open)",
+    })
+    .option("inspect-port", {
+      type: "number",
+      describe: "Port of the inspector server on 127.0.0.1 (0 = any free port); implies --inspect",
+      defaultDescription: "8080",
+      requiresArg: true,
+    })
+    .option("inspect-log", {
+      type: "string",
+      describe: "Append the inspection events to this file (JSON lines; see `inspect replay`)",
+      requiresArg: true,
+    })
+    .option("open", {
+      type: "boolean",
+      describe: "Open the inspector in the browser; implies --inspect",
     })
     .option("config", {
       type: "string",
       describe: "Path of a ravenclaws.toml",
       defaultDescription: "./ravenclaws.toml if present",
       requiresArg: true,
+    })
+    .option("recover", {
+      type: "boolean",
+      describe:
+        "With --id: move an unusable state file aside (.corrupt-<time>) and resume from its previous version (.prev)",
     }) as unknown as Argv<T & RunArgs>;
 }
 
@@ -150,6 +291,22 @@ export function flagsOf(argv: RunArgs): Partial<Record<keyof RunSettings, unknow
     requestTimeout: argv.requestTimeout,
     maxRetries: argv.maxRetries,
     json: argv.json,
+    toolMode: argv.toolMode,
+    toolDeny: argv.deny,
+    toolAsk: argv.ask,
+    toolAllow: argv.allow,
+    allowWeb: argv.allowWeb,
+    allowedHosts: argv.allowedHosts,
+    envAllow: argv.envAllow,
+    shellTimeout: argv.shellTimeout,
+    maxTokens: argv.maxTokens,
+    maxTokensPerTick: argv.maxTokensPerTick,
+    failureBackoff: argv.failureBackoff,
+    cron: argv.cron,
+    activeHours: argv.activeHours,
+    timezone: argv.timezone,
+    priceInput: argv.priceInput,
+    priceOutput: argv.priceOutput,
   };
 }
 
@@ -167,6 +324,34 @@ async function requireDirectory(dir: string, option: string): Promise<string> {
   return fs.realpath(dir);
 }
 
+/** A usage error (exit 2) unless this process may create files in `dir`. */
+async function requireWritable(dir: string, option: string): Promise<void> {
+  try {
+    await fs.access(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (error) {
+    throw new UsageError(
+      `${option} ${dir} is not writable (${(error as NodeJS.ErrnoException).code ?? "no access"}).`,
+      { option, code: "not-writable", hint: "Fix its permissions, or pass a writable directory." },
+    );
+  }
+}
+
+/**
+ * The workdir (which must exist) and the state dir (`<workdir>/.ravenclaws`
+ * unless set) of resolved settings; relative paths are taken from `cwd`.
+ * The read commands find heartbeats with it too.
+ */
+export async function resolveLocations(
+  settings: Pick<RunSettings, "workdir" | "stateDir">,
+  cwd: string,
+): Promise<{ workdir: string; stateDir: string }> {
+  const workdir = await requireDirectory(path.resolve(cwd, settings.workdir ?? "."), "--workdir");
+  return {
+    workdir,
+    stateDir: path.resolve(cwd, settings.stateDir ?? path.join(workdir, ".ravenclaws")),
+  };
+}
+
 /** Hosted endpoints that always need a key: fail before the first tick rather than at it. */
 const KEY_REQUIRED_HOSTS = new Set(["api.openai.com", "openrouter.ai"]);
 
@@ -178,6 +363,8 @@ export interface RunEnvironment {
   stderr: NodeJS.WritableStream;
   /** Subscribes to SIGINT/SIGTERM; returns an unsubscribe function. */
   onSignal(handler: (signal: NodeJS.Signals) => void): () => void;
+  /** Subscribes to wake requests (SIGUSR2, sent by `ravenclaws wake`); returns an unsubscribe function. */
+  onWake?(handler: () => void): () => void;
 }
 
 /**
@@ -188,7 +375,11 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
   const { loadTomlConfig, loadUserConfig, resolveRunSettings } = await import(
     "../services/config.js"
   );
-  const toml = await loadTomlConfig(io.cwd, argv.config);
+  const toml = await loadTomlConfig(
+    io.cwd,
+    argv.config,
+    argv.workdir ?? (io.env.RAVENCLAWS_WORKDIR || undefined),
+  );
   const user = await loadUserConfig(io.env);
   const { settings } = resolveRunSettings({
     flags: flagsOf(argv),
@@ -204,16 +395,25 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       hint: "Set OPENAI_API_KEY (or pass --api-key), or point --base-url at a local server such as http://localhost:11434/v1.",
     });
   }
-  const workdir = await requireDirectory(
-    path.resolve(io.cwd, settings.workdir ?? "."),
-    "--workdir",
-  );
-  const stateDirPath = path.resolve(io.cwd, settings.stateDir ?? path.join(workdir, ".ravenclaws"));
+  if (settings.cron) {
+    const { validateCron } = await import("../services/schedule.js");
+    validateCron(settings.cron, settings.timezone ?? null);
+  }
+  const { workdir, stateDir: stateDirPath } = await resolveLocations(settings, io.cwd);
+  // The tools write into the workdir.
+  if (settings.tools) await requireWritable(workdir, "--workdir");
+  if (argv.recover && !settings.id) {
+    throw new UsageError("--recover needs the --id of the heartbeat to recover.", {
+      option: "--recover",
+      code: "recover-needs-id",
+      hint: `List the heartbeats with \`ravenclaws status\` (or ls ${stateDirPath}).`,
+    });
+  }
   const id = settings.id ?? randomUUID();
 
   const [
     { createRedactor },
-    { acquireLock, HeartbeatStore, heartbeatPaths },
+    { HeartbeatStore, heartbeatPaths },
     { createOpenAIClient, LlmService },
   ] = await Promise.all([
     import("../services/redact.js"),
@@ -223,8 +423,20 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
   const redact = createRedactor([settings.apiKey]);
   const store = new HeartbeatStore(heartbeatPaths(stateDirPath, id), { redact });
   await store.ensureDir();
-  const lock = await acquireLock(store.paths.lock);
+  // Listen before the lock shows this process to `ravenclaws wake`: an early
+  // SIGUSR2 is queued instead of killing the process (its default action).
+  let wakeQueued = false;
+  let onWake = () => {
+    wakeQueued = true;
+  };
+  const unsubscribeWake = io.onWake?.(() => onWake());
+  const lock = await store.acquireLock().catch((error: unknown) => {
+    unsubscribeWake?.();
+    throw error;
+  });
+  let inspection: Inspection | null = null;
   try {
+    if (argv.recover) io.stderr.write(`ravenclaws: ${(await store.recover()).message}\n`);
     const stateDir = await fs.realpath(stateDirPath);
 
     const llmSettings = {
@@ -236,11 +448,30 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     };
     const llm = new LlmService(createOpenAIClient(llmSettings), llmSettings);
     const toolbox = settings.tools
-      ? (await import("../services/tools/index.js")).createToolbox({ workdir, stateDir })
+      ? await (await import("../services/tools/fromSettings.js")).toolboxFromSettings(settings, {
+          workdir,
+          stateDir,
+          configFiles: [toml?.path, user?.path],
+          terminal: { stdin: process.stdin, stderr: io.stderr },
+          onInterrupt: () => process.kill(process.pid, "SIGINT"),
+        })
       : null;
 
     const { Reporter } = await import("../services/reporter.js");
-    const reporter = new Reporter(io, { json: settings.json, redact });
+    const reporter = new Reporter(io, {
+      json: settings.json,
+      redact,
+      quiet: argv.quiet ?? false,
+      env: io.env,
+    });
+    const { inspectionRequestOf, startInspection } = await import("../services/inspection.js");
+    const inspectionRequest = inspectionRequestOf(argv, io.cwd);
+    if (inspectionRequest) {
+      inspection = await startInspection(inspectionRequest, {
+        redact,
+        note: (text) => reporter.note(text),
+      });
+    }
     const { prepareHeartbeat, startHeartbeat } = await import("../runtime.js");
     const heartbeatSettings: HeartbeatSettings = {
       maxTicks: settings.maxTicks,
@@ -248,10 +479,23 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       maxIterationsPerTick: settings.maxIterationsPerTick,
       toolsEnabled: settings.tools,
       maxConsecutiveFailures: settings.maxConsecutiveFailures,
+      maxTokens: settings.maxTokens,
+      maxTokensPerTick: settings.maxTokensPerTick,
+      failureBackoffSec: settings.failureBackoff,
+      cron: settings.cron ?? null,
+      activeHours: settings.activeHours ?? null,
+      timezone: settings.timezone ?? null,
     };
     const running = await prepareHeartbeat(
       { id, goal: settings.goal, settings: heartbeatSettings },
-      { llm, store, toolbox, events: reporter },
+      {
+        llm,
+        store,
+        toolbox,
+        events: reporter,
+        inspect: inspection?.inspect,
+        prices: { input: settings.priceInput, output: settings.priceOutput },
+      },
     );
 
     if (running.previous?.completed) {
@@ -289,8 +533,15 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       );
       running.stop();
     });
+    // Lost the lock (taken over, or its file removed): stop now; the store refuses the final write, so it ends in failed.
+    const unsubscribeLock = lock.onCompromised(() => running.stop());
+    onWake = () => {
+      reporter.note("ravenclaws: wake requested: starting the next tick now.");
+      running.wake();
+    };
     try {
       startHeartbeat(running);
+      if (wakeQueued) onWake();
       const snapshot = running.actor.getSnapshot();
       if (snapshot.status === "error") {
         throw snapshot.error;
@@ -316,8 +567,12 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       }
     } finally {
       unsubscribe();
+      unsubscribeLock();
+      reporter.close();
     }
   } finally {
+    unsubscribeWake?.();
+    await inspection?.close();
     await lock.release();
   }
 }

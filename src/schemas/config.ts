@@ -4,6 +4,12 @@
  * validated here.
  */
 import { z } from "zod";
+import {
+  DEFAULT_TOOL_MODE,
+  isRule,
+  RULE_SYNTAX,
+  TOOL_MODES,
+} from "../services/tools/ruleSyntax.js";
 
 /** Default OpenAI-compatible endpoint. */
 export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
@@ -12,6 +18,24 @@ export const DEFAULT_MODEL = "gpt-4o-mini";
 
 /** Heartbeat ids become file names: a safe alphabet only. */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** `HH:MM-HH:MM`, 24-hour clock; the end may be before the start (a window over midnight). */
+export const ACTIVE_HOURS_PATTERN = /^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$/;
+
+/** True for a time zone name the runtime knows (IANA, or UTC). */
+export function isTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Policy rules such as `shell(npm test*)`; see the README's Tools section. */
+const ruleList = z
+  .array(z.string().refine(isRule, `must be rules written ${RULE_SYNTAX}`))
+  .default([]);
 
 const wholeNumber = "must be a whole number";
 const nonNegativeInt = z.number().int(wholeNumber).nonnegative("must be 0 or more");
@@ -50,6 +74,51 @@ export const RunSettingsSchema = z.object({
   requestTimeout: z.number().positive("must be more than 0 seconds").default(120),
   maxRetries: nonNegativeInt.default(2),
   json: z.boolean().default(false),
+  toolMode: z
+    .enum(TOOL_MODES, { error: `must be one of ${TOOL_MODES.map((m) => `"${m}"`).join(", ")}` })
+    .default(DEFAULT_TOOL_MODE),
+  toolDeny: ruleList,
+  toolAsk: ruleList,
+  toolAllow: ruleList,
+  allowWeb: z.boolean().default(false),
+  allowedHosts: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^(\*\.)?[A-Za-z0-9_.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/,
+          "must be host names such as example.com or *.example.com (no scheme, port or path)",
+        ),
+    )
+    .default([]),
+  envAllow: z
+    .array(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9_*]+$/, "must be variable names (letters, digits, _; * as a wildcard)"),
+    )
+    .default([]),
+  shellTimeout: z.number().positive("must be more than 0 seconds").default(60),
+  maxTokens: nonNegativeInt.default(0),
+  maxTokensPerTick: nonNegativeInt.default(0),
+  failureBackoff: z.number().nonnegative("must be 0 or more seconds").default(5),
+  cron: z.string().trim().min(1, "must not be empty").optional(),
+  activeHours: z
+    .string()
+    .regex(ACTIVE_HOURS_PATTERN, "must be HH:MM-HH:MM, e.g. 08:00-22:00")
+    .optional(),
+  timezone: z
+    .string()
+    .refine(isTimeZone, "must be an IANA time zone such as Europe/Berlin or UTC")
+    .optional(),
+  priceInput: z
+    .number()
+    .nonnegative("must be 0 or more (US dollars per million tokens)")
+    .optional(),
+  priceOutput: z
+    .number()
+    .nonnegative("must be 0 or more (US dollars per million tokens)")
+    .optional(),
 });
 
 export type RunSettings = z.infer<typeof RunSettingsSchema>;

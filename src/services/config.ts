@@ -7,8 +7,10 @@ import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError } from "../errors.js";
 import { type RunSettingKey, type RunSettings, RunSettingsSchema } from "../schemas/config.js";
+import { splitList } from "./tools/ruleSyntax.js";
 
-type ValueType = "string" | "number" | "boolean";
+/** `list`: an array of strings, or a comma-separated string (see {@link splitList}). */
+type ValueType = "string" | "number" | "boolean" | "list";
 
 interface KeySpec {
   type: ValueType;
@@ -20,6 +22,8 @@ interface KeySpec {
   user?: string;
   /** The flag, for messages. */
   flag: string;
+  /** Lists only: add up the items of every source instead of taking the first (deny rules). */
+  merge?: boolean;
 }
 
 /** Where each setting may come from. */
@@ -114,6 +118,114 @@ export const KEYS: Record<RunSettingKey, KeySpec> = {
     flag: "--max-retries",
   },
   json: { type: "boolean", env: [], flag: "--json" },
+  toolMode: {
+    type: "string",
+    env: ["RAVENCLAWS_TOOL_MODE"],
+    toml: "tools.mode",
+    user: "toolMode",
+    flag: "--tool-mode",
+  },
+  toolDeny: {
+    type: "list",
+    merge: true,
+    env: ["RAVENCLAWS_TOOLS_DENY"],
+    toml: "tools.deny",
+    user: "toolDeny",
+    flag: "--deny",
+  },
+  toolAsk: {
+    type: "list",
+    merge: true,
+    env: ["RAVENCLAWS_TOOLS_ASK"],
+    toml: "tools.ask",
+    user: "toolAsk",
+    flag: "--ask",
+  },
+  toolAllow: {
+    type: "list",
+    env: ["RAVENCLAWS_TOOLS_ALLOW"],
+    toml: "tools.allow",
+    user: "toolAllow",
+    flag: "--allow",
+  },
+  allowWeb: {
+    type: "boolean",
+    env: ["RAVENCLAWS_ALLOW_WEB"],
+    toml: "tools.allow_web",
+    user: "allowWeb",
+    flag: "--allow-web",
+  },
+  allowedHosts: {
+    type: "list",
+    env: ["RAVENCLAWS_ALLOWED_HOSTS"],
+    toml: "tools.allowed_hosts",
+    user: "allowedHosts",
+    flag: "--allowed-hosts",
+  },
+  envAllow: {
+    type: "list",
+    env: ["RAVENCLAWS_ENV_ALLOW"],
+    toml: "tools.env_allow",
+    user: "envAllow",
+    flag: "--env-allow",
+  },
+  shellTimeout: {
+    type: "number",
+    env: ["RAVENCLAWS_SHELL_TIMEOUT"],
+    toml: "tools.shell_timeout_secs",
+    user: "shellTimeout",
+    flag: "--shell-timeout",
+  },
+  maxTokens: {
+    type: "number",
+    env: ["RAVENCLAWS_MAX_TOKENS"],
+    toml: "heartbeat.max_tokens",
+    user: "maxTokens",
+    flag: "--max-tokens",
+  },
+  maxTokensPerTick: {
+    type: "number",
+    env: ["RAVENCLAWS_MAX_TOKENS_PER_TICK"],
+    toml: "heartbeat.max_tokens_per_tick",
+    user: "maxTokensPerTick",
+    flag: "--max-tokens-per-tick",
+  },
+  failureBackoff: {
+    type: "number",
+    env: ["RAVENCLAWS_FAILURE_BACKOFF"],
+    toml: "heartbeat.failure_backoff_secs",
+    user: "failureBackoff",
+    flag: "--failure-backoff",
+  },
+  cron: { type: "string", env: ["RAVENCLAWS_CRON"], toml: "heartbeat.cron", flag: "--cron" },
+  activeHours: {
+    type: "string",
+    env: ["RAVENCLAWS_ACTIVE_HOURS"],
+    toml: "heartbeat.active_hours",
+    user: "activeHours",
+    flag: "--active-hours",
+  },
+  timezone: {
+    type: "string",
+    env: ["RAVENCLAWS_TIMEZONE"],
+    toml: "heartbeat.timezone",
+    user: "timezone",
+    flag: "--timezone",
+  },
+  priceInput: {
+    type: "number",
+    env: ["RAVENCLAWS_PRICE_INPUT"],
+    toml: "llm.price_input_per_mtok",
+    user: "priceInput",
+    flag: "--price-input",
+  },
+  priceOutput: {
+    type: "number",
+    env: ["RAVENCLAWS_PRICE_OUTPUT"],
+    toml: "llm.price_output_per_mtok",
+    user: "priceOutput",
+    flag: "--price-output",
+  },
 };
 
 /** Name of the project config file. */
@@ -151,6 +263,11 @@ function coerce(
     if (typeof raw === "number" && Number.isFinite(raw)) return raw;
     if (typeof raw === "string" && raw.trim() !== "" && Number.isFinite(Number(raw)))
       return Number(raw);
+  } else if (type === "list") {
+    if (typeof raw === "string") return splitList(raw);
+    if (Array.isArray(raw) && raw.every((item) => typeof item === "string")) {
+      return raw.flatMap(splitList);
+    }
   } else {
     if (typeof raw === "boolean") return raw;
     if (typeof raw === "string") {
@@ -161,7 +278,7 @@ function coerce(
   }
   const shown = secret ? "a value of another type (hidden)" : JSON.stringify(raw);
   throw new ConfigError(
-    `${source}: must be a ${type === "boolean" ? "boolean (true/false)" : type}, got ${shown}.`,
+    `${source}: must be a ${type === "boolean" ? "boolean (true/false)" : type === "list" ? "list of strings (an array, or comma-separated)" : type}, got ${shown}.`,
     key,
     source,
   );
@@ -180,6 +297,8 @@ function tomlValue(data: Record<string, unknown>, dotted: string): unknown {
 export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
   const merged: Record<string, unknown> = {};
   const from: Partial<Record<RunSettingKey, string>> = {};
+  /** For merged lists: the source of each item. */
+  const itemFrom: Partial<Record<RunSettingKey, string[]>> = {};
   for (const [key, spec] of Object.entries(KEYS) as [RunSettingKey, KeySpec][]) {
     const candidates: [unknown, string, string][] = [];
     candidates.push([sources.flags[key], `option ${spec.flag}`, spec.flag]);
@@ -205,19 +324,39 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
     }
     for (const [raw, source, name] of candidates) {
       const value = coerce(raw, spec.type, name, source, key === "apiKey");
-      if (value !== undefined) {
-        merged[key] = value;
-        from[key] = source;
-        break;
+      if (value === undefined) continue;
+      if (spec.merge && Array.isArray(value)) {
+        // A rule from any source applies: a flag adds to the file's deny rules, never drops them.
+        const list = (merged[key] as string[] | undefined) ?? [];
+        const origins = itemFrom[key] ?? [];
+        itemFrom[key] = origins;
+        for (const item of value as string[]) {
+          if (list.includes(item)) continue;
+          list.push(item);
+          origins.push(source);
+        }
+        merged[key] = list;
+        from[key] = from[key] ? `${from[key]}; ${source}` : source;
+        continue;
       }
+      merged[key] = value;
+      from[key] = source;
+      break;
     }
   }
   const parsed = RunSettingsSchema.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? "");
-    const source = from[key as RunSettingKey] ?? "defaults";
-    const shown = key === "apiKey" ? "(hidden)" : JSON.stringify(merged[key]);
+    // A bad item of a list is named with its own source and value.
+    const index = issue?.path[1];
+    const item = typeof index === "number" && Array.isArray(merged[key]);
+    const source =
+      (item ? itemFrom[key as RunSettingKey]?.[index as number] : undefined) ??
+      from[key as RunSettingKey] ??
+      "defaults";
+    const value = item ? (merged[key] as unknown[])[index as number] : merged[key];
+    const shown = key === "apiKey" ? "(hidden)" : JSON.stringify(value);
     throw new ConfigError(
       `${source}: ${issue?.message ?? "is invalid"} (got ${shown}).`,
       key,
@@ -229,19 +368,26 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
 
 /**
  * Finds and parses `ravenclaws.toml`: the file given with `--config`, else
- * one in `cwd`. Returns undefined when there is none (a missing `--config`
+ * one in `cwd`, else one in the workdir given on the command line or in the
+ * environment. Returns undefined when there is none (a missing `--config`
  * file is an error).
  */
 export async function loadTomlConfig(
   cwd: string,
   explicit: string | undefined,
+  workdir?: string,
 ): Promise<{ path: string; data: Record<string, unknown> } | undefined> {
+  if (!explicit && workdir) {
+    const inCwd = await loadTomlConfig(cwd, undefined);
+    return inCwd ?? loadTomlConfig(path.resolve(cwd, workdir), undefined);
+  }
   const file = explicit ? path.resolve(cwd, explicit) : path.join(cwd, CONFIG_FILE_NAME);
   let text: string;
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT" && !explicit) return undefined;
+    const code = (error as NodeJS.ErrnoException).code;
+    if ((code === "ENOENT" || code === "ENOTDIR") && !explicit) return undefined;
     throw new ConfigError(
       `Cannot read the config file ${file}: ${(error as Error).message}`,
       "--config",
@@ -277,7 +423,7 @@ const HOOKED_SIGNALS: NodeJS.Signals[] = [
  * conf's writer (atomically, via when-exit) hooks every signal and re-raises
  * it, which would turn one SIGTERM into two; the heartbeat handles signals itself.
  */
-async function importWithoutSignalHooks<T>(load: () => Promise<T>): Promise<T> {
+export async function importWithoutSignalHooks<T>(load: () => Promise<T>): Promise<T> {
   const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(safeListeners(s))]));
   const module = await load();
   for (const signal of HOOKED_SIGNALS) {
@@ -298,20 +444,27 @@ function safeListeners(signal: NodeJS.Signals): Listener[] {
   }
 }
 
+/**
+ * Opens the user config store (conf; file mode 0600), in
+ * `~/.config/ravenclaws` or `RAVENCLAWS_CONFIG_DIR`. Errors are conf's own.
+ */
+export async function openUserStore(env: NodeJS.ProcessEnv) {
+  const { default: Conf } = await importWithoutSignalHooks(() => import("conf"));
+  return new Conf<Record<string, unknown>>({
+    projectName: "ravenclaws",
+    projectSuffix: "",
+    ...(env.RAVENCLAWS_CONFIG_DIR ? { cwd: env.RAVENCLAWS_CONFIG_DIR } : {}),
+    configFileMode: 0o600,
+  });
+}
+
 /** Reads the user config store (conf). Its directory can be moved with `RAVENCLAWS_CONFIG_DIR`. */
 export async function loadUserConfig(
   env: NodeJS.ProcessEnv,
 ): Promise<{ path: string; data: Record<string, unknown> } | undefined> {
-  const { default: Conf } = await importWithoutSignalHooks(() => import("conf"));
   const dir = env.RAVENCLAWS_CONFIG_DIR ?? "~/.config/ravenclaws";
-  let store: InstanceType<typeof Conf<Record<string, unknown>>>;
   try {
-    store = new Conf<Record<string, unknown>>({
-      projectName: "ravenclaws",
-      projectSuffix: "",
-      ...(env.RAVENCLAWS_CONFIG_DIR ? { cwd: env.RAVENCLAWS_CONFIG_DIR } : {}),
-      configFileMode: 0o600,
-    });
+    const store = await openUserStore(env);
     return { path: store.path, data: { ...store.store } };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

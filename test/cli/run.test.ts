@@ -53,6 +53,8 @@ const args = (...extra: string[]) => [
   "0",
   "--max-retries",
   "0",
+  "--failure-backoff",
+  "0",
   ...extra,
 ];
 const env = () => cleanEnv({ OPENAI_API_KEY: API_KEY });

@@ -57,7 +57,7 @@ async function configErrorAsync(promise: Promise<unknown>): Promise<ConfigError>
 describe("resolveRunSettings: defaults", () => {
   it("fills every default when nothing is configured", () => {
     const { settings, sources: from } = resolveRunSettings(sources());
-    expect(settings).toEqual({
+    expect(settings).toMatchObject({
       tickInterval: 300,
       maxTicks: 0,
       maxIterationsPerTick: 5,
@@ -68,8 +68,22 @@ describe("resolveRunSettings: defaults", () => {
       requestTimeout: 120,
       maxRetries: 2,
       json: false,
+      maxTokens: 0,
+      maxTokensPerTick: 0,
+      failureBackoff: 5,
     });
-    for (const key of ["goal", "id", "workdir", "stateDir", "apiKey"] as const) {
+    for (const key of [
+      "goal",
+      "id",
+      "workdir",
+      "stateDir",
+      "apiKey",
+      "cron",
+      "activeHours",
+      "timezone",
+      "priceInput",
+      "priceOutput",
+    ] as const) {
       expect(settings).not.toHaveProperty(key);
     }
     expect(from).toEqual({});
@@ -501,6 +515,65 @@ base_url = "http://127.0.0.1:8080/v1"
       model: "local-model",
       baseUrl: "http://127.0.0.1:8080/v1",
     });
+  });
+
+  it("falls back to the workdir's ravenclaws.toml; the current directory's wins", async () => {
+    const work = path.join(base, "work");
+    await fs.mkdir(work);
+    await fs.writeFile(path.join(work, "ravenclaws.toml"), "[heartbeat]\nmax_ticks = 7\n");
+    const fromWorkdir = await loadTomlConfig(base, undefined, "work");
+    expect(fromWorkdir?.path).toBe(path.join(work, "ravenclaws.toml"));
+    expect(fromWorkdir?.data).toEqual({ heartbeat: { max_ticks: 7 } });
+    await fs.writeFile(path.join(base, "ravenclaws.toml"), "[heartbeat]\nmax_ticks = 1\n");
+    expect((await loadTomlConfig(base, undefined, "work"))?.path).toBe(
+      path.join(base, "ravenclaws.toml"),
+    );
+    expect(await loadTomlConfig(base, undefined, "missing-dir")).toEqual({
+      path: path.join(base, "ravenclaws.toml"),
+      data: { heartbeat: { max_ticks: 1 } },
+    });
+  });
+
+  it("new keys: budgets, schedule and prices come from [heartbeat] and [llm]", async () => {
+    const { settings, sources } = resolveRunSettings({
+      flags: {},
+      env: {},
+      toml: {
+        path: "/p/ravenclaws.toml",
+        data: {
+          heartbeat: {
+            max_tokens: 100000,
+            max_tokens_per_tick: 5000,
+            failure_backoff_secs: 30,
+            cron: "*/10 * * * *",
+            active_hours: "08:00-20:00",
+            timezone: "Europe/Paris",
+          },
+          llm: { price_input_per_mtok: 0.15, price_output_per_mtok: 0.6 },
+        },
+      },
+    });
+    expect(settings).toMatchObject({
+      maxTokens: 100000,
+      maxTokensPerTick: 5000,
+      failureBackoff: 30,
+      cron: "*/10 * * * *",
+      activeHours: "08:00-20:00",
+      timezone: "Europe/Paris",
+      priceInput: 0.15,
+      priceOutput: 0.6,
+    });
+    expect(sources.timezone).toBe("/p/ravenclaws.toml [heartbeat] timezone");
+  });
+
+  it("an active_hours of the wrong shape names the key and the file", () => {
+    expect(() =>
+      resolveRunSettings({
+        flags: {},
+        env: {},
+        toml: { path: "/p/ravenclaws.toml", data: { heartbeat: { active_hours: "9 to 5" } } },
+      }),
+    ).toThrow(/\/p\/ravenclaws.toml \[heartbeat\] active_hours: must be HH:MM-HH:MM/);
   });
 
   it("returns undefined when the directory has no ravenclaws.toml", async () => {
