@@ -3,6 +3,8 @@
  * methods of `LlmService` the heartbeat uses and answers each call at once
  * with canned, deterministic outputs. It counts the calls it gets.
  */
+
+import { PROGRESS_LIMIT } from "../src/machines/heartbeat.machine.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -16,8 +18,8 @@ import type { LlmService } from "../src/services/llm.js";
 /** The part of the model service the heartbeat calls. */
 export type ModelApi = Pick<LlmService, "assess" | "plan" | "callWithTools">;
 
-/** Longest progress summary the stub writes (what the assess prompt asks the model for). */
-export const STUB_SUMMARY_LIMIT = 1500;
+/** Longest progress summary the stub writes: what the assess prompt asks the model for. */
+export const STUB_SUMMARY_LIMIT = PROGRESS_LIMIT;
 
 /** Model calls received, by phase. */
 export interface CallCounts {

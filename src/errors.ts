@@ -249,3 +249,23 @@ export function toErrorInfo(error: unknown): ErrorInfo {
   const message = error instanceof Error ? error.message : String(error);
   return { code: "internal", message, fatal: false };
 }
+
+/** Why a command could not do what it was asked (exit 1). */
+export type CommandProblem =
+  | "not-running"
+  | "remote-host"
+  | "signal-failed"
+  | "stop-timeout"
+  | "config-not-set";
+
+/** A `stop`/`wake` (or `config get`) that could not do what was asked; exit 1. */
+export class CommandFailedError extends RavenclawsError {
+  readonly exitCode: ExitCodeValue = ExitCode.failed;
+  constructor(
+    readonly code: CommandProblem,
+    message: string,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -41,8 +41,11 @@ import type { ToolLoopOutput } from "./toolLoop.types.js";
 
 /** How many recent tick digests are kept for the prompts. */
 export const DIGESTS_KEPT = 3;
-/** Longest progress summary kept, in characters. */
-export const PROGRESS_LIMIT = 1500;
+/**
+ * Longest progress summary kept, in characters: the one part of the prompt
+ * that grows with a heartbeat's history, so it bounds the prompt's growth.
+ */
+export const PROGRESS_LIMIT = 1200;
 /** Longest delay between ticks after failures, in seconds. */
 export const MAX_BACKOFF_SEC = 3600;
 

@@ -3,6 +3,7 @@
  * at the boundary. The same schemas become the `response_format` JSON schemas.
  */
 import { z } from "zod";
+import { PROGRESS_LIMIT } from "../machines/heartbeat.machine.js";
 
 /** The assessment at the start of a tick. */
 export const AssessmentSchema = z.object({
@@ -15,7 +16,7 @@ export const AssessmentSchema = z.object({
   assessment: z.string().describe("two or three sentences on where things stand"),
   progressSummary: z
     .string()
-    .describe("the updated summary of all progress so far, at most 1500 characters"),
+    .describe(`the updated summary of all progress so far, at most ${PROGRESS_LIMIT} characters`),
 });
 
 /** The plan for a tick. */

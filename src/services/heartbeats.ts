@@ -5,38 +5,12 @@
  */
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
-import {
-  ExitCode,
-  type ExitCodeValue,
-  type LockHolder,
-  RavenclawsError,
-  StateFileError,
-  UsageError,
-} from "../errors.js";
+import { CommandFailedError, type LockHolder, StateFileError, UsageError } from "../errors.js";
 import { ID_PATTERN } from "../schemas/config.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import { type HeartbeatPaths, heartbeatPaths, LOCK_STALE_MS, loadStateFile } from "./store.js";
 
-/** Why a command could not do what it was asked (exit 1). */
-export type CommandProblem =
-  | "not-running"
-  | "remote-host"
-  | "signal-failed"
-  | "stop-timeout"
-  | "config-not-set";
-
-/** A `stop`/`wake` (or `config get`) that could not do what was asked; exit 1. */
-export class CommandFailedError extends RavenclawsError {
-  readonly exitCode: ExitCodeValue = ExitCode.failed;
-  constructor(
-    readonly code: CommandProblem,
-    message: string,
-    options?: { hint?: string; cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
+export { CommandFailedError, type CommandProblem } from "../errors.js";
 /** Who runs a heartbeat right now, judged from its lock the way `run` judges it. */
 export type ProcessInfo =
   | { running: false }

@@ -11,6 +11,7 @@
 import OpenAI from "openai";
 import { z } from "zod";
 import { LlmError } from "../errors.js";
+import { PROGRESS_LIMIT } from "../machines/heartbeat.machine.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -350,7 +351,7 @@ export class LlmService {
       assessment: {
         ...value,
         assessment: value.assessment.slice(0, 2000),
-        progressSummary: value.progressSummary.slice(0, 1500),
+        progressSummary: value.progressSummary.slice(0, PROGRESS_LIMIT),
       },
       usage,
     };

@@ -4,6 +4,7 @@
  * changes goes into the user message, which stays bounded: goal, time, tick,
  * the rolling summary and the last few digests, never the whole history.
  */
+import { PROGRESS_LIMIT } from "../machines/heartbeat.machine.js";
 import type { AssessInput, PlanInput, TickDigest } from "../machines/heartbeat.types.js";
 import type { CallModelInput } from "../machines/toolLoop.types.js";
 
@@ -48,7 +49,7 @@ Assess progress toward the goal.
 - goalComplete: true only if the goal is fully achieved now. Otherwise false.
 - actionNeeded: false if nothing needs doing this tick; then no plan is made and no tools run.
 - assessment: two or three sentences on where things stand.
-- progressSummary: rewrite the summary to cover all progress so far, at most 1500 characters.`;
+- progressSummary: rewrite the summary to cover all progress so far, at most ${PROGRESS_LIMIT} characters.`;
 }
 
 /** The planning request. */

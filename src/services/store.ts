@@ -144,14 +144,24 @@ export function parseStateFile(text: string, file: string): StateFile {
   return parsed.data;
 }
 
+/** What identifies one version of a file without reading it: inode, size and modification time. */
+export interface FileIdentity {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+const sameFile = (a: FileIdentity | undefined, b: FileIdentity) =>
+  a !== undefined && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+
 /** Options of {@link writeFileAtomic}. */
 export interface AtomicWriteOptions {
   mode?: number;
   fs?: StoreFs;
   /** Runs after the temp file is durable, just before the rename (fencing, `.prev`). */
   beforeRename?: () => Promise<void>;
-  /** Runs right after the rename. */
-  afterRename?: () => void;
+  /** Runs right after the rename, with the identity of the file now in place. */
+  afterRename?: (written: FileIdentity) => void;
   /** Honour the `state:*` crash points (the state file's writes only). */
   crashPoints?: boolean;
 }
@@ -172,6 +182,7 @@ export async function writeFileAtomic(
   const dir = path.dirname(file);
   const tmp = tempName(file);
   let handle: nodeFs.FileHandle | undefined;
+  let written: FileIdentity | undefined;
   try {
     handle = await fs.open(
       tmp,
@@ -181,6 +192,8 @@ export async function writeFileAtomic(
     await handle.writeFile(data, "utf8");
     if (options.crashPoints) crashPoint("state:after-temp-write");
     await handle.sync();
+    const { ino, size, mtimeMs } = await handle.stat();
+    written = { ino, size, mtimeMs };
     await handle.close();
     handle = undefined;
     if (options.crashPoints) crashPoint("state:after-fsync");
@@ -191,7 +204,8 @@ export async function writeFileAtomic(
     await fs.rm(tmp, { force: true }).catch(() => {});
     throw error;
   }
-  options.afterRename?.();
+  // biome-ignore lint/style/noNonNullAssertion: set before the rename, which succeeded
+  options.afterRename?.(written!);
   if (options.crashPoints) crashPoint("state:after-rename");
   await fsyncDir(dir, fs);
 }
@@ -299,6 +313,8 @@ export class HeartbeatStore {
   private tornTail = false;
   /** The `seq` of the state file on disk as this store last loaded or wrote it; -1: none; undefined: never looked. */
   private knownSeq: number | undefined;
+  /** The state file this process wrote last, to skip re-reading it when it is still in place. */
+  private lastWritten: FileIdentity | undefined;
   private lock: HeartbeatLock | null = null;
   private compromised: LockCompromisedError | null = null;
 
@@ -410,8 +426,9 @@ export class HeartbeatStore {
           fs: this.fs,
           crashPoints: true,
           beforeRename: () => this.fenceAndKeepPrev(state),
-          afterRename: () => {
+          afterRename: (written) => {
             this.knownSeq = state.seq;
+            this.lastWritten = written;
           },
         }),
       );
@@ -554,6 +571,16 @@ export class HeartbeatStore {
     this.assertNotCompromised();
     await this.lock?.verify();
     const file = this.paths.stateFile;
+    // Fast path: the file in place is the one this process wrote last (same
+    // inode, size and mtime), so nobody else advanced it: keep it as `.prev`.
+    if (this.knownSeq !== undefined && this.knownSeq <= state.seq) {
+      const onDisk = await this.fs.stat(file).catch(() => null);
+      if (onDisk && sameFile(this.lastWritten, onDisk)) {
+        // The same seq again (a checkpoint, a retry): `.prev` keeps the one before it.
+        if (this.knownSeq < state.seq) await this.keepPrev(file);
+        return;
+      }
+    }
     const text = await readStateText(file, this.fs);
     if (text === null) return;
     let disk: StateFile;
@@ -573,6 +600,11 @@ export class HeartbeatStore {
     // Writing the same seq again (a restored persist, a retry): the file on disk
     // is that version already, and `.prev` keeps the one before it.
     if (disk.seq === state.seq) return;
+    await this.keepPrev(file, text);
+  }
+
+  /** Makes the current state file (`text`, when already read) the `.prev` version. */
+  private async keepPrev(file: string, text?: string): Promise<void> {
     const prevTmp = tempName(file, "prev.");
     try {
       await linkOrCopy(this.fs, file, prevTmp, text);

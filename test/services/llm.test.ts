@@ -1,6 +1,7 @@
 import type OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { LlmError } from "../../src/errors.js";
+import { PROGRESS_LIMIT } from "../../src/machines/heartbeat.machine.js";
 import type { AssessInput, PlanInput } from "../../src/machines/heartbeat.types.js";
 import type { CallModelInput } from "../../src/machines/toolLoop.types.js";
 import {
@@ -278,7 +279,7 @@ describe("LlmService.assess: reply", () => {
     expect(out.assessment.actionNeeded).toBe(false);
   });
 
-  it("bounds the assessment to 2000 and the progress summary to 1500 characters", async () => {
+  it("bounds the assessment to 2000 and the progress summary to PROGRESS_LIMIT (1200) characters", async () => {
     const { llm } = await setup(() =>
       jsonMessage({
         ...DEFAULT_ASSESSMENT,
@@ -288,7 +289,7 @@ describe("LlmService.assess: reply", () => {
     );
     const out = await llm.assess(assessInput());
     expect(out.assessment.assessment).toBe("a".repeat(2000));
-    expect(out.assessment.progressSummary).toBe("p".repeat(1500));
+    expect(out.assessment.progressSummary).toBe("p".repeat(PROGRESS_LIMIT));
   });
 
   it("rejects a reply that is not JSON with bad-output (not fatal)", async () => {
