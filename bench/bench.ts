@@ -329,6 +329,12 @@ async function appendDurably(file: string, entries: JournalEntry[]): Promise<voi
   }
 }
 
+/** Keeps the current file as `<file>.prev` (a hard link), as the store does before replacing it. */
+async function keepPrev(file: string): Promise<void> {
+  await fs.unlink(`${file}.prev`).catch(() => {});
+  await fs.link(file, `${file}.prev`).catch(() => {});
+}
+
 /** How much the baseline writes each tick. */
 type BaselineWrites = "same" | "state-only";
 
@@ -389,10 +395,14 @@ async function baselineLoop(
       ...digests,
       { tick, at, outcome: result === null ? "idle" : "ok", summary: a.assessment.assessment },
     ].slice(-3) as TickDigest[];
-    for (const op of ops) {
+    const lastSave = ops.findLastIndex((op) => op.kind === "save");
+    for (const [index, op] of ops.entries()) {
       if (op.kind === "save") {
         const state = { ...op.state, tick, progress, updatedAt: at, seq: tick };
-        await writeFileAtomic(stateFile, `${JSON.stringify(state, null, 2)}\n`);
+        // The same write protocol as the store: the version a new seq replaces is kept as .prev.
+        await writeFileAtomic(stateFile, `${JSON.stringify(state, null, 2)}\n`, {
+          ...(index === lastSave ? { beforeRename: () => keepPrev(stateFile) } : {}),
+        });
       } else {
         await appendDurably(
           journalFile,
@@ -979,7 +989,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
             ours: "n/a (status not built)",
             other: fixed(cold.nodeMs, 0),
             ratio: "n/a",
-            target: `≤ ${TARGETS.coldStartRatio}x`,
+            target: "-",
             result: "n/a",
           }
         : {
@@ -987,8 +997,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
             ours: fixed(cold.statusMs, 0),
             other: fixed(cold.nodeMs, 0),
             ratio: `${fixed(cold.statusMs / cold.nodeMs)}x`,
-            target: `≤ ${TARGETS.coldStartRatio}x`,
-            result: verdict(cold.statusMs / cold.nodeMs <= TARGETS.coldStartRatio),
+            // The issue sets a target for --help only; status is reported.
+            target: "-",
+            result: "info",
           },
     );
 
@@ -996,8 +1007,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     const where = (dir: string) => (dir === tmp ? "the OS temp dir (disk)" : `${fastRoot} (tmpfs)`);
     const notes = [
       `model: StubModel, in-process, zero latency, canned outputs; persistence: the real HeartbeatStore (fsync'd writes), in ${where(tmp)} for overhead and in ${where(fastTmp)} for prompt and memory.`,
-      `overhead: the real machine via prepareHeartbeat/provideActors with tools on (a busy tick makes 1 list_dir call; an idle tick only the assessment), ${config.overheadTicks} back-to-back ticks × ${config.overheadRounds} rounds, time between persists. Baselines: a plain async loop making the same stub calls and tool call, then either the same durable writes of the same sizes as our tick (recorded from our store: writeFileAtomic state writes, fsync'd journal appends) or one writeFileAtomic of the ${int(busy.writesPerTick.stateBytes)}-byte state JSON.`,
-      "prompt: system + user message of the assess request of a busy heartbeat; ours built with src/services/prompts.ts from the real machine's context (the stub rewrites the summary each busy tick, at most PROGRESS_LIMIT (1,200) characters), the original's rebuilt from heartbeat.rs format strings and fed the same outputs; tokens estimated as chars / 4.",
+      `overhead: the real machine via prepareHeartbeat/provideActors with tools on (a busy tick makes 1 list_dir call; an idle tick only the assessment), ${config.overheadTicks} back-to-back ticks × ${config.overheadRounds} rounds, time between persists. Baselines: a plain async loop making the same stub calls and tool call, then either the same durable writes of the same sizes as our tick (recorded from our store: writeFileAtomic state writes keeping the replaced version as .prev like the store, fsync'd journal appends) or one writeFileAtomic of the ${int(busy.writesPerTick.stateBytes)}-byte state JSON.`,
+      "prompt: system + user message of the assess request of a busy heartbeat; ours built with src/services/prompts.ts from the real machine's context (the stub rewrites the summary each busy tick, at most PROGRESS_LIMIT (1,000) characters, growing by about 85 characters a busy tick until then), the original's rebuilt from heartbeat.rs format strings and fed the same outputs; tokens estimated as chars / 4.",
       "calls: ours counted from the real machine; the original's derived from heartbeat.rs's loop (assess, plan, then run_agent_loop until a reply without tool calls: at least 3 per tick, it has no idle path), run against the same stub.",
       `prompt and memory: one heartbeat, busy up to tick ${int(Math.max(...config.promptTicks))}, then 1 tick in ${config.memoryBusyEvery} busy (the others idle), RSS after global.gc(); ${int(config.actors)} actors, each with its own state file and journal, ${config.actorTicks} busy ticks each, RSS sampled every 20 ms.`,
       `cold start: median of ${config.spawns} spawns each, from a workdir holding one heartbeat.`,

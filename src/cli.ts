@@ -63,6 +63,9 @@ const truthy = (value: string | undefined) =>
 
 /** Builds the parser. Exported for tests of the wiring. */
 export function buildParser(argv: string[]) {
+  const legacy =
+    argv.some((a) => a === "--heartbeat" || a.startsWith("--heartbeat=")) ||
+    truthy(process.env.RAVENCLAWS_HEARTBEAT);
   return yargs(argv)
     .scriptName("ravenclaws")
     .usage(
@@ -82,14 +85,16 @@ export function buildParser(argv: string[]) {
     .command({
       command: "$0",
       describe: false,
-      builder: (y) =>
-        runOptions(
-          y.option("heartbeat", {
-            type: "boolean",
-            describe:
-              "Run a heartbeat: the Rust original's spelling of `run` (also RAVENCLAWS_HEARTBEAT=1)",
-          }),
-        ),
+      builder: (y) => {
+        const withFlag = y.option("heartbeat", {
+          type: "boolean",
+          describe:
+            "Run a heartbeat: the Rust original's spelling of `run` (also RAVENCLAWS_HEARTBEAT=1)",
+        });
+        // The run options only in the legacy form: the top-level help stays a
+        // short list of commands (and renders in a fraction of the time).
+        return legacy ? runOptions(withFlag) : withFlag;
+      },
       handler: async (args) => {
         if (args.heartbeat || truthy(process.env.RAVENCLAWS_HEARTBEAT)) {
           await runHeartbeatCommand(args as RunArgs, nodeProcessEnvironment());

@@ -45,7 +45,7 @@ export const DIGESTS_KEPT = 3;
  * Longest progress summary kept, in characters: the one part of the prompt
  * that grows with a heartbeat's history, so it bounds the prompt's growth.
  */
-export const PROGRESS_LIMIT = 1200;
+export const PROGRESS_LIMIT = 1000;
 /** Longest delay between ticks after failures, in seconds. */
 export const MAX_BACKOFF_SEC = 3600;
 

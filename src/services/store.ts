@@ -43,6 +43,7 @@ export type StoreFs = Pick<
   | "rename"
   | "rm"
   | "stat"
+  | "unlink"
   | "utimes"
 >;
 
@@ -569,12 +570,15 @@ export class HeartbeatStore {
    */
   private async fenceAndKeepPrev(state: StateFile): Promise<void> {
     this.assertNotCompromised();
-    await this.lock?.verify();
     const file = this.paths.stateFile;
+    const fast = this.knownSeq !== undefined && this.knownSeq <= state.seq;
+    const [, onDisk] = await Promise.all([
+      this.lock?.verify(),
+      fast ? this.fs.stat(file).catch(() => null) : null,
+    ]);
     // Fast path: the file in place is the one this process wrote last (same
     // inode, size and mtime), so nobody else advanced it: keep it as `.prev`.
-    if (this.knownSeq !== undefined && this.knownSeq <= state.seq) {
-      const onDisk = await this.fs.stat(file).catch(() => null);
+    if (fast && this.knownSeq !== undefined) {
       if (onDisk && sameFile(this.lastWritten, onDisk)) {
         // The same seq again (a checkpoint, a retry): `.prev` keeps the one before it.
         if (this.knownSeq < state.seq) await this.keepPrev(file);
@@ -603,16 +607,16 @@ export class HeartbeatStore {
     await this.keepPrev(file, text);
   }
 
-  /** Makes the current state file (`text`, when already read) the `.prev` version. */
+  /**
+   * Makes the current state file (`text`, when already read) the `.prev`
+   * version. `.prev` is briefly absent while it is replaced; the state file
+   * itself stays whole and valid throughout.
+   */
   private async keepPrev(file: string, text?: string): Promise<void> {
-    const prevTmp = tempName(file, "prev.");
-    try {
-      await linkOrCopy(this.fs, file, prevTmp, text);
-      await this.fs.rename(prevTmp, this.prevFile);
-    } finally {
-      // rename(2) between two links of one file does nothing: the temp link may still be there.
-      await this.fs.rm(prevTmp, { force: true }).catch(() => {});
-    }
+    await this.fs.unlink(this.prevFile).catch((error: unknown) => {
+      if (errnoOf(error) !== "ENOENT") throw error;
+    });
+    await linkOrCopy(this.fs, file, this.prevFile, text);
   }
 
   private markCompromised(message: string): LockCompromisedError {
@@ -974,11 +978,27 @@ function startRefreshing(
     if (!found || (found.text !== text && found.token !== token)) throw compromise(found);
   };
 
+  // Unchanged inode, size and mtime since the last full check: still ours,
+  // without reading it. The refresh (utimes) forgets it, so the next verify
+  // reads the file again.
+  let checked: FileIdentity | undefined;
+  const verify = async (): Promise<void> => {
+    if (compromised) throw compromised;
+    if (checked !== undefined) {
+      const stat = await fs.stat(file).catch(() => null);
+      if (stat && sameFile(checked, stat)) return;
+    }
+    await check();
+    const stat = await fs.stat(file).catch(() => null);
+    checked = stat ? { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs } : undefined;
+  };
+
   const timer = setInterval(() => {
     check()
       .then(() => {
         if (compromised || released) return;
         const at = new Date();
+        checked = undefined;
         return fs.utimes(file, at, at);
       })
       .catch(() => {});
@@ -999,7 +1019,7 @@ function startRefreshing(
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    verify: check,
+    verify,
     async release() {
       released = true;
       clearInterval(timer);

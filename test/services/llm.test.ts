@@ -279,7 +279,7 @@ describe("LlmService.assess: reply", () => {
     expect(out.assessment.actionNeeded).toBe(false);
   });
 
-  it("bounds the assessment to 2000 and the progress summary to PROGRESS_LIMIT (1200) characters", async () => {
+  it("bounds the assessment to 2000 and the progress summary to PROGRESS_LIMIT characters", async () => {
     const { llm } = await setup(() =>
       jsonMessage({
         ...DEFAULT_ASSESSMENT,
