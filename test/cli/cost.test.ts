@@ -3,60 +3,23 @@
  * one model call per idle tick, token budgets, prices, catch-up after downtime.
  * The built CLI against the fake OpenAI server.
  */
-import * as fs from "node:fs/promises";
-import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { cleanEnv, runCli, startCli, tempDir } from "../support/cli.js";
+import { describe, expect, it } from "vitest";
+import { cleanEnv, runCli, startCli } from "../support/cli.js";
 import {
   classify,
-  type FakeOpenAI,
   jsonMessage,
   message,
   type RecordedRequest,
   scripted,
-  startFakeOpenAI,
   toolCalls,
 } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
 const GOAL = "Keep CHANGELOG.md in step with the commits";
 
-let server: FakeOpenAI;
-let workdir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI();
-  workdir = await tempDir();
-});
-afterEach(async () => {
-  await server.close();
-  await fs.rm(workdir, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--model",
-  "test-model",
-  "--workdir",
-  workdir,
-  "--tick-interval",
-  "0",
-  "--max-retries",
-  "0",
-  "--failure-backoff",
-  "0",
-  ...extra,
-];
+const h = useCliHarness({ model: "test-model", flags: ["--failure-backoff", "0"] });
+const { runArgs: args, stateOf, journalOf } = h;
 const env = () => cleanEnv({ OPENAI_API_KEY: "sk-test" });
-
-const stateOf = async (id: string) =>
-  JSON.parse(await fs.readFile(path.join(workdir, ".ravenclaws", `heartbeat-${id}.json`), "utf8"));
-const journalOf = async (id: string) =>
-  (await fs.readFile(path.join(workdir, ".ravenclaws", `heartbeat-${id}.jsonl`), "utf8"))
-    .trim()
-    .split("\n")
-    .map((line) => JSON.parse(line));
 
 /** Characters of all messages of a request (what the prompt costs). */
 const promptChars = (req: RecordedRequest) =>
@@ -68,7 +31,7 @@ const promptChars = (req: RecordedRequest) =>
 describe("prompt size and calls per tick", () => {
   it("a 60-tick busy run: the assessment prompt at tick 60 is at most 1.5x the one at tick 10", async () => {
     // A busy model: long assessments and progress summaries, a tool call every tick.
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: (n) =>
           jsonMessage({
@@ -94,7 +57,7 @@ describe("prompt size and calls per tick", () => {
     });
     expect(result.code, result.stderr).toBe(0);
 
-    const assessments = server.chatRequests().filter((r) => classify(r) === "assess");
+    const assessments = h.server.chatRequests().filter((r) => classify(r) === "assess");
     expect(assessments).toHaveLength(60);
     const at10 = promptChars(assessments[9] as RecordedRequest);
     const at60 = promptChars(assessments[59] as RecordedRequest);
@@ -107,7 +70,7 @@ describe("prompt size and calls per tick", () => {
   }, 60_000);
 
   it("10 idle ticks cost 10 model calls, journaled as idle with their wake reason", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           jsonMessage({
@@ -122,7 +85,7 @@ describe("prompt size and calls per tick", () => {
       env: env(),
     });
     expect(result.code, result.stderr).toBe(0);
-    expect(server.chatRequests()).toHaveLength(10);
+    expect(h.server.chatRequests()).toHaveLength(10);
     const ticks = (await journalOf("idle")).filter((e) => e.type === "tick");
     expect(ticks.map((t) => t.status)).toEqual(Array(10).fill("idle"));
     expect(ticks.map((t) => t.modelCalls.length)).toEqual(Array(10).fill(1));
@@ -135,7 +98,7 @@ describe("token budgets", () => {
   it("--max-tokens ends the heartbeat failed with reason budget and a clear message", async () => {
     // Each call reports 1,000 tokens; a busy tick makes 3 calls.
     const usage = { prompt_tokens: 900, completion_tokens: 100 };
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           jsonMessage(
@@ -169,20 +132,20 @@ describe("token budgets", () => {
   });
 
   it("a lifetime budget too small for the next call refuses it before it is made", async () => {
-    server.setHandler(scripted({}));
+    h.server.setHandler(scripted({}));
     const result = await runCli(
       args("--id", "tiny", "--goal", GOAL, "--max-ticks", "3", "--max-tokens", "10"),
       { env: env() },
     );
     expect(result.code).toBe(1);
-    expect(server.chatRequests()).toHaveLength(0);
+    expect(h.server.chatRequests()).toHaveLength(0);
     const state = await stateOf("tiny");
     expect(state).toMatchObject({ status: "failed", reason: "budget" });
   });
 
   it("--max-tokens-per-tick ends a tick's tool loop early and the heartbeat goes on", async () => {
     const usage = { prompt_tokens: 400, completion_tokens: 100 };
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           jsonMessage(
@@ -230,7 +193,7 @@ describe("token budgets", () => {
   });
 
   it("prices give a cost figure in the state file and the journal", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           jsonMessage(
@@ -271,7 +234,7 @@ describe("token budgets", () => {
 
 describe("catch-up after downtime", () => {
   it("a heartbeat down past nextTickAt runs one tick at once with wake reason catch-up", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           jsonMessage({
@@ -291,14 +254,14 @@ describe("catch-up after downtime", () => {
     await first.exited;
     // Down for several intervals.
     await new Promise((resolve) => setTimeout(resolve, 2_500));
-    const calls = server.chatRequests().length;
+    const calls = h.server.chatRequests().length;
     const second = startCli(args("--id", "laptop", "--max-ticks", "2", "--tick-interval", "1"), {
       env: env(),
     });
     const result = await second.exited;
     expect(result.code, result.stderr).toBe(0);
     // One tick for the missed intervals, not one per interval.
-    expect(server.chatRequests().length - calls).toBe(1);
+    expect(h.server.chatRequests().length - calls).toBe(1);
     const ticks = (await journalOf("laptop")).filter((e) => e.type === "tick");
     expect(ticks.map((t) => [t.tick, t.wakeReason])).toEqual([
       [1, "start"],

@@ -6,24 +6,16 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseJournal, parseStateFile } from "../../src/services/store.js";
-import { cleanEnv, runCli, startCli, tempDir } from "../support/cli.js";
-import {
-  type FakeOpenAI,
-  message,
-  scripted,
-  startFakeOpenAI,
-  toolCalls,
-} from "../support/fakeOpenAI.js";
+import { cleanEnv, runCli, startCli } from "../support/cli.js";
+import { message, scripted, toolCalls } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
 const GOAL = "Keep NOTES.md summarising the TODOs in this repo";
 
-let server: FakeOpenAI;
-let workdir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI(
+const h = useCliHarness({
+  handler: () =>
     scripted({
       execute: (n) =>
         n % 2 === 1
@@ -36,35 +28,15 @@ beforeEach(async () => {
             ])
           : message("Wrote a note."),
     }),
-  );
-  workdir = await tempDir();
+  flags: ["--goal", GOAL],
 });
-afterEach(async () => {
-  await server.close();
-  await fs.rm(workdir, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--workdir",
-  workdir,
-  "--tick-interval",
-  "0",
-  "--max-retries",
-  "0",
-  "--goal",
-  GOAL,
-  ...extra,
-];
+const { runArgs: args } = h;
 const env = (crashAt?: string) =>
   cleanEnv({ OPENAI_API_KEY: "sk-test-0123456789", RAVENCLAWS_CRASH_AT: crashAt });
-const stateDir = () => path.join(workdir, ".ravenclaws");
 const files = (id: string) => ({
-  state: path.join(stateDir(), `heartbeat-${id}.json`),
-  prev: path.join(stateDir(), `heartbeat-${id}.json.prev`),
-  journal: path.join(stateDir(), `heartbeat-${id}.jsonl`),
+  state: h.stateFile(id),
+  prev: path.join(h.stateDir, `heartbeat-${id}.json.prev`),
+  journal: h.journalFile(id),
 });
 
 /** The state file (and `.prev`, when there is one), parsed and validated; null when there is none yet. */
@@ -102,7 +74,7 @@ async function journalTicks(id: string): Promise<number[]> {
 }
 
 async function leftoverTemps(): Promise<string[]> {
-  return (await fs.readdir(stateDir())).filter((n) => n.endsWith(".tmp"));
+  return (await fs.readdir(h.stateDir)).filter((n) => n.endsWith(".tmp"));
 }
 
 describe("deterministic crash points", () => {

@@ -7,40 +7,16 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { parseStateFile } from "../../src/services/store.js";
-import { cleanEnv, runCli, startCli, tempDir } from "../support/cli.js";
-import { type FakeOpenAI, startFakeOpenAI } from "../support/fakeOpenAI.js";
+import { cleanEnv, runCli, startCli } from "../support/cli.js";
+import { useCliHarness } from "../support/harness.js";
 
 const GOAL = "Keep NOTES.md summarising the TODOs in this repo";
 
-let server: FakeOpenAI;
-let workdir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI();
-  workdir = await tempDir();
-});
-afterEach(async () => {
-  await server.close();
-  await fs.rm(workdir, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--workdir",
-  workdir,
-  "--tick-interval",
-  "0",
-  "--max-retries",
-  "0",
-  ...extra,
-];
+const h = useCliHarness();
+const { runArgs: args, stateFile } = h;
 const env = () => cleanEnv({ OPENAI_API_KEY: "sk-test-0123456789" });
-const stateDir = () => path.join(workdir, ".ravenclaws");
-const stateFile = (id: string) => path.join(stateDir(), `heartbeat-${id}.json`);
 const readState = async (id: string) =>
   parseStateFile(await fs.readFile(stateFile(id), "utf8"), stateFile(id));
 
@@ -58,7 +34,7 @@ describe("an unusable state file", () => {
 
   for (const [name, content] of kinds) {
     it(`${name}: exit 3 naming the file and --recover; the file stays byte for byte`, async () => {
-      await fs.mkdir(stateDir());
+      await fs.mkdir(h.stateDir);
       const file = stateFile("bad");
       await fs.writeFile(file, content, { mode: 0o600 });
       const before = await fs.stat(file);
@@ -75,8 +51,8 @@ describe("an unusable state file", () => {
         before.mtimeMs,
         before.size,
       ]);
-      expect(await fs.readdir(stateDir())).toEqual(["heartbeat-bad.json"]);
-      expect(server.chatRequests()).toHaveLength(0);
+      expect(await fs.readdir(h.stateDir)).toEqual(["heartbeat-bad.json"]);
+      expect(h.server.chatRequests()).toHaveLength(0);
     });
   }
 });
@@ -100,15 +76,15 @@ describe("run --recover", () => {
     expect(recovered.stderr).toContain("went back to the previous version");
     expect(recovered.stderr).toContain("at tick 2");
     expect(recovered.code).toBe(0);
-    const corrupt = (await fs.readdir(stateDir())).filter((n) => n.includes(".corrupt-"));
+    const corrupt = (await fs.readdir(h.stateDir)).filter((n) => n.includes(".corrupt-"));
     expect(corrupt).toHaveLength(1);
     expect(corrupt[0]).toMatch(/^heartbeat-rec\.json\.corrupt-\d{4}-\d\d-\d\dT[\d-]+Z$/);
-    expect(await fs.readFile(path.join(stateDir(), corrupt[0] ?? ""), "utf8")).toBe(
+    expect(await fs.readFile(path.join(h.stateDir, corrupt[0] ?? ""), "utf8")).toBe(
       '{"schemaVersion": 1, "id": "rec", "ti',
     );
     expect(await readState("rec")).toMatchObject({ tick: 5, status: "completed" });
     // The journal says what happened: the marker, then ticks 3 to 5 again.
-    const journal = (await fs.readFile(path.join(stateDir(), "heartbeat-rec.jsonl"), "utf8"))
+    const journal = (await fs.readFile(path.join(h.stateDir, "heartbeat-rec.jsonl"), "utf8"))
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
@@ -118,18 +94,18 @@ describe("run --recover", () => {
   });
 
   it("with .prev missing too: exit 3 saying so, and both files as they were", async () => {
-    await fs.mkdir(stateDir());
+    await fs.mkdir(h.stateDir);
     await fs.writeFile(stateFile("lost"), "garbage");
     const result = await runCli(args("--id", "lost", "--recover"), { env: env() });
     expect(result.code).toBe(3);
     expect(result.stderr).toContain("no previous version");
     expect(result.stderr).toContain(`${stateFile("lost")}.prev`);
     expect(await fs.readFile(stateFile("lost"), "utf8")).toBe("garbage");
-    expect(await fs.readdir(stateDir())).toEqual(["heartbeat-lost.json"]);
+    expect(await fs.readdir(h.stateDir)).toEqual(["heartbeat-lost.json"]);
   });
 
   it("with .prev invalid too: exit 3, both files byte for byte", async () => {
-    await fs.mkdir(stateDir());
+    await fs.mkdir(h.stateDir);
     await fs.writeFile(stateFile("both"), "");
     await fs.writeFile(`${stateFile("both")}.prev`, "{}");
     const result = await runCli(args("--id", "both", "--recover"), { env: env() });
@@ -137,7 +113,7 @@ describe("run --recover", () => {
     expect(result.stderr).toContain("previous version cannot be used");
     expect(await fs.readFile(stateFile("both"), "utf8")).toBe("");
     expect(await fs.readFile(`${stateFile("both")}.prev`, "utf8")).toBe("{}");
-    expect((await fs.readdir(stateDir())).sort()).toEqual([
+    expect((await fs.readdir(h.stateDir)).sort()).toEqual([
       "heartbeat-both.json",
       "heartbeat-both.json.prev",
     ]);
@@ -153,7 +129,7 @@ describe("run --recover", () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toContain("is fine (tick 1); nothing to recover, resuming normally");
     expect(await readState("fine")).toMatchObject({ tick: 2 });
-    expect((await fs.readdir(stateDir())).some((n) => n.includes("corrupt"))).toBe(false);
+    expect((await fs.readdir(h.stateDir)).some((n) => n.includes("corrupt"))).toBe(false);
   });
 
   it("needs --id (exit 2)", async () => {
@@ -170,7 +146,7 @@ describe("one runner per heartbeat", () => {
     });
     await first.waitForOutput("next tick at");
     const holder = JSON.parse(
-      await fs.readFile(path.join(stateDir(), "heartbeat-one.lock"), "utf8"),
+      await fs.readFile(path.join(h.stateDir, "heartbeat-one.lock"), "utf8"),
     );
     const second = await runCli(args("--id", "one"), { env: env() });
     expect(second.code).toBe(3);
@@ -192,7 +168,7 @@ describe("one runner per heartbeat", () => {
       env: env(),
     });
     await cli.waitForOutput("next tick at");
-    const lockFile = path.join(stateDir(), "heartbeat-stolen.lock");
+    const lockFile = path.join(h.stateDir, "heartbeat-stolen.lock");
     const thief = JSON.stringify({
       pid: 999_999,
       host: "other-host.example",
@@ -217,7 +193,7 @@ describe("one runner per heartbeat", () => {
     });
     await cli.waitForOutput("next tick at");
     const before = await fs.readFile(stateFile("asleep"), "utf8");
-    await fs.rm(path.join(stateDir(), "heartbeat-asleep.lock"));
+    await fs.rm(path.join(h.stateDir, "heartbeat-asleep.lock"));
     const removedAt = Date.now();
     const result = await cli.exited;
     expect(Date.now() - removedAt).toBeLessThan(8_000);

@@ -4,47 +4,22 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { HEARTBEAT_STATES } from "../../src/machines/heartbeat.machine.js";
 import { DIAGRAM_END, DIAGRAM_START, embeddedDiagram } from "../../src/services/diagram.js";
-import { type CliProcess, cleanEnv, runCli, startCli, tempDir } from "../support/cli.js";
-import { type FakeOpenAI, jsonMessage, scripted, startFakeOpenAI } from "../support/fakeOpenAI.js";
+import { type CliProcess, cleanEnv, runCli, startCli } from "../support/cli.js";
+import { jsonMessage, scripted } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
 const API_KEY = "sk-test-INSPECT-0123456789abcdef";
 const GOAL = "Keep NOTES.md summarising the TODOs in this repo";
 
-let server: FakeOpenAI;
-let dir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI();
-  dir = await tempDir();
+const h = useCliHarness({
+  model: "test-model",
+  flags: ["--goal", GOAL, "--max-ticks", "1", "--no-tools"],
 });
-afterEach(async () => {
-  await server.close();
-  await fs.rm(dir, { recursive: true, force: true });
-});
-
-const runArgs = (...extra: string[]) => [
-  "run",
-  "--goal",
-  GOAL,
-  "--base-url",
-  server.baseURL,
-  "--model",
-  "test-model",
-  "--workdir",
-  dir,
-  "--tick-interval",
-  "0",
-  "--max-retries",
-  "0",
-  "--max-ticks",
-  "1",
-  "--no-tools",
-  ...extra,
-];
+const { runArgs } = h;
 const env = () => cleanEnv({ OPENAI_API_KEY: API_KEY });
 
 type LogEvent = {
@@ -94,7 +69,7 @@ async function until(test: () => boolean, what: string, timeoutMs = 10_000) {
 describe("run --inspect-log", () => {
   it("leaves Stately inspection events with the machine definition, and never the API key", async () => {
     // The model echoes the key: the sanitizer must still keep it out of the log.
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           jsonMessage({
@@ -105,7 +80,7 @@ describe("run --inspect-log", () => {
           }),
       }),
     );
-    const log = path.join(dir, "inspect.jsonl");
+    const log = path.join(h.workdir, "inspect.jsonl");
     const result = await runCli(runArgs("--id", "i1", "--inspect-log", log), { env: env() });
     expect(result.stderr).not.toContain("error");
     expect(result.code).toBe(0);
@@ -145,11 +120,11 @@ describe("run --inspect-log", () => {
   });
 
   it("fails with exit 2 naming the file when the log cannot be written", async () => {
-    const log = path.join(dir, "missing-dir", "inspect.jsonl");
+    const log = path.join(h.workdir, "missing-dir", "inspect.jsonl");
     const result = await runCli(runArgs("--inspect-log", log), { env: env() });
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(log);
-    expect(server.chatRequests()).toHaveLength(0);
+    expect(h.server.chatRequests()).toHaveLength(0);
   });
 });
 
@@ -159,7 +134,7 @@ describe("run --inspect", () => {
     const viewerReady = new Promise<void>((resolve) => {
       release = resolve;
     });
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         // Hold the first model call until the viewer is connected.
         assess: async () => {
@@ -221,7 +196,7 @@ describe("run --inspect", () => {
       expect(result.code).toBe(2);
       expect(result.stderr).toContain("--inspect-port");
       expect(result.stderr).toContain(String(port));
-      expect(server.chatRequests()).toHaveLength(0);
+      expect(h.server.chatRequests()).toHaveLength(0);
     } finally {
       busy.close();
     }
@@ -230,7 +205,7 @@ describe("run --inspect", () => {
 
 describe("inspect replay", () => {
   it("serves every captured event to a viewer and exits with --once", async () => {
-    const log = path.join(dir, "inspect.jsonl");
+    const log = path.join(h.workdir, "inspect.jsonl");
     const run = await runCli(runArgs("--inspect-log", log), { env: env() });
     expect(run.code).toBe(0);
     const lines = (await fs.readFile(log, "utf8")).trim().split("\n");
@@ -248,7 +223,7 @@ describe("inspect replay", () => {
   });
 
   it("keeps serving until SIGTERM, to every viewer that connects", async () => {
-    const log = path.join(dir, "inspect.jsonl");
+    const log = path.join(h.workdir, "inspect.jsonl");
     await runCli(runArgs("--inspect-log", log), { env: env() });
     const count = (await fs.readFile(log, "utf8")).trim().split("\n").length;
     const cli = startCli(["inspect", "replay", log, "--port", "0"], { env: env() });
@@ -265,7 +240,7 @@ describe("inspect replay", () => {
   });
 
   it("rejects a bad log with exit 2, naming the file and the line", async () => {
-    const log = path.join(dir, "bad.jsonl");
+    const log = path.join(h.workdir, "bad.jsonl");
     await fs.writeFile(
       log,
       `${JSON.stringify({ type: "@xstate.event", sessionId: "x0", event: { type: "a" } })}\n\n{not json\n`,
@@ -279,9 +254,9 @@ describe("inspect replay", () => {
     expect(notEvent.code).toBe(2);
     expect(notEvent.stderr).toContain(`${log}:1 is not an inspection event`);
 
-    const missing = await runCli(["inspect", "replay", path.join(dir, "nope.jsonl")]);
+    const missing = await runCli(["inspect", "replay", path.join(h.workdir, "nope.jsonl")]);
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toContain(path.join(dir, "nope.jsonl"));
+    expect(missing.stderr).toContain(path.join(h.workdir, "nope.jsonl"));
   });
 });
 
@@ -312,7 +287,7 @@ describe("diagram", () => {
   });
 
   it("--embed replaces the diagram between the markers of a Markdown file", async () => {
-    const file = path.join(dir, "DOC.md");
+    const file = path.join(h.workdir, "DOC.md");
     await fs.writeFile(file, `# Doc\n\n${DIAGRAM_START}\nold\n${DIAGRAM_END}\n\nAfter.\n`);
     const result = await runCli(["diagram", "--embed", file]);
     expect(result.code).toBe(0);

@@ -4,54 +4,19 @@
  * the fatal ones end the heartbeat in `failed` at once with what to fix.
  */
 import * as fs from "node:fs/promises";
-import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseJournal } from "../../src/services/store.js";
-import { cleanEnv, runCli, tempDir } from "../support/cli.js";
-import {
-  classify,
-  errorReply,
-  type FakeOpenAI,
-  type Reply,
-  scripted,
-  startFakeOpenAI,
-} from "../support/fakeOpenAI.js";
+import { cleanEnv, runCli } from "../support/cli.js";
+import { classify, errorReply, type Reply, scripted } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
 const GOAL = "Keep NOTES.md summarising the TODOs in this repo";
 
-let server: FakeOpenAI;
-let workdir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI();
-  workdir = await tempDir();
-});
-afterEach(async () => {
-  await server.close();
-  await fs.rm(workdir, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--workdir",
-  workdir,
-  "--tick-interval",
-  "0",
-  "--failure-backoff",
-  "0",
-  "--goal",
-  GOAL,
-  ...extra,
-];
+const h = useCliHarness({ maxRetries: null, flags: ["--failure-backoff", "0", "--goal", GOAL] });
+const { runArgs: args, stateOf } = h;
 const env = () => cleanEnv({ OPENAI_API_KEY: "sk-test-0123456789" });
-const stateOf = async (id: string) =>
-  JSON.parse(await fs.readFile(path.join(workdir, ".ravenclaws", `heartbeat-${id}.json`), "utf8"));
 const ticksOf = async (id: string) =>
-  parseJournal(
-    await fs.readFile(path.join(workdir, ".ravenclaws", `heartbeat-${id}.jsonl`), "utf8"),
-  ).filter((e) => e.type === "tick");
+  parseJournal(await fs.readFile(h.journalFile(id), "utf8")).filter((e) => e.type === "tick");
 
 /** Replies `faults[i]` to request `i` where set (`null`: the default script answers). */
 function faultsFirst(faults: Array<Reply | null>) {
@@ -61,7 +26,7 @@ function faultsFirst(faults: Array<Reply | null>) {
 
 describe("model faults (CLI)", () => {
   it("survives two 500s and two 429s (retry-after 0 and 1) without a failed tick", async () => {
-    server.setHandler(
+    h.server.setHandler(
       // The assessment meets two 500s, the plan two 429s; the SDK's 2 retries get each through.
       faultsFirst([
         errorReply(500),
@@ -80,7 +45,7 @@ describe("model faults (CLI)", () => {
       [2, "ok"],
     ]);
     // 4 faults + the 6 calls of two ticks; the faults hit the first assessment and plan.
-    expect(server.chatRequests().map(classify).slice(0, 6)).toEqual([
+    expect(h.server.chatRequests().map(classify).slice(0, 6)).toEqual([
       "assess",
       "assess",
       "assess",
@@ -88,12 +53,12 @@ describe("model faults (CLI)", () => {
       "plan",
       "plan",
     ]);
-    expect(server.chatRequests()).toHaveLength(10);
+    expect(h.server.chatRequests()).toHaveLength(10);
     expect(await stateOf("weather")).toMatchObject({ tick: 2, status: "completed" });
   });
 
   it("a permanent 401 ends failed with exit 1 within seconds, saying to fix the API key", async () => {
-    server.setHandler(() =>
+    h.server.setHandler(() =>
       errorReply(401, { message: "Incorrect API key provided", code: "invalid_api_key" }),
     );
     const started = Date.now();
@@ -103,12 +68,12 @@ describe("model faults (CLI)", () => {
     expect(result.stderr).toMatch(/API key/);
     expect(result.stderr).toMatch(/--api-key|OPENAI_API_KEY/);
     expect(result.stderr).not.toContain("    at ");
-    expect(server.chatRequests()).toHaveLength(1);
+    expect(h.server.chatRequests()).toHaveLength(1);
     expect(await stateOf("badkey")).toMatchObject({ status: "failed", reason: "llm-auth" });
   });
 
   it("429 insufficient_quota ends failed at once, without retries", async () => {
-    server.setHandler(() =>
+    h.server.setHandler(() =>
       errorReply(429, {
         message: "You exceeded your current quota.",
         type: "insufficient_quota",
@@ -118,14 +83,14 @@ describe("model faults (CLI)", () => {
     const result = await runCli(args("--id", "broke", "--max-retries", "3"), { env: env() });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("quota");
-    expect(server.chatRequests()).toHaveLength(1);
+    expect(h.server.chatRequests()).toHaveLength(1);
     expect(await stateOf("broke")).toMatchObject({ status: "failed", reason: "llm-quota" });
   });
 
   it("a request that hangs past --request-timeout 1 fails that tick only; the next tick works", async () => {
     let hung = false;
     const script = scripted({});
-    server.setHandler((req, index) => {
+    h.server.setHandler((req, index) => {
       if (!hung && classify(req) === "assess") {
         hung = true;
         return { kind: "hang" };
@@ -146,7 +111,7 @@ describe("model faults (CLI)", () => {
   });
 
   it("a context_length_exceeded shrinks the prompt and retries once: the tick succeeds", async () => {
-    server.setHandler(
+    h.server.setHandler(
       faultsFirst([
         errorReply(400, {
           message: "This model's maximum context length is 8192 tokens.",
@@ -157,6 +122,6 @@ describe("model faults (CLI)", () => {
     const result = await runCli(args("--id", "squeeze", "--max-ticks", "1"), { env: env() });
     expect(result.code).toBe(0);
     expect((await ticksOf("squeeze")).map((t) => t.status)).toEqual(["ok"]);
-    expect(server.chatRequests().slice(0, 2).map(classify)).toEqual(["assess", "assess"]);
+    expect(h.server.chatRequests().slice(0, 2).map(classify)).toEqual(["assess", "assess"]);
   });
 });

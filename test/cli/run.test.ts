@@ -4,18 +4,18 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { cleanEnv, readTree, runCli, startCli, tempDir } from "../support/cli.js";
+import { describe, expect, it } from "vitest";
+import { cleanEnv, readTree, runCli, startCli } from "../support/cli.js";
 import {
   classify,
   errorReply,
-  type FakeOpenAI,
   jsonMessage,
   message,
   scripted,
   startFakeOpenAI,
   toolCalls,
 } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
 const API_KEY = "sk-test-SECRET-0123456789abcdef";
 const GOAL = "Keep NOTES.md summarising the TODOs in this repo";
@@ -29,55 +29,13 @@ const assessment = (goalComplete: boolean, extra: Record<string, unknown> = {}) 
     ...extra,
   });
 
-let server: FakeOpenAI;
-let workdir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI();
-  workdir = await tempDir();
-});
-afterEach(async () => {
-  await server.close();
-  await fs.rm(workdir, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--model",
-  "test-model",
-  "--workdir",
-  workdir,
-  "--tick-interval",
-  "0",
-  "--max-retries",
-  "0",
-  "--failure-backoff",
-  "0",
-  ...extra,
-];
+const h = useCliHarness({ model: "test-model", flags: ["--failure-backoff", "0"] });
+const { runArgs: args, stateOf: readState, journalOf: readJournal } = h;
 const env = () => cleanEnv({ OPENAI_API_KEY: API_KEY });
-
-async function readState(id: string) {
-  return JSON.parse(
-    await fs.readFile(path.join(workdir, ".ravenclaws", `heartbeat-${id}.json`), "utf8"),
-  );
-}
-async function readJournal(id: string) {
-  const text = await fs.readFile(
-    path.join(workdir, ".ravenclaws", `heartbeat-${id}.jsonl`),
-    "utf8",
-  );
-  return text
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l));
-}
 
 describe("ravenclaws run", () => {
   it("completes when the model reports completion at the third assessment, with the files it wrote", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: (n) => assessment(n === 3),
         execute: (n) =>
@@ -109,8 +67,8 @@ describe("ravenclaws run", () => {
       status: "completed",
       reason: "goal-met",
     });
-    expect(await fs.readFile(path.join(workdir, "notes/tick-1.md"), "utf8")).toBe("tick 1");
-    expect(await fs.readFile(path.join(workdir, "notes/tick-2.md"), "utf8")).toBe("tick 2");
+    expect(await fs.readFile(path.join(h.workdir, "notes/tick-1.md"), "utf8")).toBe("tick 1");
+    expect(await fs.readFile(path.join(h.workdir, "notes/tick-2.md"), "utf8")).toBe("tick 2");
     const ticks = (await readJournal("t1")).filter((e) => e.type === "tick");
     expect(ticks.map((t) => [t.tick, t.status])).toEqual([
       [1, "ok"],
@@ -120,15 +78,13 @@ describe("ravenclaws run", () => {
     expect(result.stdout).toContain("goal met at tick 3");
 
     // Running it again does nothing: no model call, same state file.
-    const requestsBefore = server.chatRequests().length;
-    const bytes = await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-t1.json"));
+    const requestsBefore = h.server.chatRequests().length;
+    const bytes = await fs.readFile(h.stateFile("t1"));
     const again = await runCli(args("--id", "t1"), { env: env() });
     expect(again.code).toBe(0);
     expect(again.stderr).toContain("already met its goal at tick 3");
-    expect(server.chatRequests()).toHaveLength(requestsBefore);
-    expect(await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-t1.json"))).toEqual(
-      bytes,
-    );
+    expect(h.server.chatRequests()).toHaveLength(requestsBefore);
+    expect(await fs.readFile(h.stateFile("t1"))).toEqual(bytes);
     // Usage per call and per tick (the fake reports 10 prompt + 5 completion tokens a call).
     expect(ticks[0].modelCalls).toEqual(
       ["assess", "plan", "execute", "execute"].map((phase) => ({
@@ -151,7 +107,7 @@ describe("ravenclaws run", () => {
       totalTokens: 135,
     });
     // The third tick ends at the assessment: no plan, no execute call.
-    expect(server.chatRequests().map(classify)).toEqual([
+    expect(h.server.chatRequests().map(classify)).toEqual([
       "assess",
       "plan",
       "execute",
@@ -198,16 +154,14 @@ describe("ravenclaws run", () => {
       env: env(),
     });
     expect(same.code).toBe(0);
-    const bytes = await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-resume-me.json"));
+    const bytes = await fs.readFile(h.stateFile("resume-me"));
     const other = await runCli(args("--id", "resume-me", "--goal", "Something else"), {
       env: env(),
     });
     expect(other.code).toBe(2);
     expect(other.stderr).toContain("different goal");
     expect(other.stderr).toContain("--id");
-    expect(
-      await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-resume-me.json")),
-    ).toEqual(bytes);
+    expect(await fs.readFile(h.stateFile("resume-me"))).toEqual(bytes);
   });
 
   it("exits 0 within a second of SIGTERM during a 60-second sleep, with status shutdown", async () => {
@@ -244,7 +198,7 @@ describe("ravenclaws run", () => {
   });
 
   it("exits 0 within a second of SIGTERM while a model request is in flight, and the tick is not counted", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({ assess: (n) => (n === 2 ? { kind: "hang" } : assessment(false)) }),
     );
     const cli = startCli(args("--goal", GOAL, "--id", "inflight"), { env: env() });
@@ -306,12 +260,12 @@ describe("ravenclaws run", () => {
     expect(await readState("locked")).toMatchObject({ tick: 2, status: "completed" });
     // A clean exit releases the lock.
     await expect(
-      fs.access(path.join(workdir, ".ravenclaws", "heartbeat-locked.lock")),
+      fs.access(path.join(h.workdir, ".ravenclaws", "heartbeat-locked.lock")),
     ).rejects.toThrow();
   });
 
   it("with --no-tools the plan is the tick's result and no tools are offered", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({ plan: () => jsonMessage({ steps: ["Read the TODOs", "Update NOTES.md"] }) }),
     );
     const result = await runCli(
@@ -321,12 +275,12 @@ describe("ravenclaws run", () => {
     expect(result.code).toBe(0);
     const state = await readState("notools");
     expect(state.lastResult).toBe("1. Read the TODOs\n2. Update NOTES.md");
-    expect(server.chatRequests().map(classify)).toEqual(["assess", "plan", "assess", "plan"]);
-    expect(server.chatRequests().every((r) => r.body.tools === undefined)).toBe(true);
+    expect(h.server.chatRequests().map(classify)).toEqual(["assess", "plan", "assess", "plan"]);
+    expect(h.server.chatRequests().every((r) => r.body.tools === undefined)).toBe(true);
   });
 
   it("does not complete when the model's text merely says it is not GOAL_COMPLETE yet", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: () =>
           assessment(false, {
@@ -355,7 +309,7 @@ describe("ravenclaws run", () => {
         ),
       plan: () => message('Sure! {"steps": ["write notes"]}'),
     });
-    server.setHandler((req, index) =>
+    h.server.setHandler((req, index) =>
       req.body.response_format
         ? errorReply(400, { message: "response_format is not supported by this server" })
         : script(req, index),
@@ -366,12 +320,12 @@ describe("ravenclaws run", () => {
     expect(result.code).toBe(0);
     expect(await readState("textmode")).toMatchObject({ completed: true, tick: 2, progress: "p2" });
     // One rejected structured request, then text mode for good.
-    const structured = server.chatRequests().filter((r) => r.body.response_format);
+    const structured = h.server.chatRequests().filter((r) => r.body.response_format);
     expect(structured).toHaveLength(1);
   });
 
   it("survives a model that never returns valid JSON: no crash, no completion, a clean end", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({ assess: () => message("I think the goal is GOAL_COMPLETE! Sure thing.") }),
     );
     const result = await runCli(args("--goal", GOAL, "--id", "nojson", "--max-ticks", "3"), {
@@ -413,7 +367,7 @@ describe("ravenclaws run", () => {
   });
 
   it("ends in failed with exit 1 on a 401, with a message about the API key", async () => {
-    server.setHandler(() =>
+    h.server.setHandler(() =>
       errorReply(401, { message: "Incorrect API key provided", code: "invalid_api_key" }),
     );
     const result = await runCli(args("--goal", GOAL, "--id", "noauth"), { env: env() });
@@ -454,9 +408,9 @@ describe("ravenclaws run", () => {
         "--heartbeat-session",
         "legacy",
         "--workdir",
-        workdir,
+        h.workdir,
         "--base-url",
-        server.baseURL,
+        h.server.baseURL,
       ],
       { env: env() },
     );
@@ -466,13 +420,13 @@ describe("ravenclaws run", () => {
     const viaEnv = await runCli([], {
       env: cleanEnv({
         OPENAI_API_KEY: API_KEY,
-        OPENAI_BASE_URL: server.baseURL,
+        OPENAI_BASE_URL: h.server.baseURL,
         RAVENCLAWS_HEARTBEAT: "1",
         RAVENCLAWS_HEARTBEAT_GOAL: GOAL,
         RAVENCLAWS_HEARTBEAT_TICK_INTERVAL: "0",
         RAVENCLAWS_HEARTBEAT_MAX_TICKS: "1",
         RAVENCLAWS_HEARTBEAT_SESSION: "from-env",
-        RAVENCLAWS_WORKDIR: workdir,
+        RAVENCLAWS_WORKDIR: h.workdir,
       }),
     });
     expect(viaEnv.code).toBe(0);
@@ -490,9 +444,9 @@ describe("ravenclaws run", () => {
         "--id",
         "short",
         "--workdir",
-        workdir,
+        h.workdir,
         "--base-url",
-        server.baseURL,
+        h.server.baseURL,
       ],
       { env: env() },
     );
@@ -501,7 +455,7 @@ describe("ravenclaws run", () => {
   });
 
   it("never writes or prints the API key", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         assess: (n) =>
           n === 1
@@ -519,19 +473,21 @@ describe("ravenclaws run", () => {
     );
     expect(result.code).toBe(0);
     expect(result.stdout + result.stderr).not.toContain(API_KEY);
-    const files = await readTree(path.join(workdir, ".ravenclaws"));
+    const files = await readTree(h.stateDir);
     expect(files.length).toBeGreaterThanOrEqual(2);
     for (const { file, text } of files) expect(text, file).not.toContain(API_KEY);
     // The key did reach the server, as a bearer token.
-    expect(server.chatRequests()[0]?.headers.authorization).toBe(`Bearer ${API_KEY}`);
+    expect(h.server.chatRequests()[0]?.headers.authorization).toBe(`Bearer ${API_KEY}`);
 
     // A fatal error whose text echoes the key is redacted in the final message too.
-    server.setHandler(() => errorReply(401, { message: `Incorrect API key provided: ${API_KEY}` }));
+    h.server.setHandler(() =>
+      errorReply(401, { message: `Incorrect API key provided: ${API_KEY}` }),
+    );
     const fatal = await runCli(args("--goal", GOAL, "--id", "secret2"), { env: env() });
     expect(fatal.code).toBe(1);
     expect(fatal.stderr).toContain("Incorrect API key provided: [redacted]");
     expect(fatal.stdout + fatal.stderr).not.toContain(API_KEY);
-    for (const { file, text } of await readTree(path.join(workdir, ".ravenclaws"))) {
+    for (const { file, text } of await readTree(h.stateDir)) {
       expect(text, file).not.toContain(API_KEY);
     }
   });
@@ -569,7 +525,7 @@ describe("ravenclaws run", () => {
   });
 
   it("refuses a corrupt state file with exit 3 and leaves it byte for byte", async () => {
-    const dir = path.join(workdir, ".ravenclaws");
+    const dir = h.stateDir;
     await fs.mkdir(dir);
     const file = path.join(dir, "heartbeat-broken.json");
     await fs.writeFile(file, '{"schemaVersion": 1, "id": "broken", "tick": ');
@@ -589,7 +545,9 @@ describe("ravenclaws run", () => {
     const unknown = await runCli(args("--goal", GOAL, "--frobnicate"), { env: env() });
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("frobnicate");
-    const noKey = await runCli(["run", "--goal", GOAL, "--workdir", workdir], { env: cleanEnv() });
+    const noKey = await runCli(["run", "--goal", GOAL, "--workdir", h.workdir], {
+      env: cleanEnv(),
+    });
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toContain("No API key for https://api.openai.com/v1");
     expect(noKey.stderr).toContain("OPENAI_API_KEY");
@@ -598,7 +556,7 @@ describe("ravenclaws run", () => {
     expect(noArg.stderr).toContain("Not enough arguments following: goal");
     expect(noArg.stderr).not.toContain("internal error");
     const missingDir = await runCli(
-      [...args("--goal", GOAL), "--workdir", path.join(workdir, "nope")],
+      [...args("--goal", GOAL), "--workdir", path.join(h.workdir, "nope")],
       { env: env() },
     );
     expect(missingDir.code).toBe(2);

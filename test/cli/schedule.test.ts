@@ -3,36 +3,15 @@
  * `--cron` and the schedule options are validated.
  */
 import * as fs from "node:fs/promises";
-import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { cleanEnv, runCli, startCli, tempDir } from "../support/cli.js";
-import { type FakeOpenAI, scripted, startFakeOpenAI } from "../support/fakeOpenAI.js";
+import { describe, expect, it } from "vitest";
+import { cleanEnv, runCli, startCli } from "../support/cli.js";
+import { scripted } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
-let server: FakeOpenAI;
-let workdir: string;
-
-beforeEach(async () => {
-  server = await startFakeOpenAI(scripted({}));
-  workdir = await tempDir();
-});
-afterEach(async () => {
-  await server.close();
-  await fs.rm(workdir, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--workdir",
-  workdir,
-  "--max-retries",
-  "0",
-  ...extra,
-];
+const h = useCliHarness({ handler: () => scripted({}), tickInterval: null });
+const { runArgs: args, journalFile } = h;
 const env = () => cleanEnv({ OPENAI_API_KEY: "k" });
 const hhmm = (d: Date) => d.toISOString().slice(11, 16);
-const journalFile = (id: string) => path.join(workdir, ".ravenclaws", `heartbeat-${id}.jsonl`);
 
 async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -69,10 +48,8 @@ describe("schedules", () => {
     cli.child.kill("SIGTERM");
     const result = await cli.exited;
     expect(result.code, result.stderr).toBe(0);
-    expect(server.chatRequests()).toHaveLength(0);
-    const state = JSON.parse(
-      await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-night.json"), "utf8"),
-    );
+    expect(h.server.chatRequests()).toHaveLength(0);
+    const state = JSON.parse(await fs.readFile(h.stateFile("night"), "utf8"));
     expect(state).toMatchObject({ status: "shutdown", tick: 0, nextTickAt: opens.toISOString() });
   });
 

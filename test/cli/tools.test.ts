@@ -4,55 +4,27 @@
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { StateFileSchema } from "../../src/schemas/stateFile.js";
-import { cleanEnv, runCli, tempDir } from "../support/cli.js";
-import {
-  type FakeOpenAI,
-  message,
-  type RecordedRequest,
-  scripted,
-  startFakeOpenAI,
-  toolCalls,
-} from "../support/fakeOpenAI.js";
+import { cleanEnv, runCli } from "../support/cli.js";
+import { message, type RecordedRequest, scripted, toolCalls } from "../support/fakeOpenAI.js";
+import { useCliHarness } from "../support/harness.js";
 
 const API_KEY = "sk-test-TOOLS-0123456789abcdef";
 const GOAL = "Tidy the workspace";
 
-let server: FakeOpenAI;
-let base: string;
-let workdir: string;
-let outside: string;
-
+const h = useCliHarness({
+  prefix: "ravenclaws-tools-",
+  realpath: true,
+  subdir: "work",
+  model: "test-model",
+  flags: ["--goal", GOAL],
+});
+const { runArgs: args } = h;
+const outside = () => path.join(h.root, "outside");
 beforeEach(async () => {
-  server = await startFakeOpenAI();
-  base = await fs.realpath(await tempDir("ravenclaws-tools-"));
-  workdir = path.join(base, "work");
-  outside = path.join(base, "outside");
-  await fs.mkdir(workdir);
-  await fs.mkdir(outside);
+  await fs.mkdir(outside());
 });
-afterEach(async () => {
-  await server.close();
-  await fs.rm(base, { recursive: true, force: true });
-});
-
-const args = (...extra: string[]) => [
-  "run",
-  "--base-url",
-  server.baseURL,
-  "--model",
-  "test-model",
-  "--workdir",
-  workdir,
-  "--tick-interval",
-  "0",
-  "--max-retries",
-  "0",
-  "--goal",
-  GOAL,
-  ...extra,
-];
 const env = () => cleanEnv({ OPENAI_API_KEY: API_KEY });
 
 /** The tool messages the model was sent back, by call id. */
@@ -70,12 +42,12 @@ function offeredTools(req: RecordedRequest): string[] {
   return (req.body?.tools ?? []).map((t: { function: { name: string } }) => t.function.name);
 }
 
-const executeRequests = () => server.chatRequests().filter((r) => Array.isArray(r.body?.tools));
+const executeRequests = () => h.server.chatRequests().filter((r) => Array.isArray(r.body?.tools));
 
 describe("tools through the CLI", () => {
   it("refuses writes to ../x, an absolute path outside and the state file, and keeps ticking", async () => {
-    const stateFile = path.join(workdir, ".ravenclaws", "heartbeat-esc.json");
-    server.setHandler(
+    const stateFile = h.stateFile("esc");
+    h.server.setHandler(
       scripted({
         execute: (n) =>
           n === 1
@@ -84,7 +56,7 @@ describe("tools through the CLI", () => {
                 {
                   id: "abs",
                   name: "write_file",
-                  arguments: { path: path.join(outside, "abs.txt"), content: "pwned" },
+                  arguments: { path: path.join(outside(), "abs.txt"), content: "pwned" },
                 },
                 {
                   id: "state",
@@ -106,35 +78,33 @@ describe("tools through the CLI", () => {
       }),
     );
     await fs.writeFile(
-      path.join(workdir, "ravenclaws.toml"),
+      path.join(h.workdir, "ravenclaws.toml"),
       "[tools]\nmode = 'workspace-write'\n",
     );
     const result = await runCli(args("--id", "esc", "--max-ticks", "2"), {
-      cwd: workdir,
+      cwd: h.workdir,
       env: env(),
     });
     expect(result.code, result.stderr).toBe(0);
 
-    const replies = toolReplies(server.chatRequests());
+    const replies = toolReplies(h.server.chatRequests());
     expect(replies.get("up")).toContain('Refused: "../x" resolves outside the workspace');
     expect(replies.get("abs")).toContain("resolves outside the workspace");
     expect(replies.get("state")).toContain("the agent's private state directory");
     expect(replies.get("config")).toContain("sets the agent's own tool policy");
     expect(replies.get("ok")).toContain("Wrote 4 bytes to inside.txt");
 
-    expect(await fs.readdir(base)).toEqual(["outside", "work"]);
-    expect(await fs.readdir(outside)).toEqual([]);
-    expect(await fs.readFile(path.join(workdir, "ravenclaws.toml"), "utf8")).toContain(
+    expect(await fs.readdir(h.root)).toEqual(["outside", "work"]);
+    expect(await fs.readdir(outside())).toEqual([]);
+    expect(await fs.readFile(path.join(h.workdir, "ravenclaws.toml"), "utf8")).toContain(
       "workspace-write",
     );
-    expect(await fs.readFile(path.join(workdir, "inside.txt"), "utf8")).toBe("fine");
+    expect(await fs.readFile(path.join(h.workdir, "inside.txt"), "utf8")).toBe("fine");
 
     const state = StateFileSchema.parse(JSON.parse(await fs.readFile(stateFile, "utf8")));
     expect(state).toMatchObject({ tick: 2, status: "completed", reason: "max-ticks" });
 
-    const journal = (
-      await fs.readFile(path.join(workdir, ".ravenclaws", "heartbeat-esc.jsonl"), "utf8")
-    )
+    const journal = (await fs.readFile(h.journalFile("esc"), "utf8"))
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
@@ -151,7 +121,7 @@ describe("tools through the CLI", () => {
   });
 
   it("shell_exec `env; pwd` shows no API key and prints the workdir", async () => {
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         execute: (n) =>
           n === 1
@@ -167,21 +137,18 @@ describe("tools through the CLI", () => {
       }),
     });
     expect(result.code, result.stderr).toBe(0);
-    const reply = toolReplies(server.chatRequests()).get("sh") ?? "";
+    const reply = toolReplies(h.server.chatRequests()).get("sh") ?? "";
     expect(reply).toContain("Exit code 0");
-    expect(reply).toContain(`\n${workdir}\n`);
+    expect(reply).toContain(`\n${h.workdir}\n`);
     expect(reply).toContain("VISIBLE_SETTING=yes");
     expect(reply).not.toContain(API_KEY);
     expect(reply).not.toMatch(/^(OPENAI_API_KEY|GITHUB_TOKEN)=/m);
-    const stored = await fs.readFile(
-      path.join(workdir, ".ravenclaws", "heartbeat-sh.jsonl"),
-      "utf8",
-    );
+    const stored = await fs.readFile(h.journalFile("sh"), "utf8");
     expect(stored).not.toContain(API_KEY);
   });
 
   const offered = async (id: string, ...extra: string[]) => {
-    server.requests.length = 0;
+    h.server.requests.length = 0;
     const result = await runCli(args("--id", id, "--max-ticks", "1", ...extra), { env: env() });
     expect(result.code, result.stderr).toBe(0);
     const [first] = executeRequests();
@@ -215,10 +182,10 @@ describe("tools through the CLI", () => {
 
   it("applies --deny rules and [tools] from ravenclaws.toml", async () => {
     await fs.writeFile(
-      path.join(workdir, "ravenclaws.toml"),
+      path.join(h.workdir, "ravenclaws.toml"),
       '[tools]\ndeny = ["write(notes/**)"]\nask = ["shell(npm publish*)"]\n',
     );
-    server.setHandler(
+    h.server.setHandler(
       scripted({
         execute: (n) =>
           n === 1
@@ -233,17 +200,17 @@ describe("tools through the CLI", () => {
     const result = await runCli(
       args("--id", "rules", "--max-ticks", "1", "--deny", "shell(git push*)"),
       {
-        cwd: workdir,
+        cwd: h.workdir,
         env: env(),
       },
     );
     expect(result.code, result.stderr).toBe(0);
-    const replies = toolReplies(server.chatRequests());
+    const replies = toolReplies(h.server.chatRequests());
     expect(replies.get("w")).toContain('the deny rule "write(notes/**)" matches');
     expect(replies.get("s")).toContain('the deny rule "shell(git push*)" matches');
     // Not a terminal: an ask rule is a refusal.
     expect(replies.get("p")).toContain("there is no interactive terminal to ask");
-    await expect(fs.access(path.join(workdir, "flag"))).rejects.toThrow();
+    await expect(fs.access(path.join(h.workdir, "flag"))).rejects.toThrow();
   });
 
   it("rejects a bad --tool-mode or rule with exit 2 naming the option", async () => {
@@ -255,6 +222,6 @@ describe("tools through the CLI", () => {
     const rule = await runCli(args("--allow", "delete(*)"), { env: env() });
     expect(rule.code).toBe(2);
     expect(rule.stderr).toContain("option --allow: must be rules written KIND or KIND(PATTERN)");
-    expect(server.chatRequests()).toHaveLength(0);
+    expect(h.server.chatRequests()).toHaveLength(0);
   });
 });
