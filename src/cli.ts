@@ -124,7 +124,7 @@ export function buildParser(argv: string[]) {
       });
     })
     .epilogue(
-      "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable.",
+      "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable or heartbeat already running.",
     );
 }
 

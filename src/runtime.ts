@@ -201,7 +201,8 @@ export function journalEntriesOf(
   const entries: JournalEntry[] = [];
   const t = ctx.current;
   if (t) {
-    const idle = t.assessment !== null && !t.assessment.actionNeeded;
+    // A tick whose assessment met the goal did its work: it is not idle.
+    const idle = t.assessment !== null && !t.assessment.actionNeeded && !t.assessment.goalComplete;
     entries.push({
       type: "tick",
       seq: input.seq,

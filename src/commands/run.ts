@@ -181,7 +181,7 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
     })
     .option("max-retries", {
       type: "string",
-      describe: "Retries of a failed model request (connection errors, 429, 5xx)",
+      describe: "Retries of a failed model request (connection errors, 408, 409, 429, 5xx)",
       defaultDescription: "2",
       requiresArg: true,
     })
@@ -372,7 +372,7 @@ export interface RunEnvironment {
  * and `shutdown`; throws {@link HeartbeatFailedError} on `failed`.
  */
 export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Promise<void> {
-  const { loadTomlConfig, loadUserConfig, resolveRunSettings } = await import(
+  const { CONFIG_FILE_NAME, loadTomlConfig, loadUserConfig, resolveRunSettings } = await import(
     "../services/config.js"
   );
   const toml = await loadTomlConfig(
@@ -451,7 +451,15 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       ? await (await import("../services/tools/fromSettings.js")).toolboxFromSettings(settings, {
           workdir,
           stateDir,
-          configFiles: [toml?.path, user?.path],
+          // Every config file a later run would read, whether or not it exists
+          // yet: the agent must not write itself looser rules.
+          configFiles: [
+            toml?.path,
+            user?.path,
+            argv.config ? path.resolve(io.cwd, argv.config) : undefined,
+            path.join(await fs.realpath(io.cwd).catch(() => io.cwd), CONFIG_FILE_NAME),
+            path.join(workdir, CONFIG_FILE_NAME),
+          ],
           terminal: { stdin: process.stdin, stderr: io.stderr },
           onInterrupt: () => process.kill(process.pid, "SIGINT"),
         })

@@ -174,7 +174,7 @@ export class JsonLinesAdapter {
     private readonly options: SanitizeOptions & { onError?: (error: unknown) => void } = {},
   ) {
     try {
-      this.fd = openSync(file, "a");
+      this.fd = openSync(file, "a", 0o600);
     } catch (error) {
       throw new UsageError(`Cannot open the inspection log ${file}: ${(error as Error).message}`, {
         option: "--inspect-log",

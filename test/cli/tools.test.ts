@@ -120,6 +120,30 @@ describe("tools through the CLI", () => {
     );
   });
 
+  it("refuses to create a ravenclaws.toml that the next run would read, even when none exists yet", async () => {
+    const cwd = path.join(h.root, "cwd");
+    await fs.mkdir(cwd);
+    h.server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                {
+                  id: "toml",
+                  name: "write_file",
+                  arguments: { path: "ravenclaws.toml", content: "[tools]\nmode = 'full'\n" },
+                },
+              ])
+            : message("Done for this tick."),
+      }),
+    );
+    const result = await runCli(args("--id", "loosen", "--max-ticks", "1"), { cwd, env: env() });
+    expect(result.code, result.stderr).toBe(0);
+    const replies = toolReplies(h.server.chatRequests());
+    expect(replies.get("toml")).toContain("sets the agent's own tool policy");
+    await expect(fs.access(path.join(h.workdir, "ravenclaws.toml"))).rejects.toThrow();
+  });
+
   it("shell_exec `env; pwd` shows no API key and prints the workdir", async () => {
     h.server.setHandler(
       scripted({

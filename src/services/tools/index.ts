@@ -6,6 +6,7 @@
 
 import { z } from "zod";
 import type { ToolCallRequest } from "../../machines/toolLoop.types.js";
+import { createRedactor } from "../redact.js";
 import { editFileTool } from "./editFile.js";
 import { detectInjection } from "./injection.js";
 import { listDirTool } from "./listDir.js";
@@ -109,15 +110,6 @@ function toDefinition(tool: Tool<unknown>): ToolDefinition {
   };
 }
 
-/** Replaces every secret value in `text` with `[redacted]`. */
-function redact(text: string, secrets: string[]): string {
-  let out = text;
-  for (const secret of secrets) {
-    if (secret.length >= 4) out = out.split(secret).join("[redacted]");
-  }
-  return out;
-}
-
 /**
  * Builds the toolbox for one workspace.
  *
@@ -130,7 +122,7 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
   const policy = new Policy(options.policy ?? {});
   const mode = options.policy?.mode ?? DEFAULT_TOOL_MODE;
   const webEnabled = Boolean(options.web?.enabled) || (options.web?.allowedHosts?.length ?? 0) > 0;
-  const secrets = (ctx.secrets ?? []).filter((s) => s !== "");
+  const redactSecrets = createRedactor(ctx.secrets ?? []);
 
   // biome-ignore lint/suspicious/noExplicitAny: tools with different argument types share one list.
   const known: Tool<any>[] = options.tools ?? [
@@ -216,7 +208,7 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
 
   async function call(toolCall: ToolCallRequest, signal?: AbortSignal): Promise<ToolOutcome> {
     const outcome = (status: ToolOutcome["status"], content: string): ToolOutcome => {
-      const clean = redact(content, secrets);
+      const clean = redactSecrets(content);
       const result: ToolOutcome = {
         callId: toolCall.id,
         name: toolCall.name,

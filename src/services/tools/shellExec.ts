@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
+import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { z } from "zod";
 import { PolicyRefusal } from "./policy.js";
 import { findDestructive, scrubEnv } from "./shellSafety.js";
-import type { Tool } from "./types.js";
+import type { Tool, ToolContext } from "./types.js";
 
 /** Default time a command may run, in seconds (`[tools] shell_timeout_secs`). */
 export const SHELL_DEFAULT_TIMEOUT_SEC = 60;
@@ -107,6 +108,22 @@ function seconds(ms: number): string {
 }
 
 /**
+ * The way `command` names the state dir (its absolute path, or its path
+ * relative to the workdir), if it does. A plain text check: it stops the
+ * obvious `cat .ravenclaws/…` or `rm -r .ravenclaws`, not a command that
+ * builds the name at run time (`shell_exec` is not a sandbox).
+ */
+export function mentionsStateDir(
+  command: string,
+  ctx: Pick<ToolContext, "workdir" | "stateDir">,
+): string | undefined {
+  const relative = path.relative(ctx.workdir, ctx.stateDir);
+  const names = [ctx.stateDir];
+  if (relative && !relative.startsWith("..") && !path.isAbsolute(relative)) names.push(relative);
+  return names.find((name) => command.includes(name));
+}
+
+/**
  * Builds the `shell_exec` tool.
  *
  * The command runs in `/bin/sh -c` with the workdir as cwd, in its own process
@@ -145,6 +162,13 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
         throw new PolicyRefusal(
           `Refused: the command matches the built-in deny pattern "${destructive}", which no mode or rule allows. Do not try to work around it.`,
           `deny-list: ${destructive}`,
+        );
+      }
+      const stateDirRef = mentionsStateDir(args.command, ctx);
+      if (stateDirRef) {
+        throw new PolicyRefusal(
+          `Refused: the command names the agent's private state directory (${stateDirRef}); no tool may read or change it.`,
+          "state-dir",
         );
       }
       ctx.signal?.throwIfAborted();

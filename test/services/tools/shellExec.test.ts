@@ -329,3 +329,20 @@ describe("shell_exec: deny list", () => {
     expect(existsSync(path.join(workdir, "ran"))).toBe(false);
   });
 });
+
+describe("shell_exec: the state dir", () => {
+  it("refuses a command that names the state dir, by its relative or absolute path", async () => {
+    await fs.writeFile(path.join(workdir, ".ravenclaws", "heartbeat-x.json"), "{}");
+    for (const command of [
+      "cat .ravenclaws/heartbeat-x.json",
+      "rm -r .ravenclaws",
+      `ls ${path.join(workdir, ".ravenclaws")}`,
+    ]) {
+      const outcome = await shell({ command });
+      expect(outcome.status, command).toBe("refused");
+      expect(outcome.content, command).toMatch(/private state directory/);
+    }
+    expect(existsSync(path.join(workdir, ".ravenclaws", "heartbeat-x.json"))).toBe(true);
+    expect((await shell({ command: "ls" })).status).toBe("ok");
+  });
+});
