@@ -45,7 +45,7 @@ export async function stateDirOf(
   argv: LocationArgs,
   io: Pick<RunEnvironment, "cwd" | "env">,
 ): Promise<string> {
-  const [{ loadTomlConfig, resolveRunSettings }, { resolveLocations }] = await Promise.all([
+  const [{ KEYS, loadTomlConfig, resolveRunSettings }, { resolveLocations }] = await Promise.all([
     import("../services/config.js"),
     import("./run.js"),
   ]);
@@ -54,11 +54,24 @@ export async function stateDirOf(
     argv.config,
     argv.workdir ?? (io.env.RAVENCLAWS_WORKDIR || undefined),
   );
-  // The user config holds no locations, so it is not read (conf is slow to load).
+  // Only the location settings are read, so a bad value for another one
+  // (say RAVENCLAWS_MAX_TICKS=abc) does not stop the read commands. The user
+  // config holds no locations, so it is not read (conf is slow to load).
+  const env = Object.fromEntries(
+    [...KEYS.workdir.env, ...KEYS.stateDir.env].map((name) => [name, io.env[name]]),
+  );
+  const section = (toml?.data.heartbeat ?? {}) as Record<string, unknown>;
   const { settings } = resolveRunSettings({
     flags: { workdir: argv.workdir, stateDir: argv.stateDir },
-    env: io.env,
-    ...(toml ? { toml } : {}),
+    env,
+    ...(toml
+      ? {
+          toml: {
+            path: toml.path,
+            data: { heartbeat: { workdir: section.workdir, state_dir: section.state_dir } },
+          },
+        }
+      : {}),
   });
   return (await resolveLocations(settings, io.cwd)).stateDir;
 }

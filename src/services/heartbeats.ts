@@ -265,7 +265,11 @@ export function localProcessOf(view: HeartbeatView): number {
     throw new CommandFailedError(
       "not-running",
       `Heartbeat ${view.id} is not running (state: ${describeState(view)}${tick}).`,
-      { hint: `Start it with \`ravenclaws run --id ${view.id}\`.` },
+      {
+        hint: view.file?.completed
+          ? "It has met its goal: there is nothing left to run."
+          : `Start it with \`ravenclaws run --id ${view.id}\`.`,
+      },
     );
   }
   if (!proc.local) {

@@ -91,6 +91,20 @@ describe("ravenclaws status", () => {
     expect(JSON.parse(json.stdout)).toEqual([]);
   });
 
+  it("reads only the location settings: a bad value for another one does not stop it", async () => {
+    await fs.writeFile(path.join(dir, "ravenclaws.toml"), '[heartbeat]\nmax_ticks = "many"\n');
+    try {
+      const result = await runCli(["status", "--json"], {
+        cwd: dir,
+        env: { ...env(), RAVENCLAWS_MAX_TICKS: "abc" },
+      });
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual([]);
+    } finally {
+      await fs.rm(path.join(dir, "ravenclaws.toml"));
+    }
+  });
+
   it("finds the state dir as run does: --workdir, --state-dir, RAVENCLAWS_STATE_DIR, and ravenclaws.toml", async () => {
     const work = path.join(dir, "work");
     const custom = path.join(dir, "custom-state");
