@@ -269,3 +269,9 @@ export class CommandFailedError extends RavenclawsError {
     super(message, options);
   }
 }
+
+/** The `code` of a Node system error (`ENOENT`, `ENOSPC`, …), if it is one. */
+export function errnoCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}

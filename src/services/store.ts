@@ -15,6 +15,7 @@ import * as nodeFs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
+  errnoCode,
   LockCompromisedError,
   LockedError,
   type LockHolder,
@@ -70,11 +71,6 @@ export function prevPathOf(stateFile: string): string {
   return `${stateFile}.prev`;
 }
 
-const errnoOf = (error: unknown): string | undefined => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : undefined;
-};
-
 /**
  * Reads and validates a state file. Returns `null` when there is none; throws
  * {@link StateFileError} when there is one that cannot be used.
@@ -91,7 +87,7 @@ async function readStateText(file: string, fs: Pick<StoreFs, "readFile">): Promi
   try {
     return await fs.readFile(file, "utf8");
   } catch (error) {
-    if (errnoOf(error) === "ENOENT") return null;
+    if (errnoCode(error) === "ENOENT") return null;
     throw new StateFileError(
       `Cannot read the state file ${file}: ${(error as Error).message}`,
       file,
@@ -218,7 +214,7 @@ async function fsyncDir(dir: string, fs: Pick<StoreFs, "open">): Promise<void> {
     await handle.sync();
   } catch (error) {
     // Some file systems refuse fsync on a directory; the rename is still atomic there.
-    const code = errnoOf(error);
+    const code = errnoCode(error);
     if (code !== "EINVAL" && code !== "EISDIR" && code !== "EPERM") throw error;
   } finally {
     await handle?.close().catch(() => {});
@@ -231,7 +227,7 @@ async function linkOrCopy(fs: StoreFs, from: string, to: string, text?: string):
     await fs.link(from, to);
     return;
   } catch (error) {
-    const code = errnoOf(error);
+    const code = errnoCode(error);
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "EMLINK")
       throw error;
   }
@@ -353,7 +349,7 @@ export class HeartbeatStore {
       await this.fs.mkdir(dir, { recursive: true, mode: 0o700 });
       await this.fs.access(dir, fsConstants.W_OK | fsConstants.X_OK);
     } catch (error) {
-      const code = errnoOf(error);
+      const code = errnoCode(error);
       throw new UsageError(
         code === "EEXIST" || code === "ENOTDIR"
           ? `--state-dir ${dir} is not a directory (${code}).`
@@ -553,7 +549,7 @@ export class HeartbeatStore {
     try {
       text = await this.fs.readFile(this.paths.journal, "utf8");
     } catch (error) {
-      if (errnoOf(error) === "ENOENT") return [];
+      if (errnoCode(error) === "ENOENT") return [];
       throw error;
     }
     return parseJournal(text);
@@ -614,7 +610,7 @@ export class HeartbeatStore {
    */
   private async keepPrev(file: string, text?: string): Promise<void> {
     await this.fs.unlink(this.prevFile).catch((error: unknown) => {
-      if (errnoOf(error) !== "ENOENT") throw error;
+      if (errnoCode(error) !== "ENOENT") throw error;
     });
     await linkOrCopy(this.fs, file, this.prevFile, text);
   }
@@ -677,7 +673,7 @@ export class HeartbeatStore {
           throw error;
         }
         if (error instanceof StateFileError) throw error;
-        const code = errnoOf(error);
+        const code = errnoCode(error);
         // A missing or misshapen directory does not heal by waiting.
         const lasting = code === "ENOENT" || code === "ENOTDIR" || code === "EISDIR";
         if (code !== undefined && !lasting && attempt < this.retries) {
@@ -712,7 +708,7 @@ export class HeartbeatStore {
       }
       return { lastSeq, torn: length > 0 && buffer[length - 1] !== 0x0a };
     } catch (error) {
-      if (errnoOf(error) === "ENOENT") return { lastSeq: 0, torn: false };
+      if (errnoCode(error) === "ENOENT") return { lastSeq: 0, torn: false };
       throw error;
     } finally {
       await handle?.close().catch(() => {});
@@ -798,7 +794,7 @@ function isAlive(pid: number): boolean {
     return true;
   } catch (error) {
     // EPERM: it exists but belongs to someone else.
-    return errnoOf(error) === "EPERM";
+    return errnoCode(error) === "EPERM";
   }
 }
 
@@ -829,7 +825,7 @@ async function readLockFile(file: string, fs: StoreFs): Promise<LockFileContent 
     }
     return { holder, token, text, mtimeMs: stat.mtimeMs };
   } catch (error) {
-    if (errnoOf(error) === "ENOENT") return null;
+    if (errnoCode(error) === "ENOENT") return null;
     throw error;
   }
 }
@@ -856,7 +852,7 @@ async function createExclusive(fs: StoreFs, file: string, text: string): Promise
       await fs.link(tmp, file);
       return true;
     } catch (error) {
-      const code = errnoOf(error);
+      const code = errnoCode(error);
       if (code === "EEXIST") return false;
       if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") throw error;
     }
@@ -871,7 +867,7 @@ async function createExclusive(fs: StoreFs, file: string, text: string): Promise
       }
       return true;
     } catch (error) {
-      if (errnoOf(error) === "EEXIST") return false;
+      if (errnoCode(error) === "EEXIST") return false;
       throw error;
     }
   } finally {

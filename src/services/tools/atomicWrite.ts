@@ -37,8 +37,3 @@ export async function atomicWrite(
     throw error;
   }
 }
-
-/** The `code` of a Node system error, if it is one. */
-export function errnoCode(error: unknown): string | undefined {
-  return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-}

@@ -6,6 +6,7 @@
 
 import fs from "node:fs/promises";
 import path from "node:path";
+import { errnoCode } from "../../errors.js";
 import type { ToolContext } from "./types.js";
 
 /** Why a path was refused. */
@@ -67,10 +68,6 @@ export function toWorkspacePath(ctx: Pick<ToolContext, "workdir">, absolutePath:
   if (!isWithin(ctx.workdir, absolutePath)) return absolutePath.split(path.sep).join("/");
   const rel = path.relative(ctx.workdir, absolutePath);
   return rel === "" ? "." : rel.split(path.sep).join("/");
-}
-
-function errnoCode(error: unknown): string | undefined {
-  return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
 }
 
 function splitComponents(p: string): string[] {

@@ -1,7 +1,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { atomicWrite, errnoCode } from "./atomicWrite.js";
+import { errnoCode } from "../../errors.js";
+import { atomicWrite } from "./atomicWrite.js";
 import { resolveInWorkspace, toWorkspacePath } from "./sandbox.js";
 import type { Tool } from "./types.js";
 
