@@ -561,13 +561,17 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
           output.error?.hint ??
           (output.reason === "too-many-failures"
             ? `The last ${heartbeatSettings.maxConsecutiveFailures} ticks failed in a row; see ${store.paths.journal}.`
-            : `See ${store.paths.journal}.`);
+            : output.reason === "last-tick-failed"
+              ? `Its errors are in ${store.paths.journal}.`
+              : `See ${store.paths.journal}.`);
         // The message may echo a server's error text: redact it like everything else printed.
         throw new HeartbeatFailedError(
           redact(
             output.error
               ? `Heartbeat ${id} failed: ${output.error.message}`
-              : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
+              : output.reason === "last-tick-failed"
+                ? `Heartbeat ${id} failed: it reached its last tick (${output.tick}), and that tick failed.`
+                : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
           ),
           output.reason ?? "failed",
           { hint: redact(`${hint} Resume with --id ${id} once fixed.`) },

@@ -65,7 +65,7 @@ export async function renderShow(view: HeartbeatView, now: number = Date.now()):
   }
   field(
     "tokens",
-    `${hb.formatCount(file.usage.totalTokens)} in ${hb.formatCount(file.usage.calls)} model calls (prompt ${hb.formatCount(file.usage.promptTokens)}, completion ${hb.formatCount(file.usage.completionTokens)})`,
+    `${hb.formatCount(file.usage.totalTokens)} in ${hb.formatCount(file.usage.calls)} model call${file.usage.calls === 1 ? "" : "s"} (prompt ${hb.formatCount(file.usage.promptTokens)}, completion ${hb.formatCount(file.usage.completionTokens)})`,
   );
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));

@@ -157,7 +157,10 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
   } else if (consecutiveFailures >= context.settings.maxConsecutiveFailures)
     outcome = { status: "failed", reason: "too-many-failures" };
   else if (context.settings.maxTicks > 0 && tick >= context.settings.maxTicks)
-    outcome = { status: "completed", reason: "max-ticks" };
+    // The last tick failed: the run did not complete its work, whatever the count says.
+    outcome = failed
+      ? { status: "failed", reason: "last-tick-failed" }
+      : { status: "completed", reason: "max-ticks" };
   else outcome = { status: "sleeping", reason: null };
   return {
     tick,
@@ -174,12 +177,17 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
   };
 }
 
-/** Ends the run without a tick (max ticks already reached when starting or waking). */
+/**
+ * Ends the run without a tick (max ticks already reached when starting or
+ * waking). A heartbeat whose last tick failed is not relabelled `completed`.
+ */
 function concludeRun(context: HeartbeatContext): Partial<HeartbeatContext> {
   return {
     outcome: context.completed
       ? { status: "completed", reason: "goal-met" }
-      : { status: "completed", reason: "max-ticks" },
+      : context.digests.at(-1)?.outcome === "failed"
+        ? { status: "failed", reason: "last-tick-failed" }
+        : { status: "completed", reason: "max-ticks" },
     nextTickAt: null,
     current: null,
     seq: context.seq + 1,

@@ -99,7 +99,11 @@ export interface TickDigest {
 /** Where a heartbeat goes after persisting. */
 export type OutcomeStatus = "sleeping" | "completed" | "failed" | "shutdown";
 
-/** Why a heartbeat ended: `goal-met`, `max-ticks`, `signal`, `too-many-failures`, `budget`, or a fatal error's code. */
+/**
+ * Why a heartbeat ended: `goal-met`, `max-ticks`, `last-tick-failed` (max ticks
+ * reached, but the last tick failed), `signal`, `too-many-failures`, `budget`,
+ * or a fatal error's code.
+ */
 export type EndReason = string;
 
 export interface Outcome {

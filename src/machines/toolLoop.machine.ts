@@ -164,14 +164,14 @@ export const toolLoopMachine = setup({
       stoppedBy: "budget" as const,
       result: appendNote(
         context.result,
-        `Stopped after ${context.iteration} model calls: the per-tick token budget is spent.`,
+        `Stopped after ${context.iteration} model call${context.iteration === 1 ? "" : "s"}: the per-tick token budget is spent.`,
       ),
     })),
     noteIterationsSpent: assign(({ context }) => ({
       stoppedBy: "iterations" as const,
       result: appendNote(
         context.result,
-        `Stopped after ${context.iteration} model calls: the per-tick limit.`,
+        `Stopped after ${context.iteration} model call${context.iteration === 1 ? "" : "s"}: the per-tick limit.`,
       ),
     })),
     recordError: assign(({ event }) => ({

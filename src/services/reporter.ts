@@ -73,6 +73,11 @@ function duration(ms: number): string {
   return h < 24 ? `${h}h ${String(m % 60).padStart(2, "0")}m` : `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
+/** `1 tick`, `2 ticks`. */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 const CLEAR_LINE = "\r\x1b[2K";
 const PHASES = new Set(["assessing", "planning", "executing"]);
 
@@ -99,6 +104,9 @@ export class Reporter implements RuntimeEvents {
   /** Whether the status line is on screen now. */
   private drawn = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Ticks this run finished, and how many of them failed (for the end summary). */
+  private ticksRun = 0;
+  private ticksFailed = 0;
 
   constructor(
     private readonly streams: ReporterStreams,
@@ -225,6 +233,8 @@ export class Reporter implements RuntimeEvents {
       const usage = entry.usage as { calls: number; totalTokens: number };
       const errors = (entry.errors as { phase: string; message: string }[]) ?? [];
       const status = String(entry.status);
+      if (status !== "interrupted") this.ticksRun += 1;
+      if (status === "failed") this.ticksFailed += 1;
       if (this.status) this.status.tokens = file.usage.totalTokens;
       if (!this.quiet || errors.length > 0) {
         const detail =
@@ -241,7 +251,7 @@ export class Reporter implements RuntimeEvents {
               ? this.style("green", status)
               : status;
         this.line(
-          `${this.style("cyan", `[tick ${entry.tick}]`)} ${shown} · ${usage.calls} model calls, ${usage.totalTokens} tokens${
+          `${this.style("cyan", `[tick ${entry.tick}]`)} ${shown} · ${plural(usage.calls, "model call")}, ${usage.totalTokens} tokens${
             file.status === "sleeping" ? this.describeNext(file) : ""
           }\n  ${detail}`,
         );
@@ -269,15 +279,21 @@ export class Reporter implements RuntimeEvents {
   end(output: HeartbeatOutput, stateFile: string): void {
     this.close();
     const reason = output.reason ?? "";
+    const failedTicks =
+      this.ticksFailed > 0
+        ? ` ${this.ticksFailed} of this run's ${plural(this.ticksRun, "tick")} failed.`
+        : "";
     const what =
       output.status === "completed"
         ? reason === "goal-met"
-          ? `Heartbeat completed: goal met at tick ${output.tick}.`
-          : `Heartbeat completed after ${output.tick} ticks (max ticks reached).`
+          ? `Heartbeat completed: goal met at tick ${output.tick}.${failedTicks}`
+          : `Heartbeat completed after ${plural(output.tick, "tick")} (max ticks reached).${failedTicks}`
         : output.status === "shutdown"
-          ? `Heartbeat shut down at tick ${output.tick}; state saved. Resume it with --id.`
-          : `Heartbeat failed at tick ${output.tick} (${reason}).`;
-    const usage = `Tokens: ${output.usage.totalTokens} in ${output.usage.calls} model calls.`;
+          ? `Heartbeat shut down at tick ${output.tick}; state saved. Resume it with --id.${failedTicks}`
+          : reason === "last-tick-failed"
+            ? `Heartbeat failed at tick ${output.tick}: max ticks reached, but the last tick failed.${failedTicks}`
+            : `Heartbeat failed at tick ${output.tick} (${reason}).${failedTicks}`;
+    const usage = `Tokens: ${output.usage.totalTokens} in ${plural(output.usage.calls, "model call")}.`;
     const progress = output.progress ? `\nFinal progress: ${output.progress}` : "";
     if (this.options.json) {
       this.event({ event: "end", ...output, stateFile });

@@ -550,6 +550,35 @@ describe("heartbeat: completion", () => {
     ]);
   });
 
+  it("ends failed (last-tick-failed), not completed, when the tick that reaches maxTicks failed", async () => {
+    const h = harness({
+      settings: { maxTicks: 3, maxConsecutiveFailures: 5 },
+      assess: () => Promise.reject(badOutput),
+      sleepUntil: () => ({ late: false }),
+    });
+    const output = await toPromise(h.run());
+
+    expect(output.status).toBe("failed");
+    expect(output.reason).toBe("last-tick-failed");
+    expect(output.tick).toBe(3);
+    expect(h.persisted.map((p) => p.input)).toEqual([
+      { seq: 1, status: "sleeping", reason: null },
+      { seq: 2, status: "sleeping", reason: null },
+      { seq: 3, status: "failed", reason: "last-tick-failed" },
+    ]);
+  });
+
+  it("ends completed (max-ticks) when only an earlier tick failed", async () => {
+    const h = harness({
+      settings: { maxTicks: 2 },
+      assess: (i) => (i.tick === 1 ? Promise.reject(badOutput) : assessed(i.tick)),
+      sleepUntil: () => ({ late: false }),
+    });
+    const output = await toPromise(h.run());
+    expect(output.status).toBe("completed");
+    expect(output.reason).toBe("max-ticks");
+  });
+
   it("with tools disabled never enters executing; the plan's steps are the result", async () => {
     const h = harness({ settings: { toolsEnabled: false, maxTicks: 1 } });
     const actor = h.run();
@@ -1173,6 +1202,24 @@ describe("heartbeat: resume", () => {
       progress: "halfway there",
       error: null,
     });
+  });
+
+  it("with maxTicks already reached after a failed last tick ends failed (last-tick-failed), never relabelled completed", async () => {
+    const h = harness({
+      settings: { maxTicks: 5 },
+      resume: resumeRecord({
+        digests: [
+          { tick: 5, at: iso(T0 - 60_000), outcome: "failed", summary: "assess failed: x" },
+        ],
+      }),
+    });
+    const output = await toPromise(h.run());
+    expect(h.assess.calls.length).toBe(0);
+    expect(output.status).toBe("failed");
+    expect(output.reason).toBe("last-tick-failed");
+    expect(h.persisted.map((p) => p.input)).toEqual([
+      { seq: 10, status: "failed", reason: "last-tick-failed" },
+    ]);
   });
 
   it("with the goal already complete goes straight to completed (goal-met)", async () => {

@@ -264,7 +264,7 @@ describe("toolLoop machine", () => {
     const output = await toPromise(t.actor);
     expect(t.callModel.calls.map((c) => c.input.lastCall)).toEqual([false]);
     expect(output.iterations).toBe(1);
-    expect(output.result).toBe("try\n(Stopped after 1 model calls: the per-tick limit.)");
+    expect(output.result).toBe("try\n(Stopped after 1 model call: the per-tick limit.)");
   });
 
   it("does not set lastCall when the model finishes early", async () => {

@@ -142,9 +142,29 @@ describe("Reporter", () => {
     expect(err).not.toContain("\r");
     expect(err).not.toMatch(SGR);
     expect(stdout.text()).toBe(
-      "Heartbeat completed after 2 ticks (max ticks reached). Tokens: 2400 in 1 model calls.\nFinal progress: All done\n",
+      "Heartbeat completed after 2 ticks (max ticks reached). Tokens: 2400 in 1 model call.\nFinal progress: All done\n",
     );
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("says how many of the run's ticks failed, with singular and plural wording", () => {
+    const { reporter, stdout } = setup({ tty: false });
+    oneTick(reporter);
+    reporter.persisted(sleepingFile(2, new Date(NOW + 3_000).toISOString()), [
+      { ...tickEntry(2, "failed", [{ phase: "assess", message: "no" }]), usage: usage(15) },
+    ]);
+    reporter.end(
+      { ...output, status: "failed", reason: "last-tick-failed", tick: 2, usage: usage(15) },
+      "/tmp/x/heartbeat-r1.json",
+    );
+    expect(stdout.text()).toContain(
+      "Heartbeat failed at tick 2: max ticks reached, but the last tick failed. 1 of this run's 2 ticks failed. Tokens: 15 in 1 model call.",
+    );
+
+    const one = setup({ tty: false });
+    one.reporter.end({ ...output, tick: 1 }, "/tmp/x/heartbeat-r1.json");
+    expect(one.stdout.text()).toContain("Heartbeat completed after 1 tick (max ticks reached).");
+    expect(one.stdout.text()).not.toContain("failed");
   });
 
   it("on a TTY keeps a status line under the scrolling lines and counts down every second while sleeping", () => {
