@@ -23,6 +23,7 @@ import { statusCommand } from "./commands/status.js";
 import { stopCommand } from "./commands/stop.js";
 import { wakeCommand } from "./commands/wake.js";
 import { ExitCode, RavenclawsError, UsageError } from "./errors.js";
+import { surviveClosedOutput } from "./services/output.js";
 
 /** The real process as the commands see it. Two SIGINT/SIGTERMs force an exit. */
 export function nodeProcessEnvironment(): RunEnvironment {
@@ -146,6 +147,8 @@ export function formatError(error: unknown, debug: boolean): string {
 /** Runs the CLI and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes("--debug");
+  // A reader that closes our stdout or stderr ends that output, not the run.
+  surviveClosedOutput([process.stdout, process.stderr]);
   try {
     await buildParser(argv).parseAsync();
     return ExitCode.ok;

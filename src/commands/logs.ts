@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs/promises";
 import type { ArgumentsCamelCase, Argv } from "yargs";
+import { outputClosed } from "../services/output.js";
 import type { RunEnvironment } from "./run.js";
 import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
 
@@ -110,6 +111,7 @@ export async function journalPrinter(
   const hb = await import("../services/heartbeats.js");
   let printed = 0;
   const onLine = (line: string) => {
+    if (outputClosed(out)) return;
     let entry: unknown;
     try {
       entry = JSON.parse(line);
@@ -171,6 +173,12 @@ export function logsCommand(environment: () => RunEnvironment) {
       await new Promise<void>((resolve, reject) => {
         let busy = false;
         const timer = setInterval(() => {
+          // Nobody reads any more (`logs -f | head`): end like a finished `logs`.
+          if (outputClosed(io.stdout)) {
+            stop();
+            resolve();
+            return;
+          }
           if (busy) return;
           busy = true;
           readLines(paths.journal, offset, onLine)
