@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import { z } from "zod";
 import { atomicWrite } from "./atomicWrite.js";
-import { resolveInWorkspace, toWorkspacePath } from "./sandbox.js";
+import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
 import type { Tool } from "./types.js";
 
 /** Largest file `edit_file` loads (bytes); bigger files are refused with a hint. */

@@ -10,6 +10,7 @@ import { createRedactor } from "../redact.js";
 import { editFileTool } from "./editFile.js";
 import { detectInjection } from "./injection.js";
 import { listDirTool } from "./listDir.js";
+import { PathRefusal } from "./pathJail.js";
 import {
   DEFAULT_TOOL_MODE,
   describeAccess,
@@ -20,7 +21,6 @@ import {
 } from "./policy.js";
 import type { AskOperator } from "./prompt.js";
 import { readFileTool } from "./readFile.js";
-import { SandboxError } from "./sandbox.js";
 import { createShellExecTool, type ShellOptions } from "./shellExec.js";
 import { findDestructive } from "./shellSafety.js";
 import type { AccessRequest, Tool, ToolContext, ToolOutcome } from "./types.js";
@@ -29,6 +29,7 @@ import { writeFileTool } from "./writeFile.js";
 
 export type { ToolCallRequest } from "../../machines/toolLoop.types.js";
 export { detectInjection } from "./injection.js";
+export { PathRefusal, resolveInWorkspace } from "./pathJail.js";
 export {
   DEFAULT_TOOL_MODE,
   type PolicyConfig,
@@ -38,7 +39,6 @@ export {
   type ToolMode,
 } from "./policy.js";
 export { type AskOperator, createTerminalPrompter } from "./prompt.js";
-export { resolveInWorkspace, SandboxError } from "./sandbox.js";
 export type { ShellOptions } from "./shellExec.js";
 export type { AccessKind, AccessRequest, Tool, ToolContext, ToolOutcome } from "./types.js";
 export type { WebOptions } from "./webFetch.js";
@@ -270,7 +270,7 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
       if (access) await callCtx.authorize(access);
       return outcome("ok", await tool.run(parsed.data, callCtx));
     } catch (error) {
-      if (error instanceof SandboxError || error instanceof PolicyRefusal) {
+      if (error instanceof PathRefusal || error instanceof PolicyRefusal) {
         return outcome("refused", error.message);
       }
       const message = error instanceof Error ? error.message : String(error);

@@ -2,7 +2,7 @@ import type { Dirent } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
-import { isWithin, resolveInWorkspace, toWorkspacePath } from "./sandbox.js";
+import { isWithin, resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
 import type { Tool, ToolContext } from "./types.js";
 
 /** Most entries a recursive listing shows; the rest are only counted. */

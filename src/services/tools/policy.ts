@@ -5,8 +5,8 @@
  */
 import path from "node:path";
 import picomatch from "picomatch";
+import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
 import { DEFAULT_TOOL_MODE, parseRule, type Rule, type ToolMode } from "./ruleSyntax.js";
-import { resolveInWorkspace, toWorkspacePath } from "./sandbox.js";
 import { isCompoundCommand, splitCommand } from "./shellSafety.js";
 import type { AccessKind, AccessRequest, ToolContext } from "./types.js";
 import { matchesWildcard } from "./wildcard.js";

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import fs from "node:fs/promises";
 import { z } from "zod";
-import { resolveInWorkspace, toWorkspacePath } from "./sandbox.js";
+import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
 import type { Tool } from "./types.js";
 
 /** Most characters of file text returned by one `read_file` call. */

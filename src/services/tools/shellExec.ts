@@ -3,6 +3,8 @@ import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { z } from "zod";
 import { PolicyRefusal } from "./policy.js";
+import { watchProcessCount } from "./sandbox/processes.js";
+import type { BwrapSandbox, SandboxedCommand } from "./sandbox/runner.js";
 import { findDestructive, scrubEnv } from "./shellSafety.js";
 import type { Tool, ToolContext } from "./types.js";
 
@@ -27,6 +29,11 @@ export interface ShellOptions {
   maxOutputBytes?: number;
   /** The shell; `/bin/sh`. */
   shell?: string;
+  /**
+   * The OS sandbox every command runs in. Without it the command runs
+   * directly on the host (`--sandbox off`).
+   */
+  sandbox?: BwrapSandbox;
   /** Called with the process group id as soon as the command starts (tests). */
   onSpawn?(pgid: number): void;
 }
@@ -93,6 +100,43 @@ function killGroup(pgid: number): void {
   }
 }
 
+/** Kills one process; quiet when it is already gone. */
+function killPid(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // ESRCH: gone.
+  }
+}
+
+/**
+ * Reads bwrap's `--info-fd` report (JSON with `child-pid` and
+ * `pid-namespace`) and hands it over once complete.
+ */
+function readSandboxInfo(
+  stream: NodeJS.ReadableStream,
+  onInfo: (info: { childPid: number; pidNamespace: number }) => void,
+): void {
+  let text = "";
+  let done = false;
+  stream.on("data", (chunk: Buffer) => {
+    if (done) return;
+    text += chunk.toString("utf8");
+    try {
+      const parsed = JSON.parse(text) as Record<string, unknown>;
+      const childPid = parsed["child-pid"];
+      const pidNamespace = parsed["pid-namespace"];
+      if (typeof childPid === "number" && typeof pidNamespace === "number") {
+        done = true;
+        onInfo({ childPid, pidNamespace });
+      }
+    } catch {
+      // Not complete yet.
+    }
+  });
+  stream.on("error", () => {});
+}
+
 /** Whether any process of the group still exists. */
 function groupAlive(pgid: number): boolean {
   try {
@@ -152,7 +196,7 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
 
   return {
     name: "shell_exec",
-    description: `Run a shell command in the workspace root and get its exit code and combined stdout/stderr (at most ${Math.round(maxOutput / 1024)} KB: head and tail are kept). No input is given; secret-looking environment variables are removed; background processes are killed when the command ends.`,
+    description: `Run a shell command in the workspace root and get its exit code and combined stdout/stderr (at most ${Math.round(maxOutput / 1024)} KB: head and tail are kept). No input is given; secret-looking environment variables are removed; background processes are killed when the command ends.${options.sandbox ? ` It runs in a sandbox: only the workspace is writable, /tmp is private and emptied afterwards, ${options.sandbox.place.network ? "the network is reachable" : "there is no network"}, at most ${options.sandbox.maxProcesses} processes.` : ""}`,
     schema,
     kind: "shell",
     access: (args) => ({ kind: "shell", target: args.command }),
@@ -180,18 +224,50 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
       const output = new HeadTail(maxOutput);
       const started = performance.now();
 
-      const child = spawn(options.shell ?? "/bin/sh", ["-c", args.command], {
-        cwd: ctx.workdir,
-        env,
-        detached: true,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      let sandboxed: SandboxedCommand | undefined;
+      if (options.sandbox) {
+        sandboxed = await options.sandbox.prepare(args.command, {
+          cpuSec: timeoutSec + 1,
+          fileBytes: Number.POSITIVE_INFINITY,
+        });
+      }
+      const child = sandboxed
+        ? spawn(sandboxed.file, sandboxed.args, {
+            cwd: ctx.workdir,
+            env,
+            detached: true,
+            stdio: ["ignore", "pipe", "pipe", "pipe"],
+          })
+        : spawn(options.shell ?? "/bin/sh", ["-c", args.command], {
+            cwd: ctx.workdir,
+            env,
+            detached: true,
+            stdio: ["ignore", "pipe", "pipe"],
+          });
       const pgid = child.pid;
-      let why: "timeout" | "aborted" | undefined;
-      const stop = (reason: "timeout" | "aborted") => {
+      const stdout = child.stdout as NodeJS.ReadableStream & { destroy(): void };
+      const stderr = child.stderr as NodeJS.ReadableStream & { destroy(): void };
+      /** The sandbox's init (pid 1 in its PID namespace): killing it ends every process inside. */
+      let sandboxInit: number | undefined;
+      let stopWatching = () => {};
+      let why: "timeout" | "aborted" | "processes" | undefined;
+      let processCount = 0;
+      const stop = (reason: "timeout" | "aborted" | "processes") => {
         why ??= reason;
+        if (sandboxInit !== undefined) killPid(sandboxInit);
         if (pgid !== undefined) killGroup(pgid);
       };
+      if (sandboxed && options.sandbox) {
+        const max = options.sandbox.maxProcesses;
+        readSandboxInfo(child.stdio[sandboxed.infoFd] as NodeJS.ReadableStream, (info) => {
+          sandboxInit = info.childPid;
+          if (why !== undefined) killPid(info.childPid);
+          stopWatching = watchProcessCount(info.pidNamespace, max, (count) => {
+            processCount = count;
+            stop("processes");
+          });
+        });
+      }
       const timer = setTimeout(() => stop("timeout"), timeoutSec * 1000);
       const onAbort = () => stop("aborted");
       ctx.signal?.addEventListener("abort", onAbort, { once: true });
@@ -206,13 +282,13 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
       const closed = () => {
         if (!stdoutOpen && !stderrOpen) drained();
       };
-      child.stdout.on("data", (chunk: Buffer) => output.push(chunk));
-      child.stderr.on("data", (chunk: Buffer) => output.push(chunk));
-      child.stdout.on("close", () => {
+      stdout.on("data", (chunk: Buffer) => output.push(chunk));
+      stderr.on("data", (chunk: Buffer) => output.push(chunk));
+      stdout.on("close", () => {
         stdoutOpen = false;
         closed();
       });
-      child.stderr.on("close", () => {
+      stderr.on("close", () => {
         stderrOpen = false;
         closed();
       });
@@ -237,14 +313,17 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
           }),
         ]);
         clearTimeout(drainTimer);
-        child.stdout.destroy();
-        child.stderr.destroy();
+        stdout.destroy();
+        stderr.destroy();
+        child.stdio[3]?.destroy();
       } catch (error) {
         if (pgid !== undefined) killGroup(pgid);
         throw new Error(`the command could not be started: ${(error as Error).message}`);
       } finally {
         clearTimeout(timer);
+        stopWatching();
         ctx.signal?.removeEventListener("abort", onAbort);
+        await sandboxed?.release();
       }
 
       const elapsed = seconds(performance.now() - started);
@@ -253,6 +332,11 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
       if (why === "timeout") {
         throw new Error(
           `Timed out after ${timeoutSec} s: the command and every process it started were killed (SIGKILL to its process group) after ${elapsed}. Use a longer timeoutSec or a quicker command.\n${body}`,
+        );
+      }
+      if (why === "processes") {
+        throw new Error(
+          `Stopped after ${elapsed}: the command had ${processCount} processes running at once, more than the sandbox allows (${options.sandbox?.maxProcesses}); all of them were killed. Run fewer processes at a time.\n${body}`,
         );
       }
       if (why === "aborted") {

@@ -62,7 +62,7 @@ export interface Tool<Args = unknown> {
   kind?: AccessKind;
   /**
    * Runs the tool. Returns the text sent back to the model. Throws
-   * SandboxError or PolicyRefusal for refusals and ordinary
+   * PathRefusal or PolicyRefusal for refusals and ordinary
    * errors for failures; the toolbox turns them into answers to the model.
    */
   run(args: Args, ctx: ToolContext): Promise<string>;

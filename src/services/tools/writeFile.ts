@@ -3,7 +3,7 @@ import path from "node:path";
 import { z } from "zod";
 import { errnoCode } from "../../errors.js";
 import { atomicWrite } from "./atomicWrite.js";
-import { resolveInWorkspace, toWorkspacePath } from "./sandbox.js";
+import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
 import type { Tool } from "./types.js";
 
 const writeFileSchema = z.object({

@@ -4,8 +4,8 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createToolbox, type Toolbox } from "../../../src/services/tools/index.js";
+import { PathRefusal } from "../../../src/services/tools/pathJail.js";
 import { READ_FILE_MAX_CHARS } from "../../../src/services/tools/readFile.js";
-import { SandboxError } from "../../../src/services/tools/sandbox.js";
 import type { Tool, ToolContext, ToolOutcome } from "../../../src/services/tools/types.js";
 
 let base: string;
@@ -392,7 +392,7 @@ describe("createToolbox", () => {
         schema: z.object({ what: z.string() }),
         async run(args) {
           calls.push(args.what);
-          if (args.what === "refuse") throw new SandboxError("outside-workdir", "x", "Refused: x.");
+          if (args.what === "refuse") throw new PathRefusal("outside-workdir", "x", "Refused: x.");
           if (args.what === "string") throw "plain string";
           const error = new Error("disk on fire");
           error.stack = "Error: disk on fire\n    at secret (internal.ts:1:1)";

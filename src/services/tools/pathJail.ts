@@ -10,7 +10,7 @@ import { errnoCode } from "../../errors.js";
 import type { ToolContext } from "./types.js";
 
 /** Why a path was refused. */
-export type SandboxErrorCode =
+export type PathRefusalCode =
   | "outside-workdir"
   | "state-dir"
   | "nul-byte"
@@ -23,15 +23,15 @@ export type SandboxErrorCode =
  * A tool path was refused by the sandbox. The message is written for the
  * model: it says what was refused, why, and what to do instead.
  */
-export class SandboxError extends Error {
+export class PathRefusal extends Error {
   /** Stable machine-readable reason. */
-  readonly code: SandboxErrorCode;
+  readonly code: PathRefusalCode;
   /** The path as the model sent it. */
   readonly path: string;
 
-  constructor(code: SandboxErrorCode, userPath: string, message: string) {
+  constructor(code: PathRefusalCode, userPath: string, message: string) {
     super(message);
-    this.name = "SandboxError";
+    this.name = "PathRefusal";
     this.code = code;
     this.path = userPath;
   }
@@ -109,7 +109,7 @@ async function resolveLinks(start: string, parts: string[], userPath: string): P
     }
     links += 1;
     if (links > MAX_SYMLINKS) {
-      throw new SandboxError(
+      throw new PathRefusal(
         "symlink-loop",
         userPath,
         `Refused: ${quote(userPath)} goes through too many symbolic links (probably a loop). Use a different path.`,
@@ -137,7 +137,7 @@ async function resolveLinks(start: string, parts: string[], userPath: string): P
  * @param opts - `mustExist`: also refuse (code `not-found`) if nothing exists there;
  *   `write`: the tool will write there, so `ctx.protectedPaths` are refused too.
  * @returns The absolute real path.
- * @throws {@link SandboxError} when the path is refused.
+ * @throws {@link PathRefusal} when the path is refused.
  */
 export async function resolveInWorkspace(
   ctx: ToolContext,
@@ -145,14 +145,14 @@ export async function resolveInWorkspace(
   opts: { mustExist?: boolean; write?: boolean } = {},
 ): Promise<string> {
   if (userPath.includes("\0")) {
-    throw new SandboxError(
+    throw new PathRefusal(
       "nul-byte",
       userPath,
       `Refused: the path ${quote(userPath)} contains a NUL byte, which is never valid in a file path. Send the path without it.`,
     );
   }
   if (userPath.trim() === "") {
-    throw new SandboxError(
+    throw new PathRefusal(
       "empty-path",
       userPath,
       'Refused: the path is empty. Use "." for the workspace root or a path relative to it.',
@@ -177,14 +177,14 @@ export async function resolveInWorkspace(
   }
 
   if (isWithin(ctx.stateDir, real)) {
-    throw new SandboxError(
+    throw new PathRefusal(
       "state-dir",
       userPath,
       `Refused: ${quote(userPath)} is inside the agent's private state directory, which tools may not read, list or write. Use another path in the workspace.`,
     );
   }
   if (opts.write && ctx.protectedPaths?.some((p) => p === real)) {
-    throw new SandboxError(
+    throw new PathRefusal(
       "protected",
       userPath,
       `Refused: ${quote(userPath)} is a configuration file that sets the agent's own tool policy; tools may read it but not change it.`,
@@ -194,7 +194,7 @@ export async function resolveInWorkspace(
     const why = lexicallyInside
       ? "leads outside the workspace through a symbolic link"
       : "resolves outside the workspace";
-    throw new SandboxError(
+    throw new PathRefusal(
       "outside-workdir",
       userPath,
       `Refused: ${quote(userPath)} ${why}. Use a path relative to the workspace root that stays inside it.`,
@@ -207,7 +207,7 @@ export async function resolveInWorkspace(
     } catch (error) {
       const code = errnoCode(error);
       if (code === "ENOENT" || code === "ENOTDIR") {
-        throw new SandboxError(
+        throw new PathRefusal(
           "not-found",
           userPath,
           `${quote(userPath)} does not exist in the workspace. Use list_dir to see what is there.`,

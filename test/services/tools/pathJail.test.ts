@@ -4,10 +4,10 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   isWithin,
+  PathRefusal,
   resolveInWorkspace,
-  SandboxError,
   toWorkspacePath,
-} from "../../../src/services/tools/sandbox.js";
+} from "../../../src/services/tools/pathJail.js";
 import type { ToolContext } from "../../../src/services/tools/types.js";
 
 let base: string;
@@ -31,18 +31,18 @@ afterEach(async () => {
   await fs.rm(base, { recursive: true, force: true });
 });
 
-/** Resolves and returns the SandboxError it must throw. */
+/** Resolves and returns the PathRefusal it must throw. */
 async function refusal(
   userPath: string,
   opts?: { mustExist?: boolean },
   context: ToolContext = ctx,
-): Promise<SandboxError> {
+): Promise<PathRefusal> {
   const error = await resolveInWorkspace(context, userPath, opts).then(
     () => undefined,
     (e: unknown) => e,
   );
-  expect(error).toBeInstanceOf(SandboxError);
-  return error as SandboxError;
+  expect(error).toBeInstanceOf(PathRefusal);
+  return error as PathRefusal;
 }
 
 describe("resolveInWorkspace: ordinary paths", () => {
