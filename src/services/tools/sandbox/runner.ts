@@ -133,10 +133,10 @@ export class BwrapSandbox {
             killSignal: "SIGKILL",
           });
           let stderr = "";
-          child.stderr.on("data", (chunk: Buffer) => {
+          child.stderr?.on("data", (chunk: Buffer) => {
             stderr += chunk.toString("utf8");
           });
-          child.stdio[3]?.resume();
+          (child.stdio[3] as NodeJS.ReadableStream | null)?.resume();
           child.once("error", reject);
           child.once("close", (code) => resolve({ code, stderr }));
         },
