@@ -1,3 +1,5 @@
+import type { TokenUsage } from "./machines/heartbeat.types.js";
+
 /**
  * Typed errors. Each has a stable `code` (for scripts and tests) and the exit
  * code the CLI uses for it. Only `src/cli.ts` turns them into messages and
@@ -152,6 +154,8 @@ export type LlmErrorKind =
   | "timeout"
   | "bad-request"
   | "bad-output"
+  /** The reply was larger than the cap and was cut off. */
+  | "too-large"
   /** The connection dropped or was refused after the server had answered before: transient. */
   | "connection"
   /** The prompt did not fit the model's context window, even shrunk. */
@@ -166,22 +170,28 @@ const FATAL_LLM_KINDS: ReadonlySet<LlmErrorKind> = new Set([
   "quota",
 ]);
 
-/** A model call failed. `fatal` errors end the heartbeat; the others fail one tick. */
+/**
+ * A model call failed. `fatal` errors end the heartbeat; the others fail one
+ * tick. `usage` is set when the server answered (and so charged for the call)
+ * but the answer could not be used.
+ */
 export class LlmError extends RavenclawsError {
   readonly code: string;
   readonly exitCode = ExitCode.failed;
   readonly fatal: boolean;
+  readonly status: number | undefined;
+  readonly usage: TokenUsage | undefined;
   constructor(
     readonly kind: LlmErrorKind,
     message: string,
-    options?: { hint?: string; cause?: unknown; status?: number },
+    options?: { hint?: string; cause?: unknown; status?: number; usage?: TokenUsage },
   ) {
     super(message, options);
     this.code = `llm-${kind}`;
     this.fatal = FATAL_LLM_KINDS.has(kind);
     this.status = options?.status;
+    this.usage = options?.usage;
   }
-  readonly status: number | undefined;
 }
 
 /** The lifetime token budget (`--max-tokens`) would be exceeded by the next model call. Fatal. */
@@ -220,6 +230,12 @@ export interface ErrorInfo {
   message: string;
   fatal: boolean;
   hint?: string;
+  /**
+   * What the failed work already spent (a model call that was answered but
+   * unusable). The machine charges it to the budgets and drops it from the
+   * error it records.
+   */
+  usage?: TokenUsage;
 }
 
 /**
@@ -233,6 +249,7 @@ export function toErrorInfo(error: unknown): ErrorInfo {
       message: error.message,
       fatal: error.fatal,
       ...(error.hint ? { hint: error.hint } : {}),
+      ...(error.usage ? { usage: error.usage } : {}),
     };
   }
   if (error instanceof RavenclawsError) {

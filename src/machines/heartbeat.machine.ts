@@ -98,7 +98,15 @@ function charge(
   patch: Partial<CurrentTick>,
 ): Pick<HeartbeatContext, "current" | "usage"> {
   const usage = calls.reduce(addUsage, ZERO_USAGE);
-  const records = calls.map(({ calls: _n, ...tokens }) => ({ phase, ...tokens }));
+  const records = calls.map(
+    (u): ModelCallRecord => ({
+      phase,
+      promptTokens: u.promptTokens,
+      completionTokens: u.completionTokens,
+      totalTokens: u.totalTokens,
+      ...(u.estimatedCalls ? { estimated: true as const } : {}),
+    }),
+  );
   return {
     current: withCurrent(context, {
       ...patch,
@@ -271,14 +279,13 @@ export const heartbeatMachine = setup({
       });
     }),
     /** Records the failure of the phase whose actor rejected (the event is its `xstate.error.actor`). */
-    recordPhaseError: assign(({ context, event }, params: { phase: PhaseError["phase"] }) => ({
-      current: withCurrent(context, {
-        errors: [
-          ...(context.current?.errors ?? []),
-          phaseError(params.phase, (event as { error?: unknown }).error),
-        ],
-      }),
-    })),
+    recordPhaseError: assign(({ context, event }, params: { phase: PhaseError["phase"] }) => {
+      // An answered but unusable call is charged like any other.
+      const { usage, ...error } = phaseError(params.phase, (event as { error?: unknown }).error);
+      return charge(context, params.phase, usage ? [usage] : [], {
+        errors: [...(context.current?.errors ?? []), error],
+      });
+    }),
     concludeTick: assign(({ context }) => concludeTick(context)),
     clearCurrent: assign({ current: null, skipped: [] }),
     /**

@@ -12,6 +12,11 @@ export interface TokenUsage {
   promptTokens: number;
   completionTokens: number;
   totalTokens: number;
+  /**
+   * Calls among `calls` whose reply carried no `usage`: their tokens are an
+   * estimate (prompt and reply characters / 4). Absent when there are none.
+   */
+  estimatedCalls?: number;
 }
 
 /** The assessment the model returns at the start of every tick. */
@@ -32,8 +37,10 @@ export interface Plan {
 }
 
 /** One model call and what it cost. */
-export interface ModelCallRecord extends Omit<TokenUsage, "calls"> {
+export interface ModelCallRecord extends Omit<TokenUsage, "calls" | "estimatedCalls"> {
   phase: "assess" | "plan" | "execute";
+  /** The tokens are an estimate: the reply carried no `usage`. */
+  estimated?: true;
 }
 
 /** Settings of a run; they come from the command line and config each time a heartbeat runs. */

@@ -25,11 +25,13 @@ export function notProvided<TOutput, TInput>(name: string) {
 
 /** Adds two usage records. */
 export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
+  const estimatedCalls = (a.estimatedCalls ?? 0) + (b.estimatedCalls ?? 0);
   return {
     calls: a.calls + b.calls,
     promptTokens: a.promptTokens + b.promptTokens,
     completionTokens: a.completionTokens + b.completionTokens,
     totalTokens: a.totalTokens + b.totalTokens,
+    ...(estimatedCalls > 0 ? { estimatedCalls } : {}),
   };
 }
 
@@ -41,7 +43,17 @@ export const ZERO_USAGE: TokenUsage = {
   totalTokens: 0,
 };
 
-/** Normalises whatever an actor rejected with into {@link ErrorInfo}. */
+const isUsage = (value: unknown): value is TokenUsage =>
+  typeof value === "object" &&
+  value !== null &&
+  ["calls", "promptTokens", "completionTokens", "totalTokens"].every(
+    (key) => typeof (value as Record<string, unknown>)[key] === "number",
+  );
+
+/**
+ * Normalises whatever an actor rejected with into {@link ErrorInfo}, keeping
+ * the usage of an answered call so that it can be charged.
+ */
 export function asErrorInfo(error: unknown): ErrorInfo {
   if (typeof error === "object" && error !== null && "code" in error && "message" in error) {
     const e = error as Partial<ErrorInfo>;
@@ -50,6 +62,7 @@ export function asErrorInfo(error: unknown): ErrorInfo {
       message: String(e.message),
       fatal: e.fatal === true,
       ...(typeof e.hint === "string" ? { hint: e.hint } : {}),
+      ...(isUsage(e.usage) ? { usage: e.usage } : {}),
     };
   }
   return {
@@ -174,9 +187,16 @@ export const toolLoopMachine = setup({
         `Stopped after ${context.iteration} model call${context.iteration === 1 ? "" : "s"}: the per-tick limit.`,
       ),
     })),
-    recordError: assign(({ event }) => ({
-      error: asErrorInfo((event as { error?: unknown }).error),
-    })),
+    /** Records the failure; a model call that was answered but unusable is charged all the same. */
+    recordError: assign(({ context, event }) => {
+      const { usage, ...error } = asErrorInfo((event as { error?: unknown }).error);
+      if (!usage) return { error };
+      return {
+        error,
+        usage: addUsage(context.usage, usage),
+        callUsages: [...context.callUsages, usage],
+      };
+    }),
   },
   guards: {
     wantsTools: (_, params: { output: CallModelOutput }) => params.output.toolCalls.length > 0,

@@ -8,6 +8,8 @@ export interface ToolCallRequest {
   name: string;
   /** Raw JSON arguments text. */
   arguments: string;
+  /** Set when the reply's arguments were not a string (an object, a number): the call is answered `invalid`. */
+  argumentsError?: string;
 }
 
 /** A finished tool call, as journaled and kept in the tick record. */

@@ -12,6 +12,8 @@ const UsageSchema = z.object({
   promptTokens: z.number().int().nonnegative(),
   completionTokens: z.number().int().nonnegative(),
   totalTokens: z.number().int().nonnegative(),
+  /** Calls among `calls` whose reply had no `usage` and whose tokens are estimated; absent when none. */
+  estimatedCalls: z.number().int().nonnegative().optional(),
   /** Cost in US dollars at the configured prices, when prices are set. */
   costUsd: z.number().nonnegative().optional(),
 });

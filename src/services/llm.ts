@@ -1,12 +1,16 @@
 /**
  * Thin adapter over the `openai` SDK for any OpenAI-compatible endpoint.
- * Structured outputs are validated with zod at the boundary, usage is counted
- * per call (a response without `usage` counts as a call with zero tokens), and
- * every request takes the caller's AbortSignal. Retries and timeouts are the
- * SDK's (one retry layer); this module only tells it not to retry what cannot
- * succeed (no quota, a `retry-after` beyond a minute), shrinks a prompt that
- * overflowed the context window once, and tells a server that was never
- * reached (fatal: a wrong URL) from one that went away (a failed tick).
+ * Structured outputs are validated with zod at the boundary, and every
+ * request takes the caller's AbortSignal. Every answered call is charged,
+ * also when its reply cannot be used (the usage travels on the error); a reply
+ * without `usage` is charged an estimate (prompt and reply characters / 4),
+ * marked `estimatedCalls`. Retries are the SDK's (one retry layer); the SDK's
+ * timeout ends at the response headers, so {@link boundedFetch} bounds the
+ * whole response (headers and body) in time and size. This module also tells
+ * the SDK not to retry what cannot succeed (no quota, a `retry-after` beyond a
+ * minute), shrinks a prompt that overflowed the context window once, and
+ * tells a server that was never reached (fatal: a wrong URL) from one that
+ * went away (a failed tick).
  */
 import OpenAI from "openai";
 import { z } from "zod";
@@ -19,7 +23,11 @@ import type {
   PlanOutput,
   TokenUsage,
 } from "../machines/heartbeat.types.js";
-import type { CallModelInput, CallModelOutput } from "../machines/toolLoop.types.js";
+import type {
+  CallModelInput,
+  CallModelOutput,
+  ToolCallRequest,
+} from "../machines/toolLoop.types.js";
 import { AssessmentSchema, MAX_PLAN_STEPS, PlanSchema } from "../schemas/llm.js";
 import {
   assessPrompt,
@@ -92,6 +100,112 @@ export function guardedFetch(base: typeof fetch = fetch): typeof fetch {
   };
 }
 
+/** The largest response body read from the model server, in bytes; a larger one fails the tick. */
+export const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/** The whole response (headers and body) did not arrive within the request timeout. */
+export class ResponseTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the response did not arrive in full within ${timeoutMs / 1000} s`);
+    this.name = "ResponseTimeoutError";
+  }
+}
+
+/** The response body is larger than the cap. */
+export class ResponseTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the response body exceeds ${Math.round(maxBytes / (1024 * 1024))} MB`);
+    this.name = "ResponseTooLargeError";
+  }
+}
+
+/**
+ * Wraps `fetch` so that one request, headers and body together, ends within
+ * `timeoutMs` and reads at most `maxBytes` of body. The SDK's own timeout
+ * stops at the headers: a server that sends them and then stalls the body
+ * would otherwise hang the run for good, and an endless body would fill the
+ * memory. Past the deadline or the cap the connection is dropped and the body
+ * errors with {@link ResponseTimeoutError} or {@link ResponseTooLargeError};
+ * a deadline before the headers aborts the fetch, which the SDK reports as
+ * its own timeout.
+ */
+export function boundedFetch(
+  limits: { timeoutMs: number; maxBytes?: number },
+  base: typeof fetch = fetch,
+): typeof fetch {
+  const maxBytes = limits.maxBytes ?? MAX_RESPONSE_BYTES;
+  return async (input, init) => {
+    const deadline = new AbortController();
+    let failure: Error | null = null;
+    let headersIn = false;
+    const stop = (error: Error) => {
+      failure ??= error;
+      clearTimeout(timer);
+      deadline.abort(
+        headersIn ? failure : new DOMException("The model request timed out.", "AbortError"),
+      );
+    };
+    const timer = setTimeout(
+      () => stop(new ResponseTimeoutError(limits.timeoutMs)),
+      limits.timeoutMs,
+    );
+    const signal = init?.signal ? AbortSignal.any([init.signal, deadline.signal]) : deadline.signal;
+    let response: Response;
+    try {
+      response = await base(input, { ...init, signal });
+    } catch (error) {
+      clearTimeout(timer);
+      throw error;
+    }
+    headersIn = true;
+    const source = response.body;
+    if (!source) {
+      clearTimeout(timer);
+      return response;
+    }
+    const declared = Number(response.headers.get("content-length"));
+    if (Number.isFinite(declared) && declared > maxBytes) stop(new ResponseTooLargeError(maxBytes));
+    const reader = source.getReader();
+    let received = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (failure) {
+          controller.error(failure);
+          return;
+        }
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            clearTimeout(timer);
+            controller.close();
+            return;
+          }
+          received += value.byteLength;
+          if (received > maxBytes) {
+            stop(new ResponseTooLargeError(maxBytes));
+            reader.cancel().catch(() => {});
+            controller.error(failure);
+            return;
+          }
+          controller.enqueue(value);
+        } catch (error) {
+          clearTimeout(timer);
+          controller.error(failure ?? error);
+        }
+      },
+      cancel(reason) {
+        clearTimeout(timer);
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+  };
+}
+
 /** Creates the SDK client. Local servers need no key; a placeholder is sent then. */
 export function createOpenAIClient(settings: LlmSettings): OpenAI {
   return new OpenAI({
@@ -99,7 +213,7 @@ export function createOpenAIClient(settings: LlmSettings): OpenAI {
     apiKey: settings.apiKey || "not-needed",
     timeout: settings.timeoutMs,
     maxRetries: settings.maxRetries,
-    fetch: guardedFetch(),
+    fetch: guardedFetch(boundedFetch({ timeoutMs: settings.timeoutMs })),
   });
 }
 
@@ -144,16 +258,69 @@ function withAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
   });
 }
 
-/** Converts the SDK's usage field (possibly absent) into {@link TokenUsage}. */
-export function usageOf(usage: OpenAI.CompletionUsage | undefined | null): TokenUsage {
-  const prompt = usage?.prompt_tokens ?? 0;
-  const completion = usage?.completion_tokens ?? 0;
+/** Characters per token in the estimate charged for a reply without `usage`. */
+export const CHARS_PER_TOKEN = 4;
+
+const count = (value: unknown): number | undefined =>
+  typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.round(value) : undefined;
+
+/**
+ * The usage of one answered call: the server's `usage`, or when it sent none
+ * (several local servers do not) an estimate from the characters sent and
+ * received, {@link CHARS_PER_TOKEN} to a token, marked `estimatedCalls: 1`.
+ */
+export function usageOf(
+  usage: OpenAI.CompletionUsage | undefined | null,
+  chars: { prompt: number; completion: number } = { prompt: 0, completion: 0 },
+): TokenUsage {
+  const prompt = count(usage?.prompt_tokens);
+  const completion = count(usage?.completion_tokens);
+  const total = count(usage?.total_tokens);
+  if (prompt !== undefined || completion !== undefined || total !== undefined) {
+    return {
+      calls: 1,
+      promptTokens: prompt ?? 0,
+      completionTokens: completion ?? 0,
+      totalTokens: total ?? (prompt ?? 0) + (completion ?? 0),
+    };
+  }
+  const promptTokens = Math.ceil(chars.prompt / CHARS_PER_TOKEN);
+  const completionTokens = Math.ceil(chars.completion / CHARS_PER_TOKEN);
   return {
     calls: 1,
-    promptTokens: prompt,
-    completionTokens: completion,
-    totalTokens: usage?.total_tokens ?? prompt + completion,
+    promptTokens,
+    completionTokens,
+    totalTokens: promptTokens + completionTokens,
+    estimatedCalls: 1,
   };
+}
+
+/** Characters of a request's prompt: the messages' text, the tool definitions and the response schema. */
+export function promptChars(
+  body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming,
+): number {
+  let chars = 0;
+  for (const message of body.messages) {
+    const content = (message as { content?: unknown }).content;
+    if (typeof content === "string") chars += content.length;
+    else if (content !== undefined && content !== null) chars += JSON.stringify(content).length;
+    for (const call of (message as { tool_calls?: unknown[] }).tool_calls ?? []) {
+      chars += JSON.stringify(call).length;
+    }
+  }
+  if (body.tools) chars += JSON.stringify(body.tools).length;
+  if (body.response_format) chars += JSON.stringify(body.response_format).length;
+  return chars;
+}
+
+/** Characters of a reply (its text and tool calls; the whole body when it is not a completion). */
+export function completionChars(response: unknown): number {
+  if (typeof response === "string") return response.length;
+  const message = (response as { choices?: Array<{ message?: unknown }> } | null)?.choices?.[0]
+    ?.message as { content?: unknown; tool_calls?: unknown } | undefined;
+  if (!message) return JSON.stringify(response ?? "").length;
+  const content = typeof message.content === "string" ? message.content.length : 0;
+  return content + (message.tool_calls ? JSON.stringify(message.tool_calls).length : 0);
 }
 
 /**
@@ -202,6 +369,26 @@ export function toLlmError(
   reachedBefore = false,
 ): LlmError {
   if (error instanceof LlmError) return error;
+  const bodyFailure = [error, (error as { cause?: unknown } | null)?.cause].find(
+    (e) => e instanceof ResponseTimeoutError || e instanceof ResponseTooLargeError,
+  );
+  if (bodyFailure instanceof ResponseTimeoutError) {
+    return new LlmError(
+      "timeout",
+      `The model request to ${settings.baseURL} timed out: ${bodyFailure.message}.`,
+      {
+        cause: error,
+        hint: "The server sent its headers but not the whole reply in time. Raise --request-timeout, or check the server.",
+      },
+    );
+  }
+  if (bodyFailure instanceof ResponseTooLargeError) {
+    return new LlmError(
+      "too-large",
+      `The model server at ${settings.baseURL} sent a reply too large to read: ${bodyFailure.message}; it was cut off.`,
+      { cause: error, hint: "Check the server: a chat completion is far smaller than this." },
+    );
+  }
   if (error instanceof OpenAI.APIUserAbortError) {
     return new LlmError("aborted", "The model request was aborted.", { cause: error });
   }
@@ -311,6 +498,42 @@ export function toLlmError(
       cause: error,
     },
   );
+}
+
+/** The text of a reply's first choice ("" when there is none). */
+function replyText(response: OpenAI.Chat.Completions.ChatCompletion): string {
+  const content = (response as { choices?: Array<{ message?: { content?: unknown } }> } | null)
+    ?.choices?.[0]?.message?.content;
+  return typeof content === "string" ? content : "";
+}
+
+/**
+ * A tool call as the model sent it. Arguments that are not a string (some
+ * servers send a JSON object, or a number) are kept as JSON text for the
+ * transcript and marked, so the call is answered `invalid` rather than run.
+ */
+function toolCallOf(
+  call: OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall,
+  fallbackId: string,
+): ToolCallRequest {
+  const fn = (call.function ?? {}) as { name?: unknown; arguments?: unknown };
+  const id = typeof call.id === "string" && call.id !== "" ? call.id : fallbackId;
+  const name = typeof fn.name === "string" ? fn.name : String(fn.name ?? "");
+  const raw = fn.arguments;
+  if (typeof raw === "string" || raw === undefined || raw === null) {
+    return { id, name, arguments: raw ?? "" };
+  }
+  const kind = Array.isArray(raw)
+    ? "an array"
+    : typeof raw === "object"
+      ? "an object"
+      : `a ${typeof raw}`;
+  return {
+    id,
+    name,
+    arguments: JSON.stringify(raw) ?? String(raw),
+    argumentsError: `the arguments were sent as ${kind}, not as a string of JSON text`,
+  };
 }
 
 /** A 4xx that means "this server does not do `response_format` JSON schemas". */
@@ -462,27 +685,51 @@ export class LlmService {
     }
     const offerTools = !input.lastCall && tools.length > 0;
     if (input.lastCall) messages.push({ role: "user", content: LAST_CALL_NOTE });
-    const response = await this.complete(
-      {
-        model: this.settings.model,
-        messages,
-        ...(offerTools ? { tools, parallel_tool_calls: true } : {}),
-      },
-      signal,
-    );
-    const message = response.choices?.[0]?.message;
-    if (!message) throw new Error("the reply has no choices");
-    const toolCalls = (message.tool_calls ?? [])
-      .filter(
-        (c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall =>
-          c.type === "function",
-      )
-      .map((c, i) => ({
-        id: c.id || `call_${input.tick}_${input.transcript.length}_${i}`,
-        name: c.function.name,
-        arguments: c.function.arguments ?? "",
-      }));
-    return { content: message.content ?? null, toolCalls, usage: usageOf(response.usage) };
+    const body = {
+      model: this.settings.model,
+      messages,
+      ...(offerTools ? { tools, parallel_tool_calls: true } : {}),
+    };
+    const response = await this.complete(body, signal);
+    const { value, usage } = this.read(body, response, () => {
+      const message = response.choices?.[0]?.message;
+      if (!message) throw new Error("the reply has no choices");
+      const toolCalls = (Array.isArray(message.tool_calls) ? message.tool_calls : [])
+        .filter(
+          (c): c is OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall =>
+            c?.type === "function",
+        )
+        .map((c, i) => toolCallOf(c, `call_${input.tick}_${input.transcript.length}_${i}`));
+      const content = typeof message.content === "string" ? message.content : null;
+      return { content, toolCalls };
+    });
+    return { ...value, usage };
+  }
+
+  /**
+   * Reads an answered call's reply with `parse`. The call is charged either
+   * way: when the reply cannot be used, its usage goes out on the error.
+   */
+  private read<T>(
+    body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming,
+    response: OpenAI.Chat.Completions.ChatCompletion,
+    parse: () => T,
+  ): { value: T; usage: TokenUsage } {
+    const usage = usageOf((response as { usage?: OpenAI.CompletionUsage } | null)?.usage, {
+      prompt: promptChars(body),
+      completion: completionChars(response),
+    });
+    try {
+      return { value: parse(), usage };
+    } catch (error) {
+      const e = toLlmError(error, this.settings, true);
+      throw new LlmError(e.kind, e.message, {
+        cause: e.cause,
+        ...(e.hint ? { hint: e.hint } : {}),
+        ...(e.status !== undefined ? { status: e.status } : {}),
+        usage,
+      });
+    }
   }
 
   private async structured<S extends z.ZodType>(
@@ -494,40 +741,38 @@ export class LlmService {
     const jsonSchema = z.toJSONSchema(schema) as Record<string, unknown>;
     delete jsonSchema.$schema;
     if (!this.textMode) {
+      const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
+        model: this.settings.model,
+        messages: [
+          { role: "system", content: SYSTEM_PROMPT },
+          { role: "user", content: prompt },
+        ],
+        response_format: {
+          type: "json_schema",
+          json_schema: { name, strict: true, schema: jsonSchema },
+        },
+      };
+      let response: OpenAI.Chat.Completions.ChatCompletion | undefined;
       try {
-        const response = await this.complete(
-          {
-            model: this.settings.model,
-            messages: [
-              { role: "system", content: SYSTEM_PROMPT },
-              { role: "user", content: prompt },
-            ],
-            response_format: {
-              type: "json_schema",
-              json_schema: { name, strict: true, schema: jsonSchema },
-            },
-          },
-          signal,
-        );
-        const text = response.choices?.[0]?.message?.content ?? "";
-        return { value: this.validate(name, schema, text), usage: usageOf(response.usage) };
+        response = await this.complete(body, signal);
       } catch (error) {
         if (isContextLengthError(error) || !rejectsStructuredOutput(error)) throw error;
         this.textMode = true;
       }
+      if (response) {
+        const answer = response;
+        return this.read(body, answer, () => this.validate(name, schema, replyText(answer)));
+      }
     }
-    const response = await this.complete(
-      {
-        model: this.settings.model,
-        messages: [
-          { role: "system", content: SYSTEM_PROMPT },
-          { role: "user", content: `${prompt}\n\n${jsonOnlyInstruction(name, jsonSchema)}` },
-        ],
-      },
-      signal,
-    );
-    const text = response.choices?.[0]?.message?.content ?? "";
-    return { value: this.validate(name, schema, text), usage: usageOf(response.usage) };
+    const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {
+      model: this.settings.model,
+      messages: [
+        { role: "system", content: SYSTEM_PROMPT },
+        { role: "user", content: `${prompt}\n\n${jsonOnlyInstruction(name, jsonSchema)}` },
+      ],
+    };
+    const response = await this.complete(body, signal);
+    return this.read(body, response, () => this.validate(name, schema, replyText(response)));
   }
 
   private validate<S extends z.ZodType>(name: string, schema: S, text: string): z.infer<S> {

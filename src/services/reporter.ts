@@ -107,6 +107,7 @@ export class Reporter implements RuntimeEvents {
   /** Ticks this run finished, and how many of them failed (for the end summary). */
   private ticksRun = 0;
   private ticksFailed = 0;
+  private estimateNoticed = false;
 
   constructor(
     private readonly streams: ReporterStreams,
@@ -230,6 +231,7 @@ export class Reporter implements RuntimeEvents {
   persisted(file: StateFile, entries: JournalEntry[]): void {
     for (const entry of entries) {
       if (entry.type !== "tick") continue;
+      this.noticeEstimate(entry);
       const usage = entry.usage as { calls: number; totalTokens: number };
       const errors = (entry.errors as { phase: string; message: string }[]) ?? [];
       const status = String(entry.status);
@@ -267,6 +269,17 @@ export class Reporter implements RuntimeEvents {
         nextTickAt: file.nextTickAt,
       });
     }
+  }
+
+  /** Once per run: the server sends no `usage`, so tokens (budgets, costs) are estimated. */
+  private noticeEstimate(entry: JournalEntry): void {
+    const estimated = (entry.usage as { estimatedCalls?: number } | undefined)?.estimatedCalls ?? 0;
+    if (estimated <= 0 || this.estimateNoticed) return;
+    this.estimateNoticed = true;
+    const text =
+      "ravenclaws: the model server sends no token usage; tokens are estimated (characters / 4) for the budgets and costs, and marked estimated in the journal and state.";
+    if (!this.quiet) this.line(this.style("yellow", text));
+    this.event({ event: "notice", code: "usage-estimated", message: text });
   }
 
   private describeNext(file: StateFile): string {

@@ -27,7 +27,7 @@ import type {
   TickDigest,
   TokenUsage,
 } from "../../src/machines/heartbeat.types.js";
-import { toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
+import { addUsage, toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
 import type {
   CallModelInput,
   CallModelOutput,
@@ -1428,5 +1428,74 @@ describe("heartbeat: budgets and backoff", () => {
     // 45 tokens after assess and plan; one 150-token call leaves the loop past its 155.
     expect(h.callModel.calls).toHaveLength(1);
     expect(lastPersist(h.persisted).context.current?.result).toMatch(/per-tick token budget/);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Answered but unusable calls are charged
+// ---------------------------------------------------------------------------
+
+describe("heartbeat: usage of failed calls", () => {
+  const spent: TokenUsage = {
+    calls: 1,
+    promptTokens: 1000,
+    completionTokens: 50,
+    totalTokens: 1050,
+  };
+  const unusable = { ...badOutput, usage: spent };
+
+  for (const phase of ["assess", "plan"] as const) {
+    it(`charges a ${phase} call whose reply was unusable, and keeps the usage out of the error`, async () => {
+      const h = harness(
+        phase === "assess"
+          ? { assess: () => Promise.reject(unusable) }
+          : { plan: () => Promise.reject(unusable) },
+      );
+      const actor = h.run();
+      await inState(actor, "sleeping");
+      const before = phase === "plan" ? ASSESS_USAGE : undefined;
+      const expected = before ? addUsage(before, spent) : spent;
+      const ctx = lastPersist(h.persisted).context;
+      expect(ctx.usage).toEqual(expected);
+      expect(must(ctx.current).usage).toEqual(expected);
+      expect(must(ctx.current).modelCalls.at(-1)).toEqual({
+        phase,
+        promptTokens: 1000,
+        completionTokens: 50,
+        totalTokens: 1050,
+      });
+      expect(must(ctx.current).errors).toEqual([
+        { phase, code: "llm-bad-output", message: "x", fatal: false },
+      ]);
+    });
+  }
+
+  it("charges a tool-loop call whose reply was unusable", async () => {
+    const h = harness({ callModel: () => Promise.reject(unusable) });
+    const actor = h.run();
+    await inState(actor, "sleeping");
+    const ctx = lastPersist(h.persisted).context;
+    expect(ctx.usage).toEqual(addUsage(addUsage(ASSESS_USAGE, PLAN_USAGE), spent));
+    expect(must(ctx.current).errors).toEqual([
+      { phase: "execute", code: "llm-bad-output", message: "x", fatal: false },
+    ]);
+  });
+
+  it("counts estimated calls and marks their records", async () => {
+    const estimated: TokenUsage = { ...spent, estimatedCalls: 1 };
+    const h = harness({
+      assess: (i) => ({ ...assessed(i.tick), usage: estimated }),
+    });
+    const actor = h.run();
+    await inState(actor, "sleeping");
+    const ctx = lastPersist(h.persisted).context;
+    expect(ctx.usage.estimatedCalls).toBe(1);
+    expect(must(ctx.current).modelCalls[0]).toEqual({
+      phase: "assess",
+      promptTokens: 1000,
+      completionTokens: 50,
+      totalTokens: 1050,
+      estimated: true,
+    });
   });
 });

@@ -249,11 +249,37 @@ describe("LlmService.assess: reply", () => {
     });
   });
 
-  it("counts a reply without usage as one call with zero tokens", async () => {
-    const { llm } = await setup(() => jsonMessage(DEFAULT_ASSESSMENT, { usage: null }));
+  it("charges a reply without usage an estimate: characters sent and received / 4, marked", async () => {
+    const { llm, fake } = await setup(() => jsonMessage(DEFAULT_ASSESSMENT, { usage: null }));
     const out = await llm.assess(assessInput());
-    expect(out.usage).toEqual({ calls: 1, promptTokens: 0, completionTokens: 0, totalTokens: 0 });
+    const body = fake.chatRequests()[0]?.body;
+    const sent =
+      body.messages.reduce((n: number, m: { content: string }) => n + m.content.length, 0) +
+      JSON.stringify(body.response_format).length;
+    const received = JSON.stringify(DEFAULT_ASSESSMENT).length;
+    expect(out.usage).toEqual({
+      calls: 1,
+      promptTokens: Math.ceil(sent / 4),
+      completionTokens: Math.ceil(received / 4),
+      totalTokens: Math.ceil(sent / 4) + Math.ceil(received / 4),
+      estimatedCalls: 1,
+    });
     expect(out.assessment).toEqual(DEFAULT_ASSESSMENT);
+  });
+
+  it("charges an answered reply that is not JSON: the usage travels on the error", async () => {
+    const { llm } = await setup(() =>
+      message("I'd rather chat.", { usage: { prompt_tokens: 1000, completion_tokens: 50 } }),
+    );
+    const error = await llm.assess(assessInput()).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LlmError);
+    expect((error as LlmError).code).toBe("llm-bad-output");
+    expect((error as LlmError).usage).toEqual({
+      calls: 1,
+      promptTokens: 1000,
+      completionTokens: 50,
+      totalTokens: 1050,
+    });
   });
 
   it("takes completion from the boolean only, never from the text", async () => {
@@ -636,12 +662,12 @@ describe("LlmService.callWithTools", () => {
   });
 
   it("returns the text reply when there are no tool calls", async () => {
-    const { llm } = await setup(() => message("All done.", { usage: null }));
+    const { llm } = await setup(() => message("All done."));
     const out = await llm.callWithTools(callInput(), TOOLS);
     expect(out).toEqual({
       content: "All done.",
       toolCalls: [],
-      usage: { calls: 1, promptTokens: 0, completionTokens: 0, totalTokens: 0 },
+      usage: { calls: 1, promptTokens: 10, completionTokens: 5, totalTokens: 15 },
     });
   });
 
@@ -652,6 +678,32 @@ describe("LlmService.callWithTools", () => {
     const out = await llm.callWithTools(callInput({ tick: 9 }), TOOLS);
     expect(out.toolCalls).toEqual([
       { id: "call_9_0_0", name: "read_file", arguments: '{"path":"a"}' },
+    ]);
+  });
+
+  it("marks tool calls whose arguments are a JSON object or a number instead of a string", async () => {
+    const { llm } = await setup(() =>
+      toolCalls([
+        { id: "a", name: "read_file", arguments: "", rawArguments: { path: "a" } },
+        { id: "b", name: "read_file", arguments: "", rawArguments: 42 },
+        { id: "c", name: "read_file", arguments: { path: "c" } },
+      ]),
+    );
+    const out = await llm.callWithTools(callInput(), TOOLS);
+    expect(out.toolCalls).toEqual([
+      {
+        id: "a",
+        name: "read_file",
+        arguments: '{"path":"a"}',
+        argumentsError: "the arguments were sent as an object, not as a string of JSON text",
+      },
+      {
+        id: "b",
+        name: "read_file",
+        arguments: "42",
+        argumentsError: "the arguments were sent as a number, not as a string of JSON text",
+      },
+      { id: "c", name: "read_file", arguments: '{"path":"c"}' },
     ]);
   });
 

@@ -185,6 +185,34 @@ describe("timeouts and connections", () => {
     expect(error.hint).toContain("--request-timeout");
   });
 
+  it("times out a body that stalls after the headers (the whole response is bounded), not fatal", async () => {
+    const { llm, times } = await setup(() => ({ kind: "stall" }), {
+      timeoutMs: 1_000,
+      maxRetries: 0,
+    });
+    // Without the bound this never settles and the test times out.
+    const error = await rejection(llm.assess(assessInput()));
+    expect(times).toHaveLength(1);
+    expect(error).toMatchObject({ kind: "timeout", fatal: false });
+    expect(error.message).toContain("did not arrive in full");
+    expect(error.hint).toContain("--request-timeout");
+  });
+
+  for (const declareLength of [false, true]) {
+    it(`cuts off a 200 MB body (${declareLength ? "with" : "without"} content-length) and fails the call, not the heartbeat`, async () => {
+      const { llm, fake } = await setup(() => ({ kind: "huge", bytes: 200e6, declareLength }), {
+        maxRetries: 0,
+        timeoutMs: 60_000,
+      });
+      const error = await rejection(llm.assess(assessInput()));
+      expect(error).toMatchObject({ kind: "too-large", fatal: false });
+      expect(error.message).toContain("16 MB");
+      // The server stops being read near the cap (socket buffers aside), far from 200 MB.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(fake.bytesSent()).toBeLessThan(40e6);
+    });
+  }
+
   it("the SDK retries a timed-out request too: 1 + maxRetries requests", async () => {
     const { llm, times } = await setup(() => ({ kind: "hang" }), {
       timeoutMs: 300,

@@ -41,6 +41,11 @@ export interface ReplyToolCall {
   name: string;
   /** Function arguments, already JSON-encoded as the wire format requires. */
   arguments: string;
+  /**
+   * Sent as `function.arguments` instead of `arguments`, as any JSON value: an object or a
+   * number, as some servers wrongly send.
+   */
+  rawArguments?: unknown;
 }
 
 /** Token usage to report; `total_tokens` is computed. */
@@ -94,6 +99,24 @@ export type Reply =
       kind: "delay";
       ms: number;
       reply: Reply;
+    }
+  | {
+      /**
+       * Sends a 200 with JSON headers and the first `sentBytes` (default 20) bytes of a valid
+       * completion, then stalls: the body never ends (until the client goes away).
+       */
+      kind: "stall";
+      sentBytes?: number;
+    }
+  | {
+      /**
+       * A 200 whose JSON body is `bytes` long (a completion whose content is padding), streamed
+       * in 64 KiB chunks as fast as the client reads. `declareLength` sends a `content-length`
+       * header (default: chunked, no length). {@link FakeOpenAI.bytesSent} counts what went out.
+       */
+      kind: "huge";
+      bytes: number;
+      declareLength?: boolean;
     };
 
 /**
@@ -117,6 +140,8 @@ export interface FakeOpenAI {
   setHandler(h: Handler): void;
   /** Closes the server and every socket, including hanging ones; idempotent, resolves promptly. */
   close(): Promise<void>;
+  /** Body bytes written by `huge` and `stall` replies so far. */
+  bytesSent(): number;
 }
 
 /** Model name reported when neither the reply nor the request names one. */
@@ -208,6 +233,7 @@ export async function startFakeOpenAI(handler?: Handler): Promise<FakeOpenAI> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let chatIndex = 0;
+  let bytesSent = 0;
   let completionCounter = 0;
   let toolCallCounter = 0;
   let closing: Promise<void> | undefined;
@@ -229,7 +255,11 @@ export async function startFakeOpenAI(handler?: Handler): Promise<FakeOpenAI> {
         return {
           id: c.id ?? `call_${toolCallCounter}`,
           type: "function",
-          function: { name: c.name, arguments: c.arguments },
+          function: {
+            name: c.name,
+            // A deliberately wrong wire format when set (see ReplyToolCall.rawArguments).
+            arguments: (c.rawArguments === undefined ? c.arguments : c.rawArguments) as string,
+          },
         };
       });
     }
@@ -282,6 +312,47 @@ export async function startFakeOpenAI(handler?: Handler): Promise<FakeOpenAI> {
         return;
       case "hang":
         return;
+      case "stall": {
+        const text = JSON.stringify(completionBody({ kind: "message", content: "stalled" }, req));
+        const part = Buffer.from(text).subarray(0, reply.sentBytes ?? 20);
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(part);
+        bytesSent += part.length;
+        return;
+      }
+      case "huge": {
+        const head = Buffer.from(
+          '{"id":"chatcmpl-huge","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"',
+        );
+        const tail = Buffer.from('"}}]}');
+        const padding = Math.max(0, reply.bytes - head.length - tail.length);
+        const chunk = Buffer.alloc(64 * 1024, "a");
+        res.writeHead(200, {
+          "content-type": "application/json",
+          ...(reply.declareLength
+            ? { "content-length": String(head.length + padding + tail.length) }
+            : {}),
+        });
+        let left = padding;
+        const pump = (): void => {
+          if (res.destroyed || closing) return;
+          while (left > 0) {
+            const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+            left -= piece.length;
+            bytesSent += piece.length;
+            if (!res.write(piece)) {
+              res.once("drain", pump);
+              return;
+            }
+          }
+          bytesSent += tail.length;
+          res.end(tail);
+        };
+        bytesSent += head.length;
+        res.write(head);
+        pump();
+        return;
+      }
       case "delay": {
         let timer: NodeJS.Timeout | undefined;
         const cancel = (): void => {
@@ -380,6 +451,7 @@ export async function startFakeOpenAI(handler?: Handler): Promise<FakeOpenAI> {
     setHandler: (h) => {
       current = h;
     },
+    bytesSent: () => bytesSent,
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);
@@ -429,7 +501,7 @@ export interface ToolCallSpec {
  * @param opts - Message options plus optional `content` (default `null`).
  */
 export function toolCalls(
-  calls: ToolCallSpec[],
+  calls: Array<ToolCallSpec & { rawArguments?: unknown }>,
   opts: MessageOptions & { content?: string | null } = {},
 ): Reply {
   const { content = null, ...rest } = opts;
@@ -440,6 +512,7 @@ export function toolCalls(
       ...(c.id === undefined ? {} : { id: c.id }),
       name: c.name,
       arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments),
+      ...(c.rawArguments === undefined ? {} : { rawArguments: c.rawArguments }),
     })),
     ...rest,
   };

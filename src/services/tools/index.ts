@@ -234,6 +234,13 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     const notOffered = unavailable(tool);
     if (notOffered) return outcome("refused", notOffered);
 
+    if (toolCall.argumentsError !== undefined || typeof toolCall.arguments !== "string") {
+      const why = toolCall.argumentsError ?? `the arguments were a ${typeof toolCall.arguments}`;
+      return outcome(
+        "invalid",
+        `Invalid arguments for ${tool.name}: ${why}. Send the arguments as a string holding a JSON object.`,
+      );
+    }
     let json: unknown;
     try {
       // Some models send no text at all for a call without arguments.
