@@ -24,12 +24,7 @@ const chatty = () =>
 describe("usage of unusable replies", () => {
   it("a 3-tick run whose structured replies are never JSON fails, and all 3 answered calls are charged", async () => {
     h.server.setHandler(scripted({ assess: chatty, plan: chatty }));
-    // --max-consecutive-failures 3 makes the third failure end it `failed` whether or not
-    // the run also ends `failed` for a last tick that failed (`last-tick-failed`).
-    const result = await runCli(
-      args("--id", "nojson", "--max-ticks", "3", "--max-consecutive-failures", "3"),
-      { env: env() },
-    );
+    const result = await runCli(args("--id", "nojson", "--max-ticks", "3"), { env: env() });
     expect(result.code, result.stderr).toBe(1);
     const state = await stateOf("nojson");
     expect(state.status).toBe("failed");
