@@ -18,6 +18,8 @@ export interface LogsArgs extends LocationArgs {
 
 type Entry = Record<string, unknown>;
 
+import { describeShellConfinement } from "../services/tools/sandbox/confinement.js";
+
 const str = (v: unknown) => (typeof v === "string" ? v : "");
 const num = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
 
@@ -63,6 +65,9 @@ export function formatEntry(
   }
   if (type === "skip") {
     return `skip   ${formatDateTime(str(entry.due))}  ${str(entry.reason) || "skipped"}; next tick at ${formatDateTime(str(entry.next))}`;
+  }
+  if (type === "run" && entry.shell) {
+    return `run    ${formatDateTime(str(entry.at))}  shell_exec ${describeShellConfinement(entry.shell)}`;
   }
   const { type: _type, ...rest } = entry;
   return `${(type || "?").padEnd(6)} ${clip(JSON.stringify(rest), Math.max(30, width - 8))}`;

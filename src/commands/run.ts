@@ -39,6 +39,8 @@ export interface RunArgs {
   allowedHosts?: string[];
   envAllow?: string[];
   shellTimeout?: string;
+  sandbox?: string;
+  shellNetwork?: boolean;
   inspect?: boolean;
   inspectPort?: number;
   inspectLog?: string;
@@ -153,6 +155,18 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
       describe: "Seconds a shell_exec command may run unless it asks for another limit",
       defaultDescription: "60",
       requiresArg: true,
+    })
+    .option("sandbox", {
+      type: "string",
+      describe:
+        "How shell_exec is confined: auto (bubblewrap when it works, else no shell_exec), bwrap (required: exit 2 without it) or off (unconfined; warns)",
+      defaultDescription: "auto",
+      requiresArg: true,
+    })
+    .option("shell-network", {
+      type: "boolean",
+      describe: "Let sandboxed shell_exec commands reach the network (off: no network at all)",
+      defaultDescription: "false",
     })
     .option("model", {
       type: "string",
@@ -299,6 +313,8 @@ export function flagsOf(argv: RunArgs): Partial<Record<keyof RunSettings, unknow
     allowedHosts: argv.allowedHosts,
     envAllow: argv.envAllow,
     shellTimeout: argv.shellTimeout,
+    sandbox: argv.sandbox,
+    shellNetwork: argv.shellNetwork,
     maxTokens: argv.maxTokens,
     maxTokensPerTick: argv.maxTokensPerTick,
     failureBackoff: argv.failureBackoff,
@@ -350,6 +366,19 @@ export async function resolveLocations(
     workdir,
     stateDir: path.resolve(cwd, settings.stateDir ?? path.join(workdir, ".ravenclaws")),
   };
+}
+
+/** Where the user config store lives when it could not be opened (conf's default, or `RAVENCLAWS_CONFIG_DIR`). */
+function userConfigDirOf(env: NodeJS.ProcessEnv): string {
+  if (env.RAVENCLAWS_CONFIG_DIR) return path.resolve(env.RAVENCLAWS_CONFIG_DIR);
+  const base = env.XDG_CONFIG_HOME || path.join(env.HOME ?? "/", ".config");
+  return path.join(base, "ravenclaws");
+}
+
+/** Whether a ravenclaws.toml holds the API key (`[llm] api_key`). */
+function holdsApiKey(data: Record<string, unknown>): boolean {
+  const llm = data.llm;
+  return typeof llm === "object" && llm !== null && "api_key" in llm;
 }
 
 /** Hosted endpoints that always need a key: fail before the first tick rather than at it. */
@@ -447,7 +476,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       maxRetries: settings.maxRetries,
     };
     const llm = new LlmService(createOpenAIClient(llmSettings), llmSettings);
-    const toolbox = settings.tools
+    const configured = settings.tools
       ? await (await import("../services/tools/fromSettings.js")).toolboxFromSettings(settings, {
           workdir,
           stateDir,
@@ -460,11 +489,19 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
             path.join(await fs.realpath(io.cwd).catch(() => io.cwd), CONFIG_FILE_NAME),
             path.join(workdir, CONFIG_FILE_NAME),
           ],
+          userConfigDir: user ? path.dirname(user.path) : userConfigDirOf(io.env),
+          // Shell commands may not even read these: a --config file, or a toml holding the key.
+          secretFiles: [
+            argv.config ? path.resolve(io.cwd, argv.config) : undefined,
+            toml && holdsApiKey(toml.data) ? toml.path : undefined,
+          ],
+          env: io.env,
           terminal: { stdin: process.stdin, stderr: io.stderr },
           onInterrupt: () => process.kill(process.pid, "SIGINT"),
         })
       : null;
 
+    const toolbox = configured?.toolbox ?? null;
     const { Reporter } = await import("../services/reporter.js");
     const reporter = new Reporter(io, {
       json: settings.json,
@@ -472,6 +509,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       quiet: argv.quiet ?? false,
       env: io.env,
     });
+    if (configured?.notice) reporter.note(configured.notice);
     const { inspectionRequestOf, startInspection } = await import("../services/inspection.js");
     const inspectionRequest = inspectionRequestOf(argv, io.cwd);
     if (inspectionRequest) {
@@ -525,6 +563,20 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       return;
     }
 
+    // How shell_exec is confined in this run, and why (`show` prints the latest).
+    await store.append([
+      {
+        type: "run",
+        at: new Date().toISOString(),
+        shell: configured?.shell ?? {
+          mode: settings.sandbox,
+          sandbox: "none",
+          offered: false,
+          network: false,
+          reason: "tools are off (--no-tools)",
+        },
+      },
+    ]);
     const context = running.actor.getSnapshot().context;
     reporter.start({
       id,

@@ -4,6 +4,7 @@
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import type { HeartbeatView } from "../services/heartbeats.js";
+import { describeShellConfinement } from "../services/tools/sandbox/confinement.js";
 import type { RunEnvironment } from "./run.js";
 import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
 
@@ -13,14 +14,29 @@ export interface ShowArgs extends LocationArgs {
   json?: boolean;
 }
 
+/** The journal's latest `run` record (how shell_exec was confined), if any. */
+export async function lastRunRecord(journal: string): Promise<Record<string, unknown> | undefined> {
+  const { readFile } = await import("node:fs/promises");
+  const { parseJournal } = await import("../services/store.js");
+  const text = await readFile(journal, "utf8").catch(() => "");
+  return parseJournal(text)
+    .reverse()
+    .find((entry) => entry.type === "run");
+}
+
 /** The object `show --json` prints: the state file's fields without the snapshot, plus the process, settings and paths. */
-export function showJson(view: HeartbeatView, state: string): Record<string, unknown> {
+export function showJson(
+  view: HeartbeatView,
+  state: string,
+  lastRun?: Record<string, unknown>,
+): Record<string, unknown> {
   const { snapshot, ...fields } = view.file ?? { snapshot: null };
   return {
     id: view.id,
     state,
     ...fields,
     settings: snapshot?.context.settings ?? null,
+    shell: lastRun?.shell ?? null,
     process: view.process,
     files: {
       stateFile: view.paths.stateFile,
@@ -37,7 +53,11 @@ const indent = (text: string, prefix = "  ") =>
     .join("\n");
 
 /** The human-readable form of `show`. */
-export async function renderShow(view: HeartbeatView, now: number = Date.now()): Promise<string> {
+export async function renderShow(
+  view: HeartbeatView,
+  now: number = Date.now(),
+  lastRun?: Record<string, unknown>,
+): Promise<string> {
   const hb = await import("../services/heartbeats.js");
   const { file, paths } = view;
   const lines: string[] = [];
@@ -70,6 +90,7 @@ export async function renderShow(view: HeartbeatView, now: number = Date.now()):
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));
   if (file.reason) field("reason", file.reason);
+  if (lastRun?.shell) field("shell", describeShellConfinement(lastRun.shell));
   field("state file", paths.stateFile);
   field("journal", paths.journal);
   if (view.process.running) {
@@ -126,10 +147,13 @@ export function showCommand(environment: () => RunEnvironment) {
       const id = hb.checkId(String(argv.id));
       const stateDir = await stateDirOf(argv, io);
       const view = await hb.loadHeartbeat(await hb.requireHeartbeat(stateDir, id), id);
+      const lastRun = await lastRunRecord(view.paths.journal);
       if (argv.json) {
-        io.stdout.write(`${JSON.stringify(showJson(view, hb.describeState(view)), null, 2)}\n`);
+        io.stdout.write(
+          `${JSON.stringify(showJson(view, hb.describeState(view), lastRun), null, 2)}\n`,
+        );
       } else {
-        io.stdout.write(await renderShow(view));
+        io.stdout.write(await renderShow(view, Date.now(), lastRun));
       }
     },
   };

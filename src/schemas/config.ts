@@ -11,6 +11,11 @@ import {
   TOOL_MODES,
 } from "../services/tools/ruleSyntax.js";
 
+/** How `shell_exec` is confined (`--sandbox`): see README, Confinement. */
+export const SANDBOX_MODES = ["auto", "bwrap", "off"] as const;
+/** One of {@link SANDBOX_MODES}. */
+export type SandboxMode = (typeof SANDBOX_MODES)[number];
+
 /** Default OpenAI-compatible endpoint. */
 export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 /** Default model. */
@@ -99,6 +104,10 @@ export const RunSettingsSchema = z.object({
     )
     .default([]),
   shellTimeout: z.number().positive("must be more than 0 seconds").default(60),
+  /** How shell_exec is confined: bubblewrap when it works (`auto`), always (`bwrap`), or not at all (`off`). */
+  sandbox: z.enum(SANDBOX_MODES).default("auto"),
+  /** Let sandboxed shell commands reach the network. */
+  shellNetwork: z.boolean().default(false),
   maxTokens: nonNegativeInt.default(0),
   maxTokensPerTick: nonNegativeInt.default(0),
   failureBackoff: z.number().nonnegative("must be 0 or more seconds").default(5),

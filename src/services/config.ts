@@ -176,6 +176,20 @@ export const KEYS: Record<RunSettingKey, KeySpec> = {
     user: "shellTimeout",
     flag: "--shell-timeout",
   },
+  sandbox: {
+    type: "string",
+    env: ["RAVENCLAWS_SANDBOX"],
+    toml: "tools.sandbox",
+    user: "sandbox",
+    flag: "--sandbox",
+  },
+  shellNetwork: {
+    type: "boolean",
+    env: ["RAVENCLAWS_SHELL_NETWORK"],
+    toml: "tools.shell_network",
+    user: "shellNetwork",
+    flag: "--shell-network",
+  },
   maxTokens: {
     type: "number",
     env: ["RAVENCLAWS_MAX_TOKENS"],

@@ -87,7 +87,11 @@ describe("ravenclaws logs", () => {
     const result = await runCli(["logs", "l1"], { cwd: dir, env: env() });
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split("\n");
-    expect(lines).toHaveLength(3);
+    expect(lines).toHaveLength(4);
+    // The run record: how shell_exec was confined.
+    expect(lines.shift()).toMatch(
+      /^run\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+shell_exec \S.*--sandbox auto: /,
+    );
     expect(lines[0]).toMatch(
       /^#1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+ok\s+start\s+[\d.]+s\s+60 tok\s+2 tools \(1 not ok\)\s+Report 1: wrote a\.md\.$/,
     );
@@ -150,7 +154,7 @@ describe("ravenclaws logs", () => {
           .trim()
           .split("\n")
           .map((l) => l.split(/\s+/)[0]),
-      ).toEqual(["#1", "#2", "end", "#3", "#4"]);
+      ).toEqual(["run", "#1", "#2", "end", "#3", "#4"]);
     } finally {
       follow.child.kill("SIGKILL");
       await fs.writeFile(journal, before);

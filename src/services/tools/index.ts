@@ -73,8 +73,8 @@ export interface ToolboxOptions {
   policy?: PolicyConfig;
   /** web_fetch: offered only when `enabled` or `allowedHosts` is non-empty. */
   web?: WebOptions & { enabled?: boolean };
-  /** shell_exec settings. */
-  shell?: ShellOptions;
+  /** shell_exec settings; `unavailable`: not offered, and calls get this refusal. */
+  shell?: ShellOptions & { unavailable?: string };
   /** Asks the operator about calls matching an `ask` rule; without it they are refused. */
   ask?: AskOperator;
   /** Replaces the built-in tools (tests); the policy still applies to tools with `access`. */
@@ -137,6 +137,9 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
   const unavailable = (tool: Tool<unknown>): string | undefined => {
     if (tool.name === "web_fetch" && !options.tools && !webEnabled) {
       return "Refused: web_fetch is disabled. The operator can enable it with --allow-web or [tools] allowed_hosts; do not retry.";
+    }
+    if (tool.name === "shell_exec" && !options.tools && options.shell?.unavailable) {
+      return options.shell.unavailable;
     }
     if (tool.kind && !policy.offers(tool.kind)) {
       return `Refused: ${tool.name} is not available in tool mode "${mode}" (it needs ${tool.kind} access). Do not retry; work with the tools offered.`;
