@@ -82,7 +82,8 @@ describe("deterministic crash points", () => {
     { at: "state:after-temp-write:2", expectTick: 1, what: "the previous version" },
     { at: "state:after-fsync:2", expectTick: 1, what: "the previous version" },
     { at: "state:after-rename:2", expectTick: 2, what: "the next version" },
-    { at: "journal:mid-line:2", expectTick: 2, what: "the next version" },
+    // The third journal append: the run record (how shell_exec is confined), tick 1, tick 2.
+    { at: "journal:mid-line:3", expectTick: 2, what: "the next version" },
   ];
 
   for (const { at, expectTick, what } of points) {

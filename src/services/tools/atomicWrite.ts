@@ -1,28 +1,28 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
-import path from "node:path";
+import { inDir, type OpenDir } from "./safeOpen.js";
 
 /**
- * Replaces (or creates) `real` with `content` atomically: a temp file in the
- * same directory, then a rename. Keeps the mode of the file it replaces.
+ * Replaces (or creates) `name` in the open directory `dir` with `content`
+ * atomically: a temp file in the same directory, then a rename. Keeps the
+ * mode of the file it replaces. Both go through the open directory, so a
+ * directory swapped for a link meanwhile cannot redirect them.
  *
- * @param real - Absolute real path, already confined by the sandbox.
+ * @param dir - The directory, opened by `openDirectory` (already confined).
+ * @param name - The file name in it.
  * @param content - UTF-8 text.
  * @param mode - Permission bits to keep (from the replaced file), if any.
  * @param signal - Aborts the write; the temp file is removed.
  */
 export async function atomicWrite(
-  real: string,
+  dir: OpenDir,
+  name: string,
   content: string,
   mode: number | undefined,
   signal?: AbortSignal,
 ): Promise<void> {
-  const dir = path.dirname(real);
-  // Same directory so that the rename is atomic; `wx` never follows a link planted at that name.
-  const temp = path.join(
-    dir,
-    `.${path.basename(real)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`,
-  );
+  // `wx` (O_EXCL) never follows a link planted at the temp name.
+  const temp = inDir(dir, `.${name}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   try {
     await fs.writeFile(temp, content, {
       encoding: "utf8",
@@ -31,7 +31,7 @@ export async function atomicWrite(
     });
     // Keep the permissions of the file being replaced (chmod, unlike `mode`, ignores the umask).
     if (mode !== undefined) await fs.chmod(temp, mode);
-    await fs.rename(temp, real);
+    await fs.rename(temp, inDir(dir, name));
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;

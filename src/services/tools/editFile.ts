@@ -1,7 +1,8 @@
-import fs from "node:fs/promises";
+import path from "node:path";
 import { z } from "zod";
 import { atomicWrite } from "./atomicWrite.js";
 import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
+import { openDirectory, openFileForReading } from "./safeOpen.js";
 import type { Tool } from "./types.js";
 
 /** Largest file `edit_file` loads (bytes); bigger files are refused with a hint. */
@@ -63,19 +64,27 @@ export const editFileTool: Tool<EditFileArgs> = {
   async run(args, ctx) {
     const real = await resolveInWorkspace(ctx, args.path, { mustExist: true, write: true });
     const shown = toWorkspacePath(ctx, real);
-    const stats = await fs.stat(real);
-    if (stats.isDirectory()) {
-      throw new Error(`"${shown}" is a directory; edit_file edits files.`);
+    // Opened again component by component: a link swapped in since the check is refused.
+    const handle = await openFileForReading(ctx, real);
+    let stats: Awaited<ReturnType<typeof handle.stat>>;
+    let bytes: Buffer;
+    try {
+      stats = await handle.stat();
+      if (stats.isDirectory()) {
+        throw new Error(`"${shown}" is a directory; edit_file edits files.`);
+      }
+      if (!stats.isFile()) {
+        throw new Error(`"${shown}" is not a regular file; edit_file cannot edit it.`);
+      }
+      if (stats.size > EDIT_FILE_MAX_BYTES) {
+        throw new Error(
+          `"${shown}" is ${stats.size.toLocaleString("en-US")} bytes, more than edit_file handles (${EDIT_FILE_MAX_BYTES.toLocaleString("en-US")}). Use shell_exec (sed) or rewrite it with write_file.`,
+        );
+      }
+      bytes = await handle.readFile(ctx.signal ? { signal: ctx.signal } : {});
+    } finally {
+      await handle.close();
     }
-    if (!stats.isFile()) {
-      throw new Error(`"${shown}" is not a regular file; edit_file cannot edit it.`);
-    }
-    if (stats.size > EDIT_FILE_MAX_BYTES) {
-      throw new Error(
-        `"${shown}" is ${stats.size.toLocaleString("en-US")} bytes, more than edit_file handles (${EDIT_FILE_MAX_BYTES.toLocaleString("en-US")}). Use shell_exec (sed) or rewrite it with write_file.`,
-      );
-    }
-    const bytes = await fs.readFile(real, ctx.signal ? { signal: ctx.signal } : {});
     if (bytes.includes(0)) {
       throw new Error(
         `"${shown}" looks like a binary file (it contains NUL bytes); edit_file only edits text files.`,
@@ -103,7 +112,12 @@ export const editFileTool: Tool<EditFileArgs> = {
 
     const at = found[0] as number;
     const updated = text.slice(0, at) + args.newText + text.slice(at + args.oldText.length);
-    await atomicWrite(real, updated, stats.mode & 0o7777, ctx.signal);
+    const dir = await openDirectory(ctx, path.dirname(real));
+    try {
+      await atomicWrite(dir, path.basename(real), updated, stats.mode & 0o7777, ctx.signal);
+    } finally {
+      await dir.close();
+    }
     const removed = args.oldText.split("\n").length;
     const added = args.newText === "" ? 0 : args.newText.split("\n").length;
     return `Edited ${shown}: replaced ${removed} line${removed === 1 ? "" : "s"} at line ${lineOf(text, at)} with ${added} line${added === 1 ? "" : "s"}.`;

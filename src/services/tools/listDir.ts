@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
 import { isWithin, resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
+import { openDirectory } from "./safeOpen.js";
 import type { Tool, ToolContext } from "./types.js";
 
 /** Most entries a recursive listing shows; the rest are only counted. */
@@ -35,9 +36,21 @@ async function formatEntry(entry: Dirent, full: string, shownPath: string): Prom
   return entry.isDirectory() ? `${shownPath}/` : shownPath;
 }
 
-/** Reads a directory's entries, sorted by name, without the state dir. */
+/**
+ * Reads a directory's entries, sorted by name, without the state dir. The
+ * directory is opened again component by component (a link swapped in since
+ * the check is refused) and read through that descriptor.
+ */
 async function readEntries(ctx: ToolContext, dir: string): Promise<Dirent[]> {
-  const entries = await fs.readdir(dir, { withFileTypes: true });
+  const opened = await openDirectory(ctx, dir);
+  let entries: Dirent[];
+  try {
+    entries = await fs.readdir(opened.handle ? `/proc/self/fd/${opened.handle.fd}` : dir, {
+      withFileTypes: true,
+    });
+  } finally {
+    await opened.close();
+  }
   return entries
     .filter((entry) => !isWithin(ctx.stateDir, path.join(dir, entry.name)))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -17,7 +17,8 @@ export type PathRefusalCode =
   | "empty-path"
   | "not-found"
   | "symlink-loop"
-  | "protected";
+  | "protected"
+  | "changed";
 
 /**
  * A tool path was refused by the sandbox. The message is written for the

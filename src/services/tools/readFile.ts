@@ -1,7 +1,6 @@
-import { constants } from "node:fs";
-import fs from "node:fs/promises";
 import { z } from "zod";
 import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
+import { openFileForReading } from "./safeOpen.js";
 import type { Tool } from "./types.js";
 
 /** Most characters of file text returned by one `read_file` call. */
@@ -115,21 +114,20 @@ export const readFileTool: Tool<ReadFileArgs> = {
   async run(args, ctx) {
     const real = await resolveInWorkspace(ctx, args.path, { mustExist: true });
     const shown = toWorkspacePath(ctx, real);
-    const stats = await fs.stat(real);
-    if (stats.isDirectory()) {
-      throw new Error(
-        `"${shown}" is a directory, not a file. Use list_dir to see what it contains.`,
-      );
-    }
-    if (!stats.isFile()) {
-      throw new Error(
-        `"${shown}" is not a regular file (device, socket or pipe); it cannot be read.`,
-      );
-    }
-
-    // O_NOFOLLOW: the path was resolved, so a link appearing here now is a swap.
-    const handle = await fs.open(real, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+    // Opened again component by component: a link swapped in since the check is refused.
+    const handle = await openFileForReading(ctx, real);
     try {
+      const stats = await handle.stat();
+      if (stats.isDirectory()) {
+        throw new Error(
+          `"${shown}" is a directory, not a file. Use list_dir to see what it contains.`,
+        );
+      }
+      if (!stats.isFile()) {
+        throw new Error(
+          `"${shown}" is not a regular file (device, socket or pipe); it cannot be read.`,
+        );
+      }
       const sniff = Buffer.alloc(BINARY_SNIFF_BYTES);
       const { bytesRead } = await handle.read(sniff, 0, BINARY_SNIFF_BYTES, 0);
       if (sniff.subarray(0, bytesRead).includes(0)) {

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { errnoCode } from "../../errors.js";
 import { atomicWrite } from "./atomicWrite.js";
 import { resolveInWorkspace, toWorkspacePath } from "./pathJail.js";
+import { inDir, openDirectory } from "./safeOpen.js";
 import type { Tool } from "./types.js";
 
 const writeFileSchema = z.object({
@@ -30,26 +31,31 @@ export const writeFileTool: Tool<WriteFileArgs> = {
     const real = await resolveInWorkspace(ctx, args.path, { write: true });
     const shown = toWorkspacePath(ctx, real);
 
-    let mode: number | undefined;
-    try {
-      const existing = await fs.stat(real);
-      if (existing.isDirectory()) {
-        throw new Error(
-          `"${shown}" is a directory; write_file can only write files. Choose a file path.`,
-        );
-      }
-      if (!existing.isFile()) {
-        throw new Error(`"${shown}" is not a regular file; write_file cannot replace it.`);
-      }
-      mode = existing.mode & 0o7777;
-    } catch (error) {
-      if (errnoCode(error) !== "ENOENT") throw error;
-    }
-
     // The parent is confined (`real` is, and is not the workdir itself, which
-    // is a directory); its missing parts cannot be links.
-    await fs.mkdir(path.dirname(real), { recursive: true });
-    await atomicWrite(real, args.content, mode, ctx.signal);
+    // is a directory); it is opened again component by component, so a swap
+    // since the check cannot redirect the write.
+    const dir = await openDirectory(ctx, path.dirname(real), { create: true });
+    try {
+      const name = path.basename(real);
+      let mode: number | undefined;
+      try {
+        const existing = await fs.lstat(inDir(dir, name));
+        if (existing.isDirectory()) {
+          throw new Error(
+            `"${shown}" is a directory; write_file can only write files. Choose a file path.`,
+          );
+        }
+        if (!existing.isFile()) {
+          throw new Error(`"${shown}" is not a regular file; write_file cannot replace it.`);
+        }
+        mode = existing.mode & 0o7777;
+      } catch (error) {
+        if (errnoCode(error) !== "ENOENT") throw error;
+      }
+      await atomicWrite(dir, name, args.content, mode, ctx.signal);
+    } finally {
+      await dir.close();
+    }
     return `Wrote ${Buffer.byteLength(args.content, "utf8")} bytes to ${shown}`;
   },
 };
