@@ -243,18 +243,34 @@ export function journalEntriesOf(
 const toolKey = (attempt: string, iteration: number, callId: string) =>
   `${attempt}|${iteration}|${callId}`;
 
+/**
+ * Re-runs of one tool call that the process did not survive, after which the
+ * call is not run again: it is answered as failed (`crashed-process`), so a
+ * call that kills its runner (`kill -9 $PPID`) cannot wedge the heartbeat.
+ */
+export const MAX_CRASHED_RERUNS = 2;
+
 /** What the write-ahead journal knows about the tool calls of a restored tick. */
 interface ToolReplay {
   intents: Set<string>;
   results: Map<string, { status: ToolCallRecord["status"]; content: string; injection?: string[] }>;
+  /** `tool-rerun` records by call: re-runs started (those without a result died with the process). */
+  reruns: Map<string, number>;
 }
 
+const emptyReplay = (): ToolReplay => ({
+  intents: new Set(),
+  results: new Map(),
+  reruns: new Map(),
+});
+
 async function loadToolReplay(store: HeartbeatStore, attempt: string): Promise<ToolReplay> {
-  const replay: ToolReplay = { intents: new Set(), results: new Map() };
+  const replay = emptyReplay();
   for (const entry of await store.readJournal()) {
     if (entry.attempt !== attempt) continue;
     const key = toolKey(attempt, Number(entry.iteration), String(entry.callId));
     if (entry.type === "tool-intent") replay.intents.add(key);
+    if (entry.type === "tool-rerun") replay.reruns.set(key, (replay.reruns.get(key) ?? 0) + 1);
     if (entry.type === "tool") {
       replay.results.set(key, {
         status: entry.status as ToolCallRecord["status"],
@@ -323,9 +339,7 @@ export function provideActors(
 
   let replay: Promise<ToolReplay> | null = null;
   const replayFor = (attempt: string): Promise<ToolReplay> => {
-    if (options.restoredAttempt !== attempt) {
-      return Promise.resolve({ intents: new Set(), results: new Map() });
-    }
+    if (options.restoredAttempt !== attempt) return Promise.resolve(emptyReplay());
     replay ??= loadToolReplay(deps.store, attempt);
     return replay;
   };
@@ -372,9 +386,18 @@ export function provideActors(
               injection?: string[];
             };
             let replayed = false;
+            let code: string | undefined;
+            const crashedReruns = known.reruns.get(key) ?? 0;
             if (done) {
               outcome = done;
               replayed = true;
+            } else if (known.intents.has(key) && crashedReruns >= MAX_CRASHED_RERUNS) {
+              // Started 1 + MAX_CRASHED_RERUNS times, and the process died each time.
+              code = "crashed-process";
+              outcome = {
+                status: "error",
+                content: `Error (crashed-process): this call was started ${crashedReruns + 1} times and each time the process running the heartbeat died before it finished, so it was not run again. Do not repeat it; choose another approach.`,
+              };
             } else {
               if (known.intents.has(key)) {
                 await deps.store.append([
@@ -383,12 +406,17 @@ export function provideActors(
                     ...base,
                     callId: call.id,
                     name: call.name,
+                    rerun: crashedReruns + 1,
                     note: "intent journaled without a result before a crash: running it again",
                   },
                 ]);
               }
               if (signal.aborted) break;
               outcome = await toolbox.call(call, signal);
+              // The process dies as the tool finishes, before its result is journaled.
+              crashPoint("tool:before-result");
+            }
+            if (!replayed) {
               await deps.store.append([
                 {
                   type: "tool",
@@ -397,6 +425,7 @@ export function provideActors(
                   name: call.name,
                   arguments: clipText(call.arguments, TOOL_TEXT_LIMIT),
                   status: outcome.status,
+                  ...(code ? { code } : {}),
                   content: outcome.content,
                   ...(outcome.injection?.length ? { injection: outcome.injection } : {}),
                 },

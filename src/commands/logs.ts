@@ -3,8 +3,9 @@
  * into their tick's line); `--json` prints the raw lines; `-f` follows the
  * file like `tail -f` until interrupted.
  */
-import * as fs from "node:fs/promises";
+import type * as fs from "node:fs/promises";
 import type { ArgumentsCamelCase, Argv } from "yargs";
+import { StateFileError } from "../errors.js";
 import { outputClosed } from "../services/output.js";
 import type { RunEnvironment } from "./run.js";
 import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
@@ -85,9 +86,21 @@ export async function readLines(
 ): Promise<number> {
   let handle: fs.FileHandle;
   try {
-    handle = await fs.open(file, "r");
+    // Never blocks on a FIFO in the journal's place: refused as unusable (exit 3).
+    const { openRegularFile } = await import("../services/store.js");
+    const opened = await openRegularFile(file);
+    if (!opened) return 0;
+    handle = opened;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    const { NotRegularFileError } = await import("../services/store.js");
+    if (error instanceof NotRegularFileError) {
+      throw new StateFileError(
+        `The journal ${file} is ${error.kind}, not a regular file; it was not read.`,
+        file,
+        "unreadable",
+        { cause: error, hint: "Something else took the journal's place: move it away." },
+      );
+    }
     throw error;
   }
   try {

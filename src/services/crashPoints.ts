@@ -7,7 +7,9 @@
  *
  * Points: `state:after-temp-write`, `state:after-fsync`, `state:after-rename`
  * (in the atomic state write), `journal:mid-line` (half a journal line written)
- * and `tool:during` (in the runtime, while a tool call runs).
+ * `tool:during` (in the runtime, after a tool call's result is journaled, while
+ * the round goes on) and `tool:before-result` (as a tool call finishes, before
+ * its result is journaled: like a call that kills its runner).
  */
 
 /** Crash point names, for callers and tests. */
@@ -16,7 +18,8 @@ export type CrashPointName =
   | "state:after-fsync"
   | "state:after-rename"
   | "journal:mid-line"
-  | "tool:during";
+  | "tool:during"
+  | "tool:before-result";
 
 interface Target {
   name: string;

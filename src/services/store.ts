@@ -24,6 +24,8 @@ import {
   type StateFileProblem,
   UsageError,
 } from "../errors.js";
+// The state names only, to refuse a snapshot in a state the machine does not have.
+import { HEARTBEAT_STATES } from "../machines/heartbeat.machine.js";
 import { STATE_SCHEMA_VERSION, type StateFile, StateFileSchema } from "../schemas/stateFile.js";
 import { crashPoint } from "./crashPoints.js";
 import { noRedaction, type Redactor } from "./redact.js";
@@ -77,17 +79,91 @@ export function prevPathOf(stateFile: string): string {
  */
 export async function loadStateFile(
   file: string,
-  fs: Pick<StoreFs, "readFile"> = nodeFs,
+  fs: Pick<StoreFs, "open"> = nodeFs,
 ): Promise<StateFile | null> {
   const text = await readStateText(file, fs);
-  return text === null ? null : parseStateFile(text, file);
+  if (text === null) return null;
+  const state = parseStateFile(text, file);
+  checkStateFile(state, file);
+  return state;
 }
 
-async function readStateText(file: string, fs: Pick<StoreFs, "readFile">): Promise<string | null> {
+/** What kind of file system object a stat describes, for messages. */
+function kindOf(stat: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean }): string {
+  if (stat.isDirectory()) return "a directory";
+  if (stat.isFIFO()) return "a FIFO (named pipe)";
+  if (stat.isSocket()) return "a socket";
+  return "a device or other special file";
+}
+
+/** A file that must be a regular file is something else (a FIFO, a device, a directory). */
+export class NotRegularFileError extends Error {
+  readonly code = "ENOTREG";
+  constructor(
+    readonly file: string,
+    readonly kind: string,
+  ) {
+    super(`${file} is ${kind}, not a regular file`);
+    this.name = "NotRegularFileError";
+  }
+}
+
+/**
+ * Opens `file` for reading without ever blocking: `O_NONBLOCK`, so a FIFO in
+ * its place opens at once, then `fstat` on the open handle (no race with a
+ * swap) refuses anything but a regular file with {@link NotRegularFileError}.
+ * Null when the file does not exist.
+ */
+export async function openRegularFile(
+  file: string,
+  fs: Pick<StoreFs, "open"> = nodeFs,
+): Promise<nodeFs.FileHandle | null> {
+  let handle: nodeFs.FileHandle;
   try {
-    return await fs.readFile(file, "utf8");
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (error) {
     if (errnoCode(error) === "ENOENT") return null;
+    throw error;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new NotRegularFileError(file, kindOf(stat));
+    return handle;
+  } catch (error) {
+    await handle.close().catch(() => {});
+    throw error;
+  }
+}
+
+/** Reads a regular file's text (see {@link openRegularFile}); null when it does not exist. */
+export async function readRegularFile(
+  file: string,
+  fs: Pick<StoreFs, "open"> = nodeFs,
+): Promise<string | null> {
+  const handle = await openRegularFile(file, fs);
+  if (!handle) return null;
+  try {
+    return await handle.readFile("utf8");
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+async function readStateText(file: string, fs: Pick<StoreFs, "open">): Promise<string | null> {
+  try {
+    return await readRegularFile(file, fs);
+  } catch (error) {
+    if (error instanceof NotRegularFileError) {
+      throw new StateFileError(
+        `The state file ${file} is ${error.kind}, not a regular file; it was not read.`,
+        file,
+        "unreadable",
+        {
+          cause: error,
+          hint: "Something else took the state file's place: move it away, then restore the state file (or run with --recover to resume from the previous version).",
+        },
+      );
+    }
     throw new StateFileError(
       `Cannot read the state file ${file}: ${(error as Error).message}`,
       file,
@@ -95,6 +171,48 @@ async function readStateText(file: string, fs: Pick<StoreFs, "readFile">): Promi
       { cause: error, hint: "Check the file's permissions; it was not modified." },
     );
   }
+}
+
+/** The id a state file's name says it holds (`heartbeat-<id>.json`, or its `.prev`); null for other names. */
+function idOfFileName(file: string): string | null {
+  return /^heartbeat-(.+)\.json(?:\.prev)?$/.exec(path.basename(file))?.[1] ?? null;
+}
+
+/**
+ * Refuses a state file that passes the schema but contradicts itself: an `id`
+ * other than its file name's, or than its snapshot's; a goal or `tick` other
+ * than its snapshot's; a snapshot in a state the heartbeat machine does not
+ * have, or in XState's `error` status. Resuming such a file would rewrite it
+ * from a state nobody wrote. Throws {@link StateFileError} (`invalid`, exit 3).
+ */
+export function checkStateFile(state: StateFile, file: string): void {
+  const snapshot = state.snapshot;
+  const ctx = snapshot.context;
+  const problems: string[] = [];
+  const named = idOfFileName(file);
+  if (named !== null && named !== state.id)
+    problems.push(`its id is "${state.id}" but its file name says "${named}"`);
+  if (ctx.id !== state.id)
+    problems.push(`its id is "${state.id}" but its snapshot's is "${ctx.id}"`);
+  if (ctx.goal !== state.goal) problems.push("its goal differs from its snapshot's");
+  if (ctx.tick !== state.tick)
+    problems.push(`its tick is ${state.tick} but its snapshot's is ${ctx.tick}`);
+  if (snapshot.status === "error") problems.push(`its snapshot's status is "error"`);
+  const value =
+    typeof snapshot.value === "string" ? snapshot.value : Object.keys(snapshot.value)[0];
+  if (value === undefined || !(HEARTBEAT_STATES as readonly string[]).includes(value))
+    problems.push(
+      `its snapshot is in state ${JSON.stringify(snapshot.value)}, which does not exist`,
+    );
+  if (problems.length === 0) return;
+  throw new StateFileError(
+    `The state file ${file} contradicts itself: ${problems.join("; ")}.`,
+    file,
+    "invalid",
+    {
+      hint: `${untouched} It was not written by ravenclaws as it is: restore it from a backup, or run again with --recover to resume from the previous version (${path.basename(prevPathOf(file))}).`,
+    },
+  );
 }
 
 const untouched = "The file was left as it is.";
@@ -370,6 +488,7 @@ export class HeartbeatStore {
    */
   async load(): Promise<StateFile | null> {
     const state = await loadStateFile(this.paths.stateFile, this.fs);
+    await this.checkJournal();
     if (state === null) {
       if (await this.exists(this.prevFile)) {
         throw new StateFileError(
@@ -493,6 +612,7 @@ export class HeartbeatStore {
       let prev: StateFile;
       try {
         prev = parseStateFile(prevText, this.prevFile);
+        checkStateFile(prev, this.prevFile);
       } catch (error) {
         throw new StateFileError(
           `Cannot recover: ${what}, and its previous version cannot be used either (${(error as Error).message}).`,
@@ -545,14 +665,34 @@ export class HeartbeatStore {
 
   /** Reads the journal; a torn last line (from a crash) is skipped. */
   async readJournal(): Promise<JournalEntry[]> {
-    let text: string;
+    let text: string | null;
     try {
-      text = await this.fs.readFile(this.paths.journal, "utf8");
+      text = await readRegularFile(this.paths.journal, this.fs);
     } catch (error) {
-      if (errnoCode(error) === "ENOENT") return [];
-      throw error;
+      throw this.journalError(error);
     }
-    return parseJournal(text);
+    return text === null ? [] : parseJournal(text);
+  }
+
+  /** A journal that is not a regular file (a FIFO, a device) is refused like a bad state file (exit 3). */
+  private journalError(error: unknown): unknown {
+    if (!(error instanceof NotRegularFileError)) return error;
+    return new StateFileError(
+      `The journal ${this.paths.journal} is ${error.kind}, not a regular file; it was not read.`,
+      this.paths.journal,
+      "unreadable",
+      {
+        cause: error,
+        hint: "Something else took the journal's place: move it away and run again.",
+      },
+    );
+  }
+
+  /** Refuses a journal that exists but is not a regular file, without opening it. */
+  private async checkJournal(): Promise<void> {
+    const stat = await this.fs.stat(this.paths.journal).catch(() => null);
+    if (stat && !stat.isFile())
+      throw this.journalError(new NotRegularFileError(this.paths.journal, kindOf(stat)));
   }
 
   private assertNotCompromised(): void {
@@ -640,7 +780,15 @@ export class HeartbeatStore {
       this.redact(fresh.map((e) => `${JSON.stringify(e)}\n`).join(""));
     let handle: nodeFs.FileHandle | undefined;
     try {
-      handle = await this.fs.open(this.paths.journal, "a", 0o600);
+      // O_NONBLOCK: a FIFO in the journal's place fails at once (ENXIO) instead of blocking.
+      handle = await this.fs.open(
+        this.paths.journal,
+        fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NONBLOCK,
+        0o600,
+      );
+      const stat = await handle.stat();
+      if (!stat.isFile())
+        throw this.journalError(new NotRegularFileError(this.paths.journal, kindOf(stat)));
       const fd = handle.fd;
       crashPoint("journal:mid-line", () => {
         writeSync(fd, text.slice(0, Math.max(1, Math.floor(text.length / 2))));
@@ -696,7 +844,8 @@ export class HeartbeatStore {
   private async readTail(): Promise<{ lastSeq: number; torn: boolean }> {
     let handle: nodeFs.FileHandle | undefined;
     try {
-      handle = await this.fs.open(this.paths.journal, "r");
+      handle = (await openRegularFile(this.paths.journal, this.fs)) ?? undefined;
+      if (!handle) return { lastSeq: 0, torn: false };
       const { size } = await handle.stat();
       const length = Math.min(size, 256 * 1024);
       const buffer = Buffer.alloc(length);
@@ -709,7 +858,7 @@ export class HeartbeatStore {
       return { lastSeq, torn: length > 0 && buffer[length - 1] !== 0x0a };
     } catch (error) {
       if (errnoCode(error) === "ENOENT") return { lastSeq: 0, torn: false };
-      throw error;
+      throw this.journalError(error);
     } finally {
       await handle?.close().catch(() => {});
     }

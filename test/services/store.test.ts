@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -5,8 +6,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ExitCode, StateFileError, type StateFileProblem } from "../../src/errors.js";
+import { HEARTBEAT_STATES, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
 import { type StateFile, StateFileSchemaV1 } from "../../src/schemas/stateFile.js";
 import {
+  checkStateFile,
   HeartbeatStore,
   heartbeatPaths,
   type JournalEntry,
@@ -131,7 +134,7 @@ describe("the schemaVersion 1 fixture", () => {
 
 describe("HeartbeatStore.save and load", () => {
   it("round-trips a valid state file", async () => {
-    const store = newStore();
+    const store = newStore("fixture-v1");
     await store.ensureDir();
     const state = fixtureState();
     await store.save(state);
@@ -139,7 +142,7 @@ describe("HeartbeatStore.save and load", () => {
     expect(await fs.readFile(store.paths.stateFile, "utf8")).toBe(
       `${JSON.stringify(state, null, 2)}\n`,
     );
-    expect(await listDir(store.paths.stateDir)).toEqual(["heartbeat-hb1.json"]);
+    expect(await listDir(store.paths.stateDir)).toEqual(["heartbeat-fixture-v1.json"]);
   });
 
   it("creates the state file with mode 0600 and the state dir with mode 0700", async () => {
@@ -151,7 +154,7 @@ describe("HeartbeatStore.save and load", () => {
   });
 
   it("serialises saves: the last one issued wins", async () => {
-    const store = newStore();
+    const store = newStore("fixture-v1");
     await store.ensureDir();
     const writes: Promise<void>[] = [];
     for (let seq = 1; seq <= 10; seq++) writes.push(store.save({ ...fixtureState(), seq }));
@@ -159,8 +162,8 @@ describe("HeartbeatStore.save and load", () => {
     expect((await store.load())?.seq).toBe(10);
     expect((await loadStateFile(`${store.paths.stateFile}.prev`))?.seq).toBe(9);
     expect(await listDir(store.paths.stateDir)).toEqual([
-      "heartbeat-hb1.json",
-      "heartbeat-hb1.json.prev",
+      "heartbeat-fixture-v1.json",
+      "heartbeat-fixture-v1.json.prev",
     ]);
   });
 
@@ -267,6 +270,100 @@ describe("loading a state file that cannot be used", () => {
       path: file,
     });
     expect(await fs.readFile(path.join(file, "inside"), "utf8")).toBe("keep");
+  });
+
+  it("a FIFO in place of the state file → StateFileError unreadable, without blocking on it", async () => {
+    const file = path.join(base, "heartbeat-fifo.json");
+    execFileSync("mkfifo", [file]);
+    // A blocking read would never settle (no writer): the test would time out.
+    await expect(loadStateFile(file)).rejects.toMatchObject({
+      problem: "unreadable",
+      exitCode: 3,
+      message: expect.stringContaining("FIFO"),
+    });
+    expect((await fs.lstat(file)).isFIFO()).toBe(true);
+  });
+
+  it("a FIFO in place of the journal is refused by load, readJournal and append, without blocking", async () => {
+    const store = newStore("fixture-v1");
+    await store.ensureDir();
+    await fs.copyFile(FIXTURE, store.paths.stateFile);
+    execFileSync("mkfifo", [store.paths.journal]);
+    const refused = {
+      exitCode: 3,
+      path: store.paths.journal,
+      message: expect.stringContaining("FIFO"),
+    };
+    await expect(store.load()).rejects.toMatchObject(refused);
+    await expect(store.readJournal()).rejects.toMatchObject(refused);
+    await expect(store.append([{ type: "tick", seq: 99 }])).rejects.toMatchObject(refused);
+  });
+});
+
+describe("state files that contradict themselves", () => {
+  const cases: Array<[string, (state: StateFile) => void, RegExp]> = [
+    [
+      "an id other than its file name's",
+      (s) => {
+        s.id = "other";
+        s.snapshot.context.id = "other";
+      },
+      /file name says "fixture-v1"/,
+    ],
+    [
+      "an id other than its snapshot's",
+      (s) => {
+        s.snapshot.context.id = "other";
+      },
+      /snapshot's is "other"/,
+    ],
+    [
+      "a snapshot state the machine does not have",
+      (s) => {
+        s.snapshot.value = "dreaming";
+      },
+      /state "dreaming", which does not exist/,
+    ],
+    [
+      "a snapshot whose status is error",
+      (s) => {
+        s.snapshot.status = "error";
+      },
+      /status is "error"/,
+    ],
+    [
+      "a top-level tick other than the snapshot's",
+      (s) => {
+        s.tick = s.snapshot.context.tick + 5;
+      },
+      /its tick is \d+ but its snapshot's is \d+/,
+    ],
+  ];
+  for (const [what, corrupt, message] of cases) {
+    it(`${what} → StateFileError invalid, exit 3, file untouched`, async () => {
+      const store = newStore("fixture-v1");
+      await store.ensureDir();
+      const state = fixtureState();
+      corrupt(state);
+      const text = `${JSON.stringify(state, null, 2)}\n`;
+      await fs.writeFile(store.paths.stateFile, text);
+      const error = await store.load().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StateFileError);
+      expect(error).toMatchObject({ problem: "invalid", exitCode: 3 });
+      expect((error as Error).message).toMatch(/contradicts itself/);
+      expect((error as Error).message).toMatch(message);
+      expect(await fs.readFile(store.paths.stateFile, "utf8")).toBe(text);
+    });
+  }
+
+  it("the fixture itself is consistent", () => {
+    expect(() => checkStateFile(fixtureState(), "heartbeat-fixture-v1.json")).not.toThrow();
+  });
+
+  it("knows every state of the machine", () => {
+    expect([...HEARTBEAT_STATES].sort()).toEqual(
+      Object.keys(heartbeatMachine.config.states ?? {}).sort(),
+    );
   });
 });
 
