@@ -153,9 +153,9 @@ function seconds(ms: number): string {
 
 /**
  * The way `command` names the state dir (its absolute path, or its path
- * relative to the workdir), if it does. A plain text check: it stops the
- * obvious `cat .ravenclaws/…` or `rm -r .ravenclaws`, not a command that
- * builds the name at run time (`shell_exec` is not a sandbox).
+ * relative to the workdir), if it does. A plain text check, a second layer
+ * behind the OS sandbox (which hides the state dir): it stops the obvious
+ * `cat .ravenclaws/…`, not a command that builds the name at run time.
  */
 export function mentionsStateDir(
   command: string,
@@ -170,10 +170,12 @@ export function mentionsStateDir(
 /**
  * Builds the `shell_exec` tool.
  *
- * The command runs in `/bin/sh -c` with the workdir as cwd, in its own process
- * group (`detached`), with a scrubbed environment. On timeout or abort the
- * whole group gets SIGKILL; when the command exits, anything it left running
- * in its group is killed too, so no process outlives the call.
+ * The command runs in `/bin/sh -c` with the workdir as cwd, with a scrubbed
+ * environment, inside the bubblewrap sandbox when one is given (see
+ * `sandbox/runner.ts`), in its own process group (`detached`). On timeout or
+ * abort the whole group (and the sandbox's PID namespace) gets SIGKILL; when
+ * the command exits, anything it left running is killed too, so no process
+ * outlives the call.
  */
 export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecArgs> {
   const defaultTimeout = options.timeoutSec ?? SHELL_DEFAULT_TIMEOUT_SEC;

@@ -7,27 +7,120 @@
  * text patterns. It stops the obvious accidents and makes policy rules apply
  * to every part of a compound command.
  */
+import { type ParseEntry, parse } from "shell-quote";
 import { matchesWildcard } from "./wildcard.js";
 
-/** Splits a command line at `;`, `&&`, `||`, `|`, `&`, newlines and substitutions `$(…)`/`` `…` ``. */
+/** Operators that end a simple command (`(`/`)`: subshells). */
+const CONTROL_OPERATORS = new Set([";", "&&", "||", "|", "&", "|&", ";;", "(", ")"]);
+
+/**
+ * Replaces newlines outside quotes with `;` (the tokenizer takes them for
+ * spaces, the shell for command separators).
+ */
+function separateLines(command: string): string {
+  let out = "";
+  let quote: '"' | "'" | undefined;
+  for (let i = 0; i < command.length; i += 1) {
+    const c = command[i] as string;
+    if (c === "\\" && quote !== "'") {
+      out += c + (command[i + 1] ?? "");
+      i += 1;
+    } else if (quote) {
+      if (c === quote) quote = undefined;
+      out += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      out += c;
+    } else {
+      out += c === "\n" ? ";" : c;
+    }
+  }
+  return out;
+}
+
+/**
+ * Takes out command substitutions (`$(…)`, nested ones included, and
+ * `` `…` ``), wherever they are: the shell runs them inside double quotes
+ * too. Over-matching (one in single quotes) only makes the checks stricter.
+ */
+function takeSubstitutions(command: string): { outer: string; inner: string[] } {
+  const inner: string[] = [];
+  let outer = "";
+  for (let i = 0; i < command.length; i += 1) {
+    if (command.startsWith("$(", i)) {
+      let depth = 1;
+      let j = i + 2;
+      for (; j < command.length && depth > 0; j += 1) {
+        if (command[j] === "(") depth += 1;
+        else if (command[j] === ")") depth -= 1;
+      }
+      inner.push(command.slice(i + 2, depth === 0 ? j - 1 : j));
+      i = j - 1;
+    } else if (command[i] === "`") {
+      const end = command.indexOf("`", i + 1);
+      inner.push(command.slice(i + 1, end === -1 ? undefined : end));
+      i = end === -1 ? command.length : end;
+    } else {
+      outer += command[i];
+    }
+  }
+  return { outer, inner };
+}
+
+/** Tokens of one line of shell, variables kept as written (`$HOME`). */
+function tokens(command: string): ParseEntry[] {
+  return parse(command, (name) => `$${name}`);
+}
+
+/**
+ * The simple commands of a command line as word lists, quotes removed:
+ * split at unquoted `;`, `&&`, `||`, `|`, `&`, newlines and subshell
+ * parentheses by a real shell tokenizer (`shell-quote`), so an operator in
+ * quotes is part of a word (`git commit -m "a; b"` is one command). The
+ * commands inside substitutions follow, as commands of their own.
+ */
+export function simpleCommands(command: string): string[][] {
+  const { outer, inner } = takeSubstitutions(command);
+  const commands: string[][] = [];
+  let words: string[] = [];
+  const end = () => {
+    if (words.length > 0) commands.push(words);
+    words = [];
+  };
+  for (const token of tokens(separateLines(outer))) {
+    if (typeof token === "string") {
+      if (token !== "") words.push(token);
+    } else if ("comment" in token) {
+      // `# …`: the rest of the line is not run.
+    } else if (token.op === "glob") {
+      words.push(token.pattern);
+    } else if (CONTROL_OPERATORS.has(token.op)) {
+      end();
+    } else {
+      // A redirection (`>`, `<`, `>&`, …): kept, as the shell text has it.
+      words.push(token.op);
+    }
+  }
+  end();
+  for (const sub of inner) commands.push(...simpleCommands(sub));
+  return commands;
+}
+
+/** The simple commands of a command line, each as its words joined by one space (see {@link simpleCommands}). */
 export function splitCommand(command: string): string[] {
-  return command
-    .split(/&&|\|\||[;|&\n`()]|\$\(/)
-    .map((part) => part.replace(/\s+/g, " ").trim())
-    .filter((part) => part !== "");
+  return simpleCommands(command).map((words) => words.join(" "));
 }
 
-/** Whether the command has more than one simple command (operators, substitutions, redirections). */
+/**
+ * Whether the command is more than one simple command: an unquoted
+ * operator, newline, redirection or subshell, or a substitution anywhere.
+ */
 export function isCompoundCommand(command: string): boolean {
-  return /[;&|\n`<>]|\$\(/.test(command);
-}
-
-/** Words of a simple command with quotes and backslashes removed. */
-function wordsOf(segment: string): string[] {
-  return segment
-    .replace(/["'\\]/g, "")
-    .split(/\s+/)
-    .filter((w) => w !== "");
+  const { outer, inner } = takeSubstitutions(command);
+  if (inner.length > 0) return true;
+  return tokens(separateLines(outer)).some(
+    (token) => typeof token !== "string" && !("comment" in token) && token.op !== "glob",
+  );
 }
 
 /** Programs that run the command after them (`sudo rm …` is `rm …`). */
@@ -64,8 +157,7 @@ const WRAPPER_ARG_OPTIONS = new Set([
 ]);
 
 /** The program name and its arguments, past variable assignments and wrappers. */
-function programOf(segment: string): { program: string; args: string[] } | undefined {
-  const words = wordsOf(segment);
+function programOf(words: string[]): { program: string; args: string[] } | undefined {
   let i = 0;
   while (i < words.length) {
     const word = words[i] as string;
@@ -179,8 +271,8 @@ const WHOLE_RULES: WholeRule[] = [
  */
 export function findDestructive(command: string): string | undefined {
   const flat = command.replace(/\\\n/g, " ");
-  for (const segment of splitCommand(flat)) {
-    const parsed = programOf(segment);
+  for (const words of simpleCommands(flat)) {
+    const parsed = programOf(words);
     if (!parsed) continue;
     for (const rule of SEGMENT_RULES) {
       if (rule.test(parsed.program, parsed.args)) return rule.name;

@@ -139,6 +139,10 @@ describe("Policy.decide: deny, then ask, then allow, then the mode", () => {
     ]) {
       expect(policy.decide({ kind: "shell", names: [command] }).verdict, command).toBe("deny");
     }
+    // An operator in quotes is part of a word: still one simple command.
+    const commit = new Policy({ mode: "read-only", allow: ["shell(git commit *)"] });
+    expect(commit.decide({ kind: "shell", names: ['git commit -m "a; b"'] }).verdict).toBe("allow");
+    expect(commit.decide({ kind: "shell", names: ["git commit -m a; rm x"] }).verdict).toBe("deny");
     // A literal pattern may spell out a compound command exactly.
     expect(policy.decide({ kind: "shell", names: ["make; make install"] }).verdict).toBe("allow");
   });

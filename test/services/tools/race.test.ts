@@ -59,7 +59,11 @@ function startSwapping(): void {
       try { fs.renameSync(a, "d"); fs.renameSync("d", a); } catch {}
     };
     for (;;) { swap("real"); swap("to-state"); swap("to-outside"); }`;
-  swapper = spawn(process.execPath, ["-e", loop], { cwd: workdir, detached: true, stdio: "ignore" });
+  swapper = spawn(process.execPath, ["-e", loop], {
+    cwd: workdir,
+    detached: true,
+    stdio: "ignore",
+  });
 }
 
 it("150 rounds of write_file, edit_file and read_file through a swapped directory never leave the workspace", async () => {

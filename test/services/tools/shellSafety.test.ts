@@ -86,6 +86,24 @@ describe("splitCommand and isCompoundCommand", () => {
     ]);
   });
 
+  it("keeps quoted operators inside their word (a real shell tokenizer, not a split)", () => {
+    expect(splitCommand('git commit -m "a; b && c | d"')).toEqual(["git commit -m a; b && c | d"]);
+    expect(isCompoundCommand('git commit -m "a; b"')).toBe(false);
+    expect(isCompoundCommand("echo 'x & y' \"(z)\"")).toBe(false);
+    expect(splitCommand("echo 'x && y' | wc -c")).toEqual(["echo x && y", "wc -c"]);
+    // A quoted newline is part of the word; an unquoted one separates commands.
+    expect(splitCommand('printf "a\nb"\nls')).toEqual(["printf a\nb", "ls"]);
+  });
+
+  it("looks into substitutions, also inside double quotes where the shell runs them", () => {
+    expect(splitCommand('echo "today: $(date +%F)"')).toEqual(["echo today: ", "date +%F"]);
+    expect(findDestructive('echo "$(rm -rf ~)"')).toMatch(/^rm -r/);
+    expect(findDestructive("echo $(echo $(rm -rf /))")).toMatch(/^rm -r/);
+    // Quoted, the operator does not hide a dangerous command, nor invent one.
+    expect(findDestructive('git commit -m "rm -rf /"')).toBeUndefined();
+    expect(findDestructive('echo "ok"; rm -rf "/"')).toMatch(/^rm -r/);
+  });
+
   it("tells simple commands from compound ones", () => {
     expect(isCompoundCommand("npm test -- --run src/a.test.ts")).toBe(false);
     for (const c of ["a; b", "a && b", "a | b", "a > f", "a\nb", "echo $(b)", "echo `b`", "a &"]) {
