@@ -206,6 +206,40 @@ describe("a tool call that kills the process", () => {
     // Only the first run asked the model for the call: resumes replay the checkpoint.
     expect(h.server.chatRequests().map(classify)).toEqual(["assess", "plan", "execute", "execute"]);
   });
+
+  it("a journaled `kill -9 $PPID` (shell_exec without a sandbox) does not wedge the heartbeat across resumes", async () => {
+    h.server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                {
+                  id: "ppid",
+                  name: "shell_exec",
+                  arguments: { command: "echo run >> runs.txt; kill -9 $PPID" },
+                },
+              ])
+            : message("That command kills me; moving on."),
+      }),
+    );
+    // --sandbox off: in bubblewrap's PID namespace $PPID is not the runner.
+    const flags = ["--sandbox", "off", "--max-ticks", "1"];
+    const runs: CliResult[] = [
+      await runCli(args("--id", "ppid", "--goal", GOAL, ...flags), { env: env() }),
+    ];
+    for (let i = 0; i < 3; i++)
+      runs.push(await runCli(args("--id", "ppid", ...flags), { env: env() }));
+    expect(runs.map((r) => r.signal)).toEqual(["SIGKILL", "SIGKILL", "SIGKILL", null]);
+    expect((runs[3] as CliResult).code, (runs[3] as CliResult).stderr).toBe(0);
+    expect(
+      (await fs.readFile(path.join(h.workdir, "runs.txt"), "utf8")).trim().split("\n"),
+    ).toHaveLength(3);
+    const results = (await journalOf("ppid")).filter((e) => e.type === "tool");
+    expect(results).toEqual([
+      expect.objectContaining({ callId: "ppid", status: "error", code: "crashed-process" }),
+    ]);
+    expect(await stateOf("ppid")).toMatchObject({ status: "completed", tick: 1 });
+  });
 });
 
 describe("state files that are not what they claim", () => {
