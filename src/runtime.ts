@@ -19,6 +19,7 @@ import type {
   AssessInput,
   AssessOutput,
   HeartbeatContext,
+  HeartbeatEvent,
   HeartbeatInput,
   HeartbeatOutput,
   HeartbeatSettings,
@@ -42,7 +43,7 @@ import { STATE_SCHEMA_VERSION, type StateFile } from "./schemas/stateFile.js";
 import { crashPoint } from "./services/crashPoints.js";
 import type { LlmService } from "./services/llm.js";
 import { SYSTEM_PROMPT } from "./services/prompts.js";
-import { deferToWindow, inActiveHours, nextWindowOpen, planNextTick } from "./services/schedule.js";
+import { planNextTick } from "./services/schedule.js";
 import type { HeartbeatStore, JournalEntry } from "./services/store.js";
 import type { Toolbox } from "./services/tools/index.js";
 
@@ -128,7 +129,11 @@ export function wrapToolOutput(name: string, content: string, injection: string[
   return `${warning}<data origin="tool:${name}">\n${content}\n</data>`;
 }
 
-/** Sleeps until an absolute time, checking the wall clock at least every minute (suspend, clock changes). */
+/**
+ * Sleeps until an absolute time, checking the wall clock at least every minute
+ * (suspend, clock changes). Resolves with when it woke; an abort resolves too
+ * (the machine has left `sleeping` by then).
+ */
 export function sleepUntil(
   until: string,
   signal: AbortSignal,
@@ -139,21 +144,52 @@ export function sleepUntil(
   return new Promise((resolve) => {
     let timer: NodeJS.Timeout | undefined;
     const check = () => {
-      const left = deadline - now();
+      const t = now();
+      const left = deadline - t;
       if (left <= 0) {
         signal.removeEventListener("abort", onAbort);
-        resolve({ late: late || -left > 5_000 });
+        resolve({ late: late || -left > 5_000, at: new Date(t).toISOString() });
         return;
       }
       timer = setTimeout(check, Math.min(left, 60_000));
     };
     const onAbort = () => {
       clearTimeout(timer);
-      resolve({ late });
+      resolve({ late, at: new Date(now()).toISOString() });
     };
     signal.addEventListener("abort", onAbort, { once: true });
     check();
   });
+}
+
+/**
+ * The heartbeat's time, injected with `provide()`: `readClock` stores a
+ * reading of `now` in the context, `scheduleNextTick` runs the planner of
+ * src/services/schedule.ts on it. Production and the machine tests use these
+ * same implementations (tests with a fake `now`).
+ */
+export function timeImplementations(now: () => number = Date.now) {
+  return {
+    readClock: assign<HeartbeatContext, HeartbeatEvent, unknown, HeartbeatEvent, never>({
+      now: () => new Date(now()).toISOString(),
+    }),
+    scheduleNextTick: assign<HeartbeatContext, HeartbeatEvent, unknown, HeartbeatEvent, never>(
+      ({ context }) => {
+        if (context.outcome?.status !== "sleeping") return {};
+        const plan = planNextTick({
+          settings: context.settings,
+          consecutiveFailures: context.consecutiveFailures,
+          due: context.nextTickAt,
+          lastTickEndedAt: context.digests.at(-1)?.at ?? null,
+          now: context.now,
+        });
+        return {
+          nextTickAt: plan.nextTickAt,
+          skipped: [...(context.skipped ?? []), ...plan.skipped],
+        };
+      },
+    ),
+  };
 }
 
 /** Builds the state file for a persisted snapshot. */
@@ -482,53 +518,35 @@ export function provideActors(
           deps.events?.persisted?.(file, entries);
         }),
       ),
-      sleepUntil: fromPromise<SleepOutput, SleepInput>(async ({ input, signal }) => {
-        const result = await sleepUntil(input.until, signal, now);
-        // Woken outside the active hours (the process was down, or the machine
-        // slept): skip to the window's opening rather than tick now.
-        const settings = getActor()?.getSnapshot().context.settings;
-        if (!settings || signal.aborted || inActiveHours(new Date(now()), settings)) return result;
-        const opens = nextWindowOpen(new Date(now()), settings);
-        await deps.store.append([
-          {
-            type: "skip",
-            due: input.until,
-            next: opens.toISOString(),
-            reason: "outside-active-hours",
-          },
-        ]);
-        await sleepUntil(opens.toISOString(), signal, now);
-        return { late: false };
-      }),
+      sleepUntil: fromPromise<SleepOutput, SleepInput>(({ input, signal }) =>
+        sleepUntil(input.until, signal, now),
+      ),
     },
-    actions: {
-      scheduleNextTick: assign(({ context }) => {
-        if (context.outcome?.status !== "sleeping" || context.nextTickAt !== null) return {};
-        const next = planNextTick(context.settings, context.consecutiveFailures, new Date(now()));
-        return {
-          nextTickAt: next.at.toISOString(),
-          skipped: [...(context.skipped ?? []), ...next.skipped],
-        };
-      }),
-    },
+    actions: timeImplementations(now),
   });
 }
 
 /**
  * When the next tick is due under this run's settings: the saved time, or
- * earlier if the interval was shortened (last tick's end + the new interval).
+ * earlier if these settings plan it earlier after the last tick (a shorter
+ * interval), as the planner plans it after a tick (so the same settings give
+ * back exactly the saved time).
  */
 export function rescheduledNextTick(
-  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests">,
+  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests" | "consecutiveFailures">,
   settings: HeartbeatSettings,
 ): string | null {
   if (!ctx.nextTickAt) return null;
   const lastTickAt = ctx.digests.at(-1)?.at;
   if (!lastTickAt) return ctx.nextTickAt;
-  const byNewInterval = Date.parse(lastTickAt) + settings.tickIntervalSec * 1000;
-  return byNewInterval < Date.parse(ctx.nextTickAt)
-    ? new Date(byNewInterval).toISOString()
-    : ctx.nextTickAt;
+  const planned = planNextTick({
+    settings,
+    consecutiveFailures: ctx.consecutiveFailures,
+    due: null,
+    lastTickEndedAt: lastTickAt,
+    now: lastTickAt,
+  }).nextTickAt;
+  return Date.parse(planned) < Date.parse(ctx.nextTickAt) ? planned : ctx.nextTickAt;
 }
 
 function resumeRecordOf(file: StateFile, settings: HeartbeatSettings): ResumeRecord {
@@ -573,21 +591,20 @@ export async function prepareHeartbeat(
   if (!previous) {
     if (!goal) {
       throw new UsageError(
-        `There is no heartbeat "${request.id}" in ${deps.store.paths.stateDir}, and no goal was given.`,
+        `--goal is required to start a heartbeat: there is no heartbeat "${request.id}" in ${deps.store.paths.stateDir} to resume.`,
         {
           option: "--goal",
           code: "goal-required",
-          hint: `Start a new heartbeat with --goal "…", or pass the id of an existing one (ls ${deps.store.paths.stateDir}).`,
+          hint: `Start a new heartbeat with --goal "…", or pass the id of an existing one (\`ravenclaws status\` lists them).`,
         },
       );
     }
-    const firstTickAt = await deferStart(null);
+    // Not started yet: `heartbeat.start` persists it before anything else happens.
     const input: HeartbeatInput = {
       id: request.id,
       goal,
       createdAt: new Date(now()).toISOString(),
       settings: request.settings,
-      ...(firstTickAt ? { firstTickAt } : {}),
     };
     actor = createActor(machine, { input, id: `heartbeat-${request.id}`, inspect: deps.inspect });
     return wrap(actor, false, null);
@@ -652,7 +669,6 @@ export async function prepareHeartbeat(
   }
 
   const resume = resumeRecordOf(previous, request.settings);
-  resume.nextTickAt = (await deferStart(resume.nextTickAt)) ?? resume.nextTickAt;
   const input: HeartbeatInput = {
     id: previous.id,
     goal: previous.goal,
@@ -662,15 +678,6 @@ export async function prepareHeartbeat(
   };
   actor = createActor(machine, { input, id: `heartbeat-${request.id}`, inspect: deps.inspect });
   return wrap(actor, true, previous);
-
-  /** A first tick due (at `due`, or now) outside the active hours waits for them; the skip is journaled. */
-  async function deferStart(due: string | null): Promise<string | null> {
-    const at = new Date(Math.max(due ? Date.parse(due) : 0, now()));
-    const next = deferToWindow(at, request.settings);
-    if (next.skipped.length === 0) return null;
-    await deps.store.append(next.skipped.map((skip) => ({ type: "skip", ...skip })));
-    return next.at.toISOString();
-  }
 
   function wrap(
     a: Actor<typeof heartbeatMachine>,

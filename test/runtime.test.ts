@@ -123,9 +123,10 @@ describe("runtime", () => {
       [2, "write_file", "ok"],
       [2, "read_file", "refused"],
     ]);
+    // seq 1 is the start: the heartbeat is written before its first tick.
     expect(journal.filter((e) => e.type === "tick").map((e) => [e.tick, e.seq, e.status])).toEqual([
-      [1, 1, "ok"],
-      [2, 2, "ok"],
+      [1, 2, "ok"],
+      [2, 3, "ok"],
     ]);
     expect(journal.at(-1)).toMatchObject({
       type: "end",
@@ -137,7 +138,7 @@ describe("runtime", () => {
     expect(state).toMatchObject({
       tick: 2,
       status: "completed",
-      seq: 2,
+      seq: 3,
       usage: { calls: 8, totalTokens: 120 },
     });
     expect(state?.snapshot.value).toBe("persisting");
@@ -199,9 +200,9 @@ describe("sleepUntil", () => {
     const controller = new AbortController();
     const onTime = sleepUntil(new Date(now + 30).toISOString(), controller.signal, clock);
     now += 30;
-    expect(await onTime).toEqual({ late: false });
+    expect(await onTime).toEqual({ late: false, at: new Date(now).toISOString() });
     expect(await sleepUntil(new Date(now - 5_000).toISOString(), controller.signal, clock)).toEqual(
-      { late: true },
+      { late: true, at: new Date(now).toISOString() },
     );
   });
 
@@ -209,7 +210,7 @@ describe("sleepUntil", () => {
     const controller = new AbortController();
     const pending = sleepUntil(new Date(Date.now() + 3_600_000).toISOString(), controller.signal);
     controller.abort();
-    expect(await pending).toEqual({ late: false });
+    expect(await pending).toMatchObject({ late: false });
   });
 });
 
@@ -218,7 +219,7 @@ describe("rescheduledNextTick", () => {
     { tick: 3, at: "2026-01-01T00:00:00.000Z", outcome: "ok" as const, summary: "" },
   ];
   it("keeps the saved time unless the new interval makes the next tick earlier", () => {
-    const ctx = { nextTickAt: "2026-01-01T00:05:00.000Z", digests };
+    const ctx = { nextTickAt: "2026-01-01T00:05:00.000Z", digests, consecutiveFailures: 0 };
     expect(rescheduledNextTick(ctx, settings({ tickIntervalSec: 300 }))).toBe(
       "2026-01-01T00:05:00.000Z",
     );
@@ -228,7 +229,9 @@ describe("rescheduledNextTick", () => {
     expect(rescheduledNextTick(ctx, settings({ tickIntervalSec: 60 }))).toBe(
       "2026-01-01T00:01:00.000Z",
     );
-    expect(rescheduledNextTick({ nextTickAt: null, digests }, settings())).toBe(null);
+    expect(
+      rescheduledNextTick({ nextTickAt: null, digests, consecutiveFailures: 0 }, settings()),
+    ).toBe(null);
     expect(rescheduledNextTick({ ...ctx, digests: [] }, settings({ tickIntervalSec: 0 }))).toBe(
       ctx.nextTickAt,
     );

@@ -1,7 +1,11 @@
 /**
- * The heartbeat statechart (DESIGN.md section 1). Pure: it imports only xstate
- * and types. Every phase is an invoked actor named in `setup()`; the runtime
- * supplies real ones with `provide()`, tests supply fakes.
+ * The heartbeat statechart (DESIGN.md section 1). Pure: it imports only xstate,
+ * types and pure helpers, and reads no clock. Every phase is an invoked actor
+ * named in `setup()`; the runtime supplies real ones with `provide()`, tests
+ * supply fakes. Time arrives as data: the injected `readClock` action stores a
+ * clock reading in `context.now` on every transition that needs one, and the
+ * injected `scheduleNextTick` action (the planner of src/services/schedule.ts)
+ * turns it into `nextTickAt`.
  *
  * A tick is counted when it finishes: `context.tick` is the number of finished
  * ticks and `context.current` the tick in progress. `heartbeat.stop` discards
@@ -9,6 +13,7 @@
  */
 import { assign, setup } from "xstate";
 import type { ErrorInfo } from "../errors.js";
+import { insideActiveHours } from "./activeHours.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -46,22 +51,6 @@ export const DIGESTS_KEPT = 3;
  * that grows with a heartbeat's history, so it bounds the prompt's growth.
  */
 export const PROGRESS_LIMIT = 1000;
-/** Longest delay between ticks after failures, in seconds. */
-export const MAX_BACKOFF_SEC = 3600;
-
-/**
- * Seconds to wait before the next tick: the interval, or after failed ticks in
- * a row an exponential backoff (base × 2^(failures − 1), capped at
- * {@link MAX_BACKOFF_SEC}) when that is longer.
- */
-export function tickDelaySec(settings: HeartbeatSettings, consecutiveFailures: number): number {
-  const interval = settings.tickIntervalSec;
-  if (consecutiveFailures <= 0 || settings.failureBackoffSec <= 0) return interval;
-  const base = Math.max(interval, settings.failureBackoffSec);
-  const backoff = Math.min(base * 2 ** (consecutiveFailures - 1), MAX_BACKOFF_SEC);
-  return Math.max(interval, backoff);
-}
-
 /** The lifetime token budget is set and used up. */
 export function budgetSpent(settings: HeartbeatSettings, usage: TokenUsage): boolean {
   return settings.maxTokens > 0 && usage.totalTokens >= settings.maxTokens;
@@ -73,7 +62,7 @@ const clip = (text: string, max: number) =>
 function newTick(context: HeartbeatContext, wakeReason: WakeReason): CurrentTick {
   return {
     number: context.tick + 1,
-    startedAt: new Date().toISOString(),
+    startedAt: context.now,
     wakeReason,
     assessment: null,
     plan: null,
@@ -117,7 +106,7 @@ function charge(
   };
 }
 
-function digestOf(tick: CurrentTick): TickDigest {
+function digestOf(tick: CurrentTick, at: string): TickDigest {
   const failed = tick.errors.length > 0;
   const idle = !failed && tick.assessment !== null && !tick.assessment.actionNeeded;
   const summary = failed
@@ -125,7 +114,7 @@ function digestOf(tick: CurrentTick): TickDigest {
     : [tick.assessment?.assessment, tick.result].filter(Boolean).join(" → ");
   return {
     tick: tick.number,
-    at: new Date().toISOString(),
+    at,
     outcome: failed ? "failed" : idle ? "idle" : "ok",
     summary: clip(summary, 300),
   };
@@ -175,7 +164,7 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
     progress,
     consecutiveFailures,
     completed: goalMet,
-    digests: [...context.digests, digestOf(current)].slice(-DIGESTS_KEPT),
+    digests: [...context.digests, digestOf(current, context.now)].slice(-DIGESTS_KEPT),
     lastResult: current.result ?? context.lastResult,
     outcome,
     error,
@@ -207,11 +196,33 @@ function stripPhase(e: PhaseError): ErrorInfo {
   return info;
 }
 
-/** Why the first tick of this run starts: a new heartbeat, a resume, or a catch-up after downtime past `nextTickAt`. */
-function startReason(context: HeartbeatContext): WakeReason {
+/**
+ * Why the first tick of this run will start: a new heartbeat, a resume, or a
+ * catch-up when the saved `nextTickAt` passed more than a second ago. Null
+ * when a resumed heartbeat's tick is still ahead: it runs on its schedule
+ * (timer, or retry after a failed tick).
+ */
+function startReason(context: HeartbeatContext): WakeReason | null {
   if (!context.resumed) return "start";
-  const due = context.nextTickAt === null ? Number.NaN : Date.parse(context.nextTickAt);
-  return due < Date.now() - 1_000 ? "catch-up" : "resume";
+  if (context.nextTickAt === null) return "resume";
+  const due = Date.parse(context.nextTickAt);
+  const now = Date.parse(context.now);
+  if (due > now) return null;
+  return due < now - 1_000 ? "catch-up" : "resume";
+}
+
+/** Why a tick that was waited for starts: the reason decided at the start, or the schedule's. */
+function wakeReasonOf(context: HeartbeatContext, late: boolean): WakeReason {
+  if (context.wake) return context.wake;
+  if (late) return "catch-up";
+  return context.consecutiveFailures > 0 ? "retry" : "timer";
+}
+
+/** An action that the runtime (or a test) must provide; the machine's own one refuses to run. */
+function actionNotProvided(name: string) {
+  return () => {
+    throw new Error(`The heartbeat's "${name}" action was not provided.`);
+  };
 }
 
 function phaseError(phase: PhaseError["phase"], error: unknown): PhaseError {
@@ -237,8 +248,18 @@ export const heartbeatMachine = setup({
     maxTicksReached: ({ context }) =>
       context.completed ||
       (context.settings.maxTicks > 0 && context.tick >= context.settings.maxTicks),
-    sleepPending: ({ context }) =>
-      context.nextTickAt !== null && Date.parse(context.nextTickAt) > Date.now(),
+    /** The next tick is due at the last clock reading: start it without sleeping. */
+    tickDue: ({ context }) =>
+      context.outcome?.status === "sleeping" &&
+      context.nextTickAt !== null &&
+      Date.parse(context.nextTickAt) <= Date.parse(context.now),
+    /** The sleep ended (at `at`) outside the active hours: the machine was suspended past the window. */
+    outsideActiveHours: ({ context }, params: { at: string }) =>
+      !insideActiveHours(
+        Date.parse(params.at),
+        context.settings.activeHours,
+        context.settings.timezone,
+      ),
     goalComplete: (_, params: { output: AssessOutput }) => params.output.assessment.goalComplete,
     noActionNeeded: (_, params: { output: AssessOutput }) => !params.output.assessment.actionNeeded,
     toolsDisabled: ({ context }) => !context.settings.toolsEnabled,
@@ -250,10 +271,41 @@ export const heartbeatMachine = setup({
     stopRequested: ({ context }) => context.outcome?.status === "shutdown",
   },
   actions: {
+    /**
+     * Stores a clock reading in `context.now` (ISO time). Injected: the
+     * runtime reads its clock, tests a fake one. Every transition that needs
+     * the time runs it first; nothing else in the machine knows the time.
+     */
+    readClock: actionNotProvided("readClock"),
+    /**
+     * Sets `nextTickAt` (and records skipped ticks in `skipped`) when the
+     * outcome is `sleeping`: from `nextTickAt` if one is already due (start,
+     * resume, a wake-up outside the window), else from the schedule after the
+     * tick that ended at `now`. Injected: it is `planNextTick` of
+     * src/services/schedule.ts (cron needs croner).
+     */
+    scheduleNextTick: actionNotProvided("scheduleNextTick"),
     beginTick: assign(({ context }, params: { wakeReason: WakeReason }) => ({
       current: newTick(context, params.wakeReason),
       nextTickAt: null,
       outcome: null,
+      wake: null,
+      skipped: [],
+    })),
+    /** Starts the run by persisting it: the first tick is due now (or at the saved `nextTickAt`). */
+    beginRun: assign(({ context }) => ({
+      outcome: { status: "sleeping" as const, reason: null },
+      wake: startReason(context),
+      nextTickAt: context.nextTickAt ?? context.now,
+      current: null,
+      seq: context.seq + 1,
+    })),
+    /** The sleep ended outside the active hours: the tick it waited for is due now, and the planner defers it. */
+    deferTick: assign(({ context }, params: { at: string }) => ({
+      outcome: { status: "sleeping" as const, reason: null },
+      nextTickAt: params.at,
+      current: null,
+      seq: context.seq + 1,
     })),
     recordAssessment: assign(({ context }, params: { output: AssessOutput }) => ({
       ...charge(context, "assess", [params.output.usage], { assessment: params.output.assessment }),
@@ -288,16 +340,6 @@ export const heartbeatMachine = setup({
     }),
     concludeTick: assign(({ context }) => concludeTick(context)),
     clearCurrent: assign({ current: null, skipped: [] }),
-    /**
-     * Sets `nextTickAt` when the heartbeat will sleep: the interval, or the
-     * failure backoff. The runtime replaces it with one that also knows cron
-     * schedules and active hours.
-     */
-    scheduleNextTick: assign(({ context }) => {
-      if (context.outcome?.status !== "sleeping" || context.nextTickAt !== null) return {};
-      const delay = tickDelaySec(context.settings, context.consecutiveFailures);
-      return { nextTickAt: new Date(Date.now() + delay * 1000).toISOString() };
-    }),
     concludeRun: assign(({ context }) => concludeRun(context)),
     requestStop: assign(({ context }) => ({
       // Only an unfinished tick is cut short; a finished one was already journaled.
@@ -308,6 +350,15 @@ export const heartbeatMachine = setup({
       outcome: { status: "shutdown" as const, reason: "signal" },
       seq: context.seq + 1,
     })),
+    /** The sleep itself failed: end `failed` rather than tick at a time nobody planned (maybe outside the window). */
+    recordSleepError: assign(({ context, event }) => {
+      const error = asErrorInfo((event as { error?: unknown }).error);
+      return {
+        outcome: { status: "failed" as const, reason: error.code },
+        error: { ...error, fatal: true },
+        seq: context.seq + 1,
+      };
+    }),
     recordPersistError: assign(({ event }) => {
       const error = asErrorInfo((event as { error?: unknown }).error);
       return {
@@ -330,7 +381,7 @@ export const heartbeatMachine = setup({
     lastPlan: input.resume?.lastPlan ?? null,
     lastResult: input.resume?.lastResult ?? null,
     completed: input.resume?.completed ?? false,
-    nextTickAt: input.resume?.nextTickAt ?? input.firstTickAt ?? null,
+    nextTickAt: input.resume?.nextTickAt ?? null,
     usage: input.resume?.usage ?? ZERO_USAGE,
     consecutiveFailures: input.resume?.consecutiveFailures ?? 0,
     digests: input.resume?.digests ?? [],
@@ -340,6 +391,8 @@ export const heartbeatMachine = setup({
     seq: input.resume?.seq ?? 0,
     resumed: input.resume !== undefined,
     skipped: [],
+    now: input.createdAt,
+    wake: null,
   }),
   initial: "idle",
   on: {
@@ -348,16 +401,14 @@ export const heartbeatMachine = setup({
   states: {
     idle: {
       on: {
+        // The run's first step is a write: the heartbeat is on disk before any model call or wait.
         "heartbeat.start": [
-          { guard: "maxTicksReached", target: "persisting", actions: "concludeRun" },
-          { guard: "sleepPending", target: "sleeping" },
           {
-            target: "assessing",
-            actions: {
-              type: "beginTick",
-              params: ({ context }) => ({ wakeReason: startReason(context) }),
-            },
+            guard: "maxTicksReached",
+            target: "persisting",
+            actions: ["readClock", "concludeRun"],
           },
+          { target: "persisting", actions: ["readClock", "beginRun"] },
         ],
       },
     },
@@ -378,6 +429,7 @@ export const heartbeatMachine = setup({
             target: "persisting",
             actions: [
               { type: "recordAssessment", params: ({ event }) => ({ output: event.output }) },
+              "readClock",
               "concludeTick",
             ],
           },
@@ -386,6 +438,7 @@ export const heartbeatMachine = setup({
             target: "persisting",
             actions: [
               { type: "recordAssessment", params: ({ event }) => ({ output: event.output }) },
+              "readClock",
               "concludeTick",
             ],
           },
@@ -399,7 +452,11 @@ export const heartbeatMachine = setup({
         ],
         onError: {
           target: "persisting",
-          actions: [{ type: "recordPhaseError", params: { phase: "assess" } }, "concludeTick"],
+          actions: [
+            { type: "recordPhaseError", params: { phase: "assess" } },
+            "readClock",
+            "concludeTick",
+          ],
         },
       },
     },
@@ -421,6 +478,7 @@ export const heartbeatMachine = setup({
             actions: [
               { type: "recordPlan", params: ({ event }) => ({ output: event.output }) },
               "takePlanAsResult",
+              "readClock",
               "concludeTick",
             ],
           },
@@ -431,7 +489,11 @@ export const heartbeatMachine = setup({
         ],
         onError: {
           target: "persisting",
-          actions: [{ type: "recordPhaseError", params: { phase: "plan" } }, "concludeTick"],
+          actions: [
+            { type: "recordPhaseError", params: { phase: "plan" } },
+            "readClock",
+            "concludeTick",
+          ],
         },
       },
     },
@@ -458,12 +520,17 @@ export const heartbeatMachine = setup({
           target: "persisting",
           actions: [
             { type: "recordExecution", params: ({ event }) => ({ output: event.output }) },
+            "readClock",
             "concludeTick",
           ],
         },
         onError: {
           target: "persisting",
-          actions: [{ type: "recordPhaseError", params: { phase: "execute" } }, "concludeTick"],
+          actions: [
+            { type: "recordPhaseError", params: { phase: "execute" } },
+            "readClock",
+            "concludeTick",
+          ],
         },
       },
     },
@@ -489,6 +556,17 @@ export const heartbeatMachine = setup({
           { guard: "mustFail", target: "failed" },
           { guard: "goalMet", target: "completed" },
           { guard: "maxTicksDone", target: "completed" },
+          {
+            guard: "tickDue",
+            target: "assessing",
+            actions: [
+              "readClock",
+              {
+                type: "beginTick",
+                params: ({ context }) => ({ wakeReason: wakeReasonOf(context, false) }),
+              },
+            ],
+          },
           { target: "sleeping", actions: "clearCurrent" },
         ],
         onError: { target: "failed", actions: "recordPersistError" },
@@ -497,34 +575,53 @@ export const heartbeatMachine = setup({
     sleeping: {
       on: {
         "heartbeat.wake": [
-          { guard: "maxTicksReached", target: "persisting", actions: "concludeRun" },
-          { target: "assessing", actions: { type: "beginTick", params: { wakeReason: "wake" } } },
+          {
+            guard: "maxTicksReached",
+            target: "persisting",
+            actions: ["readClock", "concludeRun"],
+          },
+          {
+            target: "assessing",
+            actions: ["readClock", { type: "beginTick", params: { wakeReason: "wake" } }],
+          },
         ],
       },
       invoke: {
         id: "sleepUntil",
         src: "sleepUntil",
-        input: ({ context }) => ({ until: context.nextTickAt ?? new Date().toISOString() }),
+        // Sleeping is entered only with a planned `nextTickAt`.
+        input: ({ context }) => ({ until: context.nextTickAt ?? context.now }),
         onDone: [
-          { guard: "maxTicksReached", target: "persisting", actions: "concludeRun" },
+          {
+            guard: "maxTicksReached",
+            target: "persisting",
+            actions: ["readClock", "concludeRun"],
+          },
+          {
+            guard: {
+              type: "outsideActiveHours",
+              params: ({ event }) => ({ at: event.output.at }),
+            },
+            target: "persisting",
+            actions: [
+              "readClock",
+              { type: "deferTick", params: ({ event }) => ({ at: event.output.at }) },
+            ],
+          },
           {
             target: "assessing",
-            actions: {
-              type: "beginTick",
-              params: ({ context, event }) => ({
-                wakeReason: event.output.late
-                  ? "catch-up"
-                  : context.consecutiveFailures > 0
-                    ? "retry"
-                    : "timer",
-              }),
-            },
+            actions: [
+              "readClock",
+              {
+                type: "beginTick",
+                params: ({ context, event }) => ({
+                  wakeReason: wakeReasonOf(context, event.output.late),
+                }),
+              },
+            ],
           },
         ],
-        onError: {
-          target: "assessing",
-          actions: { type: "beginTick", params: { wakeReason: "timer" } },
-        },
+        onError: { target: "persisting", actions: ["readClock", "recordSleepError"] },
       },
     },
     completed: { type: "final" },

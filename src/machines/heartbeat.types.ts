@@ -147,6 +147,14 @@ export interface HeartbeatContext {
   resumed: boolean;
   /** Ticks the schedule skipped since the last persist (outside the active hours); journaled, then cleared. */
   skipped: SkippedTick[];
+  /**
+   * The last clock reading (ISO time), stored by the injected `readClock`
+   * action: the machine's only source of time (tick start and end, planning).
+   * Absent in state files written before it existed.
+   */
+  now: string;
+  /** Why the next tick will start, when that was decided before it (the first tick of a run); else null. */
+  wake: WakeReason | null;
 }
 
 /** A tick the schedule did not run. */
@@ -181,10 +189,9 @@ export interface HeartbeatInput {
   settings: HeartbeatSettings;
   /** Present when resuming from a state file whose snapshot has ended. */
   resume?: ResumeRecord;
-  /** A new heartbeat's first tick waits until then (its schedule's window opens later). */
-  firstTickAt?: string;
 }
 
+/** Events sent to the heartbeat from outside (signals, `ravenclaws wake`, the runtime). */
 export type HeartbeatEvent =
   | { type: "heartbeat.start" }
   | { type: "heartbeat.stop" }
@@ -235,4 +242,6 @@ export interface SleepInput {
 export interface SleepOutput {
   /** The deadline had already passed when the sleep began (downtime, suspend). */
   late: boolean;
+  /** When the sleep ended (ISO time): the machine checks it against the active hours. */
+  at: string;
 }

@@ -1,62 +1,53 @@
 /**
- * When ticks run: the fixed interval or a cron expression (croner), the
- * failure backoff, and the daily active-hours window, all in the configured
- * time zone. Pure functions of the settings and a clock reading.
+ * When ticks run, as data: one pure planner ({@link planNextTick}) turns the
+ * settings (interval or cron, failure backoff, active hours, time zone), the
+ * end of the last tick and a clock reading into the next tick's time and the
+ * ticks the active hours skip. The statechart gets it as its injected
+ * `scheduleNextTick` action (see `timeImplementations` in src/runtime.ts);
+ * a resume uses it through `rescheduledNextTick`. Cron and the window's
+ * opening are evaluated with croner; nothing here reads the clock.
  */
 import { Cron } from "croner";
 import { UsageError } from "../errors.js";
-import { tickDelaySec } from "../machines/heartbeat.machine.js";
+import { insideActiveHours, parseWindow } from "../machines/activeHours.js";
 import type { HeartbeatSettings, SkippedTick } from "../machines/heartbeat.types.js";
 
-/** A daily window, in minutes after midnight; `end` may be before `start` (over midnight). */
-interface Window {
-  start: number;
-  end: number;
-}
+/** Longest delay between ticks after failures, in seconds. */
+export const MAX_BACKOFF_SEC = 3600;
 
-function parseWindow(spec: string): Window {
-  const match = /^(\d\d):(\d\d)-(\d\d):(\d\d)$/.exec(spec);
-  if (!match) {
-    throw new UsageError(`--active-hours ${JSON.stringify(spec)} is not HH:MM-HH:MM.`, {
-      option: "--active-hours",
-      hint: "For example --active-hours 08:00-22:00.",
-    });
-  }
-  const [, h1, m1, h2, m2] = match.map(Number) as [number, number, number, number, number];
-  return { start: h1 * 60 + m1, end: h2 * 60 + m2 };
-}
-
-/** Minutes after midnight of `date` on the wall clock of `timeZone` (the system's when null). */
-function minuteOfDay(date: Date, timeZone: string | null): number {
-  const parts = new Intl.DateTimeFormat("en-GB", {
-    hour: "2-digit",
-    minute: "2-digit",
-    hourCycle: "h23",
-    ...(timeZone ? { timeZone } : {}),
-  }).formatToParts(date);
-  const hour = Number(parts.find((p) => p.type === "hour")?.value ?? 0);
-  const minute = Number(parts.find((p) => p.type === "minute")?.value ?? 0);
-  return hour * 60 + minute;
+/**
+ * Seconds to wait before the next tick: the interval, or after failed ticks in
+ * a row an exponential backoff (base × 2^(failures − 1), capped at
+ * {@link MAX_BACKOFF_SEC}) when that is longer.
+ */
+export function tickDelaySec(
+  settings: Pick<HeartbeatSettings, "tickIntervalSec" | "failureBackoffSec">,
+  consecutiveFailures: number,
+): number {
+  const interval = settings.tickIntervalSec;
+  if (consecutiveFailures <= 0 || settings.failureBackoffSec <= 0) return interval;
+  const base = Math.max(interval, settings.failureBackoffSec);
+  const backoff = Math.min(base * 2 ** (consecutiveFailures - 1), MAX_BACKOFF_SEC);
+  return Math.max(interval, backoff);
 }
 
 /** True when `date` falls inside the active-hours window (always true without one). */
 export function inActiveHours(date: Date, settings: HeartbeatSettings): boolean {
-  if (!settings.activeHours) return true;
-  const { start, end } = parseWindow(settings.activeHours);
-  if (start === end) return true;
-  const m = minuteOfDay(date, settings.timezone);
-  return start < end ? m >= start && m < end : m >= start || m < end;
+  return insideActiveHours(date.getTime(), settings.activeHours, settings.timezone);
 }
 
 /** The next moment at or after `date` when the active-hours window is open. */
 export function nextWindowOpen(date: Date, settings: HeartbeatSettings): Date {
   if (!settings.activeHours || inActiveHours(date, settings)) return date;
-  const { start } = parseWindow(settings.activeHours);
+  const window = parseWindow(settings.activeHours);
+  if (!window) return date;
   const opens = new Cron(
-    `${start % 60} ${Math.floor(start / 60)} * * *`,
-    settings.timezone ? { timezone: settings.timezone } : {},
+    `${window.start % 60} ${Math.floor(window.start / 60)} * * *`,
+    settings.timezone ? { timezone: settings.timezone, paused: true } : { paused: true },
   );
-  return opens.nextRun(date) ?? date;
+  const next = opens.nextRun(date) ?? date;
+  opens.stop();
+  return next;
 }
 
 /** Checks `--cron`; throws a usage error naming the option when croner refuses it. */
@@ -71,47 +62,71 @@ export function validateCron(expression: string, timezone: string | null): void 
   }
 }
 
-/** When the next tick runs, and the ticks the active hours skip on the way. */
-export interface NextTick {
-  at: Date;
+/** What the planner needs: all of it data. */
+export interface TickPlanRequest {
+  settings: HeartbeatSettings;
+  consecutiveFailures: number;
+  /**
+   * A time the next tick is already due (the first tick of a run, a resumed
+   * heartbeat's saved `nextTickAt`, a wake-up that found the window closed);
+   * it runs then, or now if that has passed, moved into the active hours.
+   * Null: plan the tick after the last one.
+   */
+  due: string | null;
+  /** When the last tick ended (ISO time); null when none did (then `now`). */
+  lastTickEndedAt: string | null;
+  /** The clock reading to plan from (ISO time). */
+  now: string;
+}
+
+/** The next tick's time, and the ticks the active hours skip on the way. */
+export interface TickPlan {
+  nextTickAt: string;
   skipped: SkippedTick[];
 }
 
 /**
- * Plans the next tick after one finished at `now`: the next cron match (or
- * `now` + the interval), pushed back by the failure backoff after failed
- * ticks, then moved to the opening of the active-hours window if it falls
- * outside it (recorded as a skipped tick).
+ * Plans the next tick: a due time if given (not before `now`), else the next
+ * cron match after the last tick's end (or that end + the interval), pushed
+ * back by the failure backoff after failed ticks; then moved to the opening
+ * of the active-hours window if it falls outside it (recorded as a skip).
  */
-export function planNextTick(
+export function planNextTick(request: TickPlanRequest): TickPlan {
+  const now = Date.parse(request.now);
+  const due =
+    request.due !== null
+      ? Math.max(Date.parse(request.due), now)
+      : scheduledAfter(
+          request.settings,
+          request.consecutiveFailures,
+          request.lastTickEndedAt === null ? now : Date.parse(request.lastTickEndedAt),
+        );
+  return deferToWindow(new Date(due), request.settings);
+}
+
+/** The tick after one that ended at `from` (ms): the cron match or the interval, and the backoff. */
+function scheduledAfter(
   settings: HeartbeatSettings,
   consecutiveFailures: number,
-  now: Date,
-): NextTick {
-  let due: Date;
-  if (settings.cron) {
-    const cron = new Cron(settings.cron, {
-      paused: true,
-      ...(settings.timezone ? { timezone: settings.timezone } : {}),
-    });
-    due = cron.nextRun(now) ?? now;
-    cron.stop();
-    const backoff = tickDelaySec({ ...settings, tickIntervalSec: 0 }, consecutiveFailures);
-    if (backoff > 0 && now.getTime() + backoff * 1000 > due.getTime()) {
-      due = new Date(now.getTime() + backoff * 1000);
-    }
-  } else {
-    due = new Date(now.getTime() + tickDelaySec(settings, consecutiveFailures) * 1000);
-  }
-  return deferToWindow(due, settings);
+  from: number,
+): number {
+  if (!settings.cron) return from + tickDelaySec(settings, consecutiveFailures) * 1000;
+  const cron = new Cron(settings.cron, {
+    paused: true,
+    ...(settings.timezone ? { timezone: settings.timezone } : {}),
+  });
+  const match = cron.nextRun(new Date(from))?.getTime() ?? from;
+  cron.stop();
+  const backoff = tickDelaySec({ ...settings, tickIntervalSec: 0 }, consecutiveFailures);
+  return Math.max(match, from + backoff * 1000);
 }
 
 /** Moves `due` into the active-hours window, recording the skip. */
-export function deferToWindow(due: Date, settings: HeartbeatSettings): NextTick {
+export function deferToWindow(due: Date, settings: HeartbeatSettings): TickPlan {
   const open = nextWindowOpen(due, settings);
-  if (open.getTime() === due.getTime()) return { at: due, skipped: [] };
+  if (open.getTime() === due.getTime()) return { nextTickAt: due.toISOString(), skipped: [] };
   return {
-    at: open,
+    nextTickAt: open.toISOString(),
     skipped: [{ due: due.toISOString(), next: open.toISOString(), reason: "outside-active-hours" }],
   };
 }

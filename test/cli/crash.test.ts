@@ -79,9 +79,10 @@ async function leftoverTemps(): Promise<string[]> {
 
 describe("deterministic crash points", () => {
   const points: Array<{ at: string; expectTick: number; what: string }> = [
-    { at: "state:after-temp-write:2", expectTick: 1, what: "the previous version" },
-    { at: "state:after-fsync:2", expectTick: 1, what: "the previous version" },
-    { at: "state:after-rename:2", expectTick: 2, what: "the next version" },
+    // The first state write is the start (before tick 1), so the third is tick 2.
+    { at: "state:after-temp-write:3", expectTick: 1, what: "the previous version" },
+    { at: "state:after-fsync:3", expectTick: 1, what: "the previous version" },
+    { at: "state:after-rename:3", expectTick: 2, what: "the next version" },
     // The third journal append: the run record (how shell_exec is confined), tick 1, tick 2.
     { at: "journal:mid-line:3", expectTick: 2, what: "the next version" },
   ];

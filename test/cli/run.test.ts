@@ -505,6 +505,8 @@ describe("ravenclaws run", () => {
     expect(events[0]).toMatchObject({ event: "start", id: "json", resumed: false });
     expect(events.filter((e) => e.event === "state").map((e) => e.state)).toEqual([
       "idle",
+      // Written before the first model call.
+      "persisting",
       "assessing",
       "planning",
       "executing",
@@ -538,7 +540,7 @@ describe("ravenclaws run", () => {
   it("rejects bad usage with exit 2", async () => {
     const noGoal = await runCli(args("--id", "nobody"), { env: env() });
     expect(noGoal.code).toBe(2);
-    expect(noGoal.stderr).toContain("no goal was given");
+    expect(noGoal.stderr).toContain("--goal is required to start a heartbeat");
     const negative = await runCli(args("--goal", GOAL, "--tick-interval", "-5"), { env: env() });
     expect(negative.code).toBe(2);
     expect(negative.stderr).toContain("--tick-interval");

@@ -1,11 +1,12 @@
 /**
  * Tests of the heartbeat statechart (DESIGN.md sections 1 and 2) with fake
  * actors supplied through `provide()`. No real sleeps: `sleepUntil` is a fake
- * the tests settle by hand, and `Date` is faked for `nextTickAt`.
+ * the tests settle by hand. Time is the production `readClock` and
+ * `scheduleNextTick` (the real planner) with an injected clock the tests set.
  */
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { type Actor, createActor, type Snapshot, toPromise, waitFor } from "xstate";
 import {
   DIGESTS_KEPT,
@@ -34,6 +35,7 @@ import type {
   RunToolsInput,
   RunToolsOutput,
 } from "../../src/machines/toolLoop.types.js";
+import { timeImplementations } from "../../src/runtime.js";
 import { fake, must, pending, type Responder } from "../support/fakeActors.js";
 
 // ---------------------------------------------------------------------------
@@ -42,6 +44,14 @@ import { fake, must, pending, type Responder } from "../support/fakeActors.js";
 
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The injected clock: milliseconds since the epoch, set by the tests. */
+let clockMs = T0;
+const setClock = (ms: number) => {
+  clockMs = ms;
+};
+/** What the real `sleepUntil` reports when it wakes now. */
+const woke = (late = false): SleepOutput => ({ late, at: iso(clockMs) });
 
 const ASSESS_USAGE: TokenUsage = {
   calls: 1,
@@ -174,14 +184,25 @@ function harness(options: HarnessOptions = {}) {
       })),
   );
   const persisted: PersistRecord[] = [];
+  const starts: PersistRecord[] = [];
   let actor: HeartbeatActor | undefined;
+  /** Set by `run()`: the next persist is the start write. */
+  let startPending = false;
   const persist = fake<void, PersistInput>((input, index) => {
     const snapshot = must(actor, "actor").getSnapshot();
-    persisted.push({
+    const record = {
       input,
       state: String(snapshot.value),
       context: structuredClone(snapshot.context),
-    });
+    };
+    // The write that starts a run (before its first tick) is kept apart: most
+    // tests are about ticks; the start write has tests of its own.
+    const isStart = startPending && snapshot.context.outcome?.status === "sleeping";
+    startPending = false;
+    (isStart ? starts : persisted).push(record);
+    // `options.persist` answers the writes of ticks; a start write succeeds
+    // (it is \`h.persist.calls[0]\` of a new heartbeat).
+    if (isStart) return undefined;
     return options.persist ? options.persist(input, index) : undefined;
   });
   const sleepUntil = fake<SleepOutput, SleepInput>(options.sleepUntil ?? (() => pending()));
@@ -196,6 +217,7 @@ function harness(options: HarnessOptions = {}) {
       persist: persist.logic,
       sleepUntil: sleepUntil.logic,
     },
+    actions: timeImplementations(() => clockMs),
   });
   const input = inputOf(options.settings, options.resume);
   const states: string[] = [];
@@ -222,7 +244,10 @@ function harness(options: HarnessOptions = {}) {
     callModel,
     runTools,
     persist,
+    /** Every persist but the start writes. */
     persisted,
+    /** The writes that started a run. */
+    starts,
     sleepUntil,
     states,
     /** Creates and starts the actor (optionally from a persisted snapshot). */
@@ -230,6 +255,7 @@ function harness(options: HarnessOptions = {}) {
     /** Creates and starts the actor, then sends `heartbeat.start`. */
     run() {
       const a = start();
+      startPending = true;
       a.send({ type: "heartbeat.start" });
       return a;
     },
@@ -258,12 +284,7 @@ async function flush(rounds = 20) {
 const lastPersist = (records: PersistRecord[]) => must(records.at(-1), "a persist call");
 
 beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  vi.setSystemTime(T0);
-});
-
-afterEach(() => {
-  vi.useRealTimers();
+  setClock(T0);
 });
 
 // ---------------------------------------------------------------------------
@@ -273,7 +294,7 @@ afterEach(() => {
 describe("heartbeat: happy path", () => {
   it("runs assessing → planning → executing → persisting → sleeping, and the next tick when the sleep ends", async () => {
     const h = harness({
-      sleepUntil: (_input, index) => (index === 0 ? { late: false } : pending()),
+      sleepUntil: (_input, index) => (index === 0 ? woke() : pending()),
     });
     const actor = h.run();
     await calledTimes(actor, h.sleepUntil.calls, 2);
@@ -281,6 +302,7 @@ describe("heartbeat: happy path", () => {
 
     expect(h.states).toEqual([
       "idle",
+      "persisting",
       "assessing",
       "planning",
       "executing",
@@ -328,8 +350,8 @@ describe("heartbeat: happy path", () => {
       },
     ]);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
       { seq: 2, status: "sleeping", reason: null },
+      { seq: 3, status: "sleeping", reason: null },
     ]);
     expect(h.persisted.map((p) => p.state)).toEqual(["persisting", "persisting"]);
   });
@@ -348,7 +370,7 @@ describe("heartbeat: happy path", () => {
   it("counts finished ticks only: context.tick increments once per tick, when it is concluded", async () => {
     const h = harness({
       assess: (i) => (i.tick === 2 ? pending() : assessed(i.tick)),
-      sleepUntil: (_input, index) => (index === 0 ? { late: false } : pending()),
+      sleepUntil: (_input, index) => (index === 0 ? woke() : pending()),
     });
     const actor = h.run();
 
@@ -367,7 +389,7 @@ describe("heartbeat: happy path", () => {
   it("adds usage up per tick (current.usage) and cumulatively (usage)", async () => {
     const h = harness({
       settings: { maxTicks: 2 },
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     const output = await toPromise(actor);
@@ -419,7 +441,7 @@ describe("heartbeat: happy path", () => {
   });
 
   it(`keeps the last ${DIGESTS_KEPT} digests, and progress is the assessment's progressSummary`, async () => {
-    const h = harness({ settings: { maxTicks: 4 }, sleepUntil: () => ({ late: false }) });
+    const h = harness({ settings: { maxTicks: 4 }, sleepUntil: () => woke() });
     const actor = h.run();
     const output = await toPromise(actor);
 
@@ -455,7 +477,7 @@ describe("heartbeat: completion", () => {
   it("completes when the 3rd assessment says goalComplete, without planning that tick, persisting first", async () => {
     const h = harness({
       assess: (i) => assessed(i.tick, { goalComplete: i.tick === 3 }),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     const output = await toPromise(actor);
@@ -479,9 +501,9 @@ describe("heartbeat: completion", () => {
     expect(h.plan.calls.map((c) => c.input.tick)).toEqual([1, 2]);
     expect(h.callModel.calls.map((c) => c.input.tick)).toEqual([1, 2]);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
       { seq: 2, status: "sleeping", reason: null },
-      { seq: 3, status: "completed", reason: "goal-met" },
+      { seq: 3, status: "sleeping", reason: null },
+      { seq: 4, status: "completed", reason: "goal-met" },
     ]);
     expect(lastPersist(h.persisted).state).toBe("persisting");
     expect(h.states.slice(-4)).toEqual(["sleeping", "assessing", "persisting", "completed"]);
@@ -498,7 +520,7 @@ describe("heartbeat: completion", () => {
           progressSummary: "GOAL_COMPLETE",
         }),
       callModel: () => answered("GOAL_COMPLETE"),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     const output = await toPromise(actor);
@@ -519,7 +541,7 @@ describe("heartbeat: completion", () => {
     const actor = h.run();
     await inState(actor, "sleeping");
 
-    expect(h.states).toEqual(["idle", "assessing", "persisting", "sleeping"]);
+    expect(h.states).toEqual(["idle", "persisting", "assessing", "persisting", "sleeping"]);
     expect(h.assess.calls.length).toBe(1);
     expect(h.plan.calls.length).toBe(0);
     expect(h.callModel.calls.length).toBe(0);
@@ -528,11 +550,11 @@ describe("heartbeat: completion", () => {
     expect(ctx.usage).toEqual(ASSESS_USAGE);
     expect(ctx.lastResult).toBe(null);
     expect(ctx.digests).toEqual([{ tick: 1, at: iso(T0), outcome: "idle", summary: "waiting" }]);
-    expect(h.persisted.map((p) => p.input)).toEqual([{ seq: 1, status: "sleeping", reason: null }]);
+    expect(h.persisted.map((p) => p.input)).toEqual([{ seq: 2, status: "sleeping", reason: null }]);
   });
 
   it("stops at completed with reason max-ticks after exactly maxTicks ticks", async () => {
-    const h = harness({ settings: { maxTicks: 3 }, sleepUntil: () => ({ late: false }) });
+    const h = harness({ settings: { maxTicks: 3 }, sleepUntil: () => woke() });
     const actor = h.run();
     const output = await toPromise(actor);
 
@@ -544,9 +566,9 @@ describe("heartbeat: completion", () => {
     expect(h.assess.calls.map((c) => c.input.tick)).toEqual([1, 2, 3]);
     expect(h.sleepUntil.calls.length).toBe(2);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
       { seq: 2, status: "sleeping", reason: null },
-      { seq: 3, status: "completed", reason: "max-ticks" },
+      { seq: 3, status: "sleeping", reason: null },
+      { seq: 4, status: "completed", reason: "max-ticks" },
     ]);
   });
 
@@ -584,7 +606,14 @@ describe("heartbeat: completion", () => {
     const actor = h.run();
     const output = await toPromise(actor);
 
-    expect(h.states).toEqual(["idle", "assessing", "planning", "persisting", "completed"]);
+    expect(h.states).toEqual([
+      "idle",
+      "persisting",
+      "assessing",
+      "planning",
+      "persisting",
+      "completed",
+    ]);
     expect(h.callModel.calls.length).toBe(0);
     expect(h.runTools.calls.length).toBe(0);
     const ctx = actor.getSnapshot().context;
@@ -611,10 +640,10 @@ describe("heartbeat: errors", () => {
     const actor = h.run();
     await inState(actor, "sleeping");
 
-    expect(h.states).toEqual(["idle", "assessing", "persisting", "sleeping"]);
+    expect(h.states).toEqual(["idle", "persisting", "assessing", "persisting", "sleeping"]);
     expect(h.plan.calls.length).toBe(0);
     const record = lastPersist(h.persisted);
-    expect(record.input).toEqual({ seq: 1, status: "sleeping", reason: null });
+    expect(record.input).toEqual({ seq: 2, status: "sleeping", reason: null });
     expect(must(record.context.current).errors).toEqual([
       { phase: "assess", code: "llm-bad-output", message: "x", fatal: false },
     ]);
@@ -631,7 +660,7 @@ describe("heartbeat: errors", () => {
   it("appends the failure note to the existing progress", async () => {
     const h = harness({
       assess: (i) => (i.tick === 2 ? Promise.reject(badOutput) : assessed(i.tick)),
-      sleepUntil: (_i, index) => (index === 0 ? { late: false } : pending()),
+      sleepUntil: (_i, index) => (index === 0 ? woke() : pending()),
     });
     const actor = h.run();
     await calledTimes(actor, h.sleepUntil.calls, 2);
@@ -643,7 +672,14 @@ describe("heartbeat: errors", () => {
     const h = harness({ plan: () => Promise.reject(badOutput) });
     const actor = h.run();
     await inState(actor, "sleeping");
-    expect(h.states).toEqual(["idle", "assessing", "planning", "persisting", "sleeping"]);
+    expect(h.states).toEqual([
+      "idle",
+      "persisting",
+      "assessing",
+      "planning",
+      "persisting",
+      "sleeping",
+    ]);
     expect(h.callModel.calls.length).toBe(0);
     const ctx = actor.getSnapshot().context;
     expect(must(lastPersist(h.persisted).context.current).errors).toEqual([
@@ -657,7 +693,7 @@ describe("heartbeat: errors", () => {
     const h = harness({
       settings: { maxConsecutiveFailures: 3 },
       assess: () => Promise.reject(badOutput),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     const output = await toPromise(actor);
@@ -673,9 +709,9 @@ describe("heartbeat: errors", () => {
     });
     expect(h.assess.calls.length).toBe(3);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
       { seq: 2, status: "sleeping", reason: null },
-      { seq: 3, status: "failed", reason: "too-many-failures" },
+      { seq: 3, status: "sleeping", reason: null },
+      { seq: 4, status: "failed", reason: "too-many-failures" },
     ]);
     expect(actor.getSnapshot().value).toBe("failed");
   });
@@ -686,7 +722,7 @@ describe("heartbeat: errors", () => {
     const h = harness({
       settings: { maxConsecutiveFailures: 3 },
       assess: (i) => (failing.has(i.tick) ? Promise.reject(badOutput) : assessed(i.tick)),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     const output = await toPromise(actor);
@@ -718,16 +754,20 @@ describe("heartbeat: errors", () => {
   });
 
   const fatalCases: [string, HarnessOptions, string[]][] = [
-    ["assess", { assess: () => Promise.reject(fatalAuth) }, ["idle", "assessing", "persisting"]],
+    [
+      "assess",
+      { assess: () => Promise.reject(fatalAuth) },
+      ["idle", "persisting", "assessing", "persisting"],
+    ],
     [
       "plan",
       { plan: () => Promise.reject(fatalAuth) },
-      ["idle", "assessing", "planning", "persisting"],
+      ["idle", "persisting", "assessing", "planning", "persisting"],
     ],
     [
       "the tool loop",
       { callModel: () => Promise.reject(fatalAuth) },
-      ["idle", "assessing", "planning", "executing", "persisting"],
+      ["idle", "persisting", "assessing", "planning", "executing", "persisting"],
     ],
   ];
 
@@ -744,7 +784,7 @@ describe("heartbeat: errors", () => {
       expect(output.completed).toBe(false);
       expect(h.states).toEqual([...path, "failed"]);
       expect(h.persisted.map((p) => p.input)).toEqual([
-        { seq: 1, status: "failed", reason: "llm-auth" },
+        { seq: 2, status: "failed", reason: "llm-auth" },
       ]);
       expect(lastPersist(h.persisted).state).toBe("persisting");
       expect(lastPersist(h.persisted).context.error).toEqual(fatalAuth);
@@ -807,9 +847,9 @@ describe("heartbeat: stop", () => {
     expect(output.status).toBe("shutdown");
     expect(output.reason).toBe("signal");
     expect(output.tick).toBe(0);
-    expect(h.states).toEqual(["idle", "assessing", "persisting", "shutdown"]);
+    expect(h.states).toEqual(["idle", "persisting", "assessing", "persisting", "shutdown"]);
     const record = lastPersist(h.persisted);
-    expect(record.input).toEqual({ seq: 1, status: "shutdown", reason: "signal" });
+    expect(record.input).toEqual({ seq: 2, status: "shutdown", reason: "signal" });
     expect(record.context.tick).toBe(0);
     expect(must(record.context.current).number).toBe(1);
     expect(must(record.context.current).interrupted).toBe(true);
@@ -818,7 +858,7 @@ describe("heartbeat: stop", () => {
   it("in assessing of the 2nd tick: the tick count stays at the finished ticks", async () => {
     const h = harness({
       assess: (i) => (i.tick === 2 ? pending() : assessed(i.tick)),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     await calledTimes(actor, h.assess.calls, 2);
@@ -829,8 +869,8 @@ describe("heartbeat: stop", () => {
     expect(output.tick).toBe(1);
     expect(output.status).toBe("shutdown");
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
-      { seq: 2, status: "shutdown", reason: "signal" },
+      { seq: 2, status: "sleeping", reason: null },
+      { seq: 3, status: "shutdown", reason: "signal" },
     ]);
     const current = must(lastPersist(h.persisted).context.current);
     expect(current.number).toBe(2);
@@ -848,7 +888,14 @@ describe("heartbeat: stop", () => {
     expect(output.status).toBe("shutdown");
     expect(output.reason).toBe("signal");
     expect(output.tick).toBe(0);
-    expect(h.states).toEqual(["idle", "assessing", "planning", "persisting", "shutdown"]);
+    expect(h.states).toEqual([
+      "idle",
+      "persisting",
+      "assessing",
+      "planning",
+      "persisting",
+      "shutdown",
+    ]);
     expect(h.callModel.calls.length).toBe(0);
     expect(must(lastPersist(h.persisted).context.current).interrupted).toBe(true);
   });
@@ -872,6 +919,7 @@ describe("heartbeat: stop", () => {
     expect(output.tick).toBe(0);
     expect(h.states).toEqual([
       "idle",
+      "persisting",
       "assessing",
       "planning",
       "executing",
@@ -891,17 +939,17 @@ describe("heartbeat: stop", () => {
   it("in persisting with outcome sleeping: persists again with status shutdown and ends in shutdown", async () => {
     const h = harness({ persist: () => pending() });
     const actor = h.run();
-    await calledTimes(actor, h.persist.calls, 1);
-    expect(must(h.persist.calls[0]).input).toEqual({ seq: 1, status: "sleeping", reason: null });
+    await calledTimes(actor, h.persist.calls, 2);
+    expect(must(h.persist.calls[1]).input).toEqual({ seq: 2, status: "sleeping", reason: null });
 
     actor.send({ type: "heartbeat.stop" });
-    await calledTimes(actor, h.persist.calls, 2);
-    expect(must(h.persist.calls[1]).input).toEqual({
-      seq: 2,
+    await calledTimes(actor, h.persist.calls, 3);
+    expect(must(h.persist.calls[2]).input).toEqual({
+      seq: 3,
       status: "shutdown",
       reason: "signal",
     });
-    must(h.persist.calls[1]).resolve();
+    must(h.persist.calls[2]).resolve();
     const output = await toPromise(actor);
 
     expect(output.status).toBe("shutdown");
@@ -911,6 +959,7 @@ describe("heartbeat: stop", () => {
     expect(h.sleepUntil.calls.length).toBe(0);
     expect(h.states).toEqual([
       "idle",
+      "persisting",
       "assessing",
       "planning",
       "executing",
@@ -922,30 +971,30 @@ describe("heartbeat: stop", () => {
   it("in persisting with outcome completed: keeps the outcome and ends completed", async () => {
     const h = harness({ settings: { maxTicks: 1 }, persist: () => pending() });
     const actor = h.run();
-    await calledTimes(actor, h.persist.calls, 1);
+    await calledTimes(actor, h.persist.calls, 2);
     actor.send({ type: "heartbeat.stop" });
     await flush();
-    expect(h.persist.calls.length).toBe(1);
-    expect(must(h.persist.calls[0]).signal.aborted).toBe(false);
+    expect(h.persist.calls.length).toBe(2);
+    expect(must(h.persist.calls[1]).signal.aborted).toBe(false);
 
-    must(h.persist.calls[0]).resolve();
+    must(h.persist.calls[1]).resolve();
     const output = await toPromise(actor);
     expect(output.status).toBe("completed");
     expect(output.reason).toBe("max-ticks");
     expect(output.tick).toBe(1);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "completed", reason: "max-ticks" },
+      { seq: 2, status: "completed", reason: "max-ticks" },
     ]);
   });
 
   it("in persisting with outcome failed: keeps the outcome and ends failed", async () => {
     const h = harness({ assess: () => Promise.reject(fatalAuth), persist: () => pending() });
     const actor = h.run();
-    await calledTimes(actor, h.persist.calls, 1);
+    await calledTimes(actor, h.persist.calls, 2);
     actor.send({ type: "heartbeat.stop" });
     await flush();
-    expect(h.persist.calls.length).toBe(1);
-    must(h.persist.calls[0]).resolve();
+    expect(h.persist.calls.length).toBe(2);
+    must(h.persist.calls[1]).resolve();
     const output = await toPromise(actor);
     expect(output.status).toBe("failed");
     expect(output.reason).toBe("llm-auth");
@@ -965,8 +1014,8 @@ describe("heartbeat: stop", () => {
     expect(output.tick).toBe(1);
     expect(h.assess.calls.length).toBe(1);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
-      { seq: 2, status: "shutdown", reason: "signal" },
+      { seq: 2, status: "sleeping", reason: null },
+      { seq: 3, status: "shutdown", reason: "signal" },
     ]);
     expect(h.states.slice(-3)).toEqual(["sleeping", "persisting", "shutdown"]);
   });
@@ -992,9 +1041,9 @@ describe("heartbeat: stop", () => {
   it("in persisting with outcome sleeping: does not mark the finished (counted) tick as interrupted", async () => {
     const h = harness({ persist: () => pending() });
     const actor = h.run();
-    await calledTimes(actor, h.persist.calls, 1);
-    actor.send({ type: "heartbeat.stop" });
     await calledTimes(actor, h.persist.calls, 2);
+    actor.send({ type: "heartbeat.stop" });
+    await calledTimes(actor, h.persist.calls, 3);
 
     const ctx = must(h.persisted[1]).context;
     expect(ctx.tick).toBe(1);
@@ -1041,8 +1090,8 @@ describe("heartbeat: waking", () => {
   });
 
   it.each([
-    [{ late: false }, "timer"],
-    [{ late: true }, "catch-up"],
+    [woke(), "timer"],
+    [woke(true), "catch-up"],
   ] as const)("sleepUntil resolving with %o gives wakeReason %s", async (sleepOutput, reason) => {
     const h = harness({
       assess: (i) => (i.tick === 2 ? pending() : assessed(i.tick)),
@@ -1054,14 +1103,98 @@ describe("heartbeat: waking", () => {
     expect(must(actor.getSnapshot().context.current).wakeReason).toBe(reason);
   });
 
-  it("a rejected sleepUntil starts the next tick (wakeReason timer)", async () => {
+  it("a rejected sleepUntil starts no tick: the heartbeat persists and ends failed with the error", async () => {
     const h = harness({
-      assess: (i) => (i.tick === 2 ? pending() : assessed(i.tick)),
-      sleepUntil: () => Promise.reject(new Error("timer broke")),
+      sleepUntil: () =>
+        Promise.reject({ code: "sleep-broke", message: "timer broke", fatal: false }),
     });
     const actor = h.run();
-    await calledTimes(actor, h.assess.calls, 2);
-    expect(must(h.assess.calls[1]).input.wakeReason).toBe("timer");
+    const output = await toPromise(actor);
+    expect(h.assess.calls.length).toBe(1);
+    expect(output).toMatchObject({ status: "failed", reason: "sleep-broke", tick: 1 });
+    expect(output.error).toMatchObject({ code: "sleep-broke", fatal: true });
+    expect(lastPersist(h.persisted).input).toEqual({
+      seq: 3,
+      status: "failed",
+      reason: "sleep-broke",
+    });
+    expect(h.states.slice(-3)).toEqual(["sleeping", "persisting", "failed"]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Active hours
+// ---------------------------------------------------------------------------
+
+describe("heartbeat: active hours", () => {
+  // The window 09:00-10:00 UTC; T0 is midnight, outside it.
+  const window = { activeHours: "09:00-10:00", timezone: "UTC" };
+  const opens = Date.parse("2030-01-01T09:00:00.000Z");
+
+  it("a new heartbeat outside its window is persisted first, sleeping until the window opens, the skip recorded", async () => {
+    const h = harness({ settings: window });
+    const actor = h.run();
+    await calledTimes(actor, h.sleepUntil.calls, 1);
+    expect(h.states).toEqual(["idle", "persisting", "sleeping"]);
+    const start = must(h.starts[0]);
+    expect(start.input).toEqual({ seq: 1, status: "sleeping", reason: null });
+    expect(start.context).toMatchObject({
+      tick: 0,
+      nextTickAt: iso(opens),
+      wake: "start",
+      skipped: [{ due: iso(T0), next: iso(opens), reason: "outside-active-hours" }],
+    });
+    expect(must(h.sleepUntil.calls[0]).input).toEqual({ until: iso(opens) });
+    expect(h.assess.calls.length).toBe(0);
+
+    // The window opens: the first tick, with wake reason start.
+    setClock(opens);
+    must(h.sleepUntil.calls[0]).resolve(woke());
+    await calledTimes(actor, h.assess.calls, 1);
+    expect(must(h.assess.calls[0]).input.wakeReason).toBe("start");
+    expect(must(actor.getSnapshot().context.current).startedAt).toBe(iso(opens));
+  });
+
+  it("a sleep that ends outside the window (the machine was suspended) persists a deferral to the next opening instead of ticking", async () => {
+    const h = harness({ settings: { ...window, tickIntervalSec: 60 } });
+    setClock(opens + 10 * 60_000);
+    const actor = h.run();
+    await calledTimes(actor, h.sleepUntil.calls, 1);
+    expect(h.assess.calls.length).toBe(1);
+
+    // Woken at 10:30, after the window closed.
+    const late = Date.parse("2030-01-01T10:30:00.000Z");
+    const nextOpening = Date.parse("2030-01-02T09:00:00.000Z");
+    setClock(late);
+    must(h.sleepUntil.calls[0]).resolve(woke(true));
+    await calledTimes(actor, h.sleepUntil.calls, 2);
+    expect(h.assess.calls.length).toBe(1);
+    expect(h.states.slice(-3)).toEqual(["sleeping", "persisting", "sleeping"]);
+    const deferral = lastPersist(h.persisted);
+    expect(deferral.input).toEqual({ seq: 3, status: "sleeping", reason: null });
+    expect(deferral.context).toMatchObject({
+      tick: 1,
+      current: null,
+      nextTickAt: iso(nextOpening),
+      skipped: [{ due: iso(late), next: iso(nextOpening), reason: "outside-active-hours" }],
+    });
+    expect(must(h.sleepUntil.calls[1]).input).toEqual({ until: iso(nextOpening) });
+  });
+
+  it("a tick due outside the window after a tick is planned at the window's opening", async () => {
+    const h = harness({ settings: { ...window, tickIntervalSec: 3600 } });
+    setClock(opens + 30 * 60_000);
+    const actor = h.run();
+    await calledTimes(actor, h.sleepUntil.calls, 1);
+    const record = lastPersist(h.persisted);
+    expect(record.context.nextTickAt).toBe("2030-01-02T09:00:00.000Z");
+    expect(record.context.skipped).toEqual([
+      {
+        due: "2030-01-01T10:30:00.000Z",
+        next: "2030-01-02T09:00:00.000Z",
+        reason: "outside-active-hours",
+      },
+    ]);
   });
 });
 
@@ -1074,26 +1207,26 @@ describe("heartbeat: nextTickAt", () => {
     const h = harness({
       settings: { tickIntervalSec: 300 },
       callModel: () => pending(),
-      sleepUntil: (_i, index) => (index === 0 ? { late: false } : pending()),
+      sleepUntil: (_i, index) => (index === 0 ? woke() : pending()),
     });
     const actor = h.run();
     const seen: { now: number; nextTickAt: string | null }[] = [];
     actor.subscribe((s) => {
       if (s.matches("sleeping") && seen.at(-1)?.nextTickAt !== s.context.nextTickAt)
-        seen.push({ now: Date.now(), nextTickAt: s.context.nextTickAt });
+        seen.push({ now: clockMs, nextTickAt: s.context.nextTickAt });
     });
 
     // Tick 1 concludes at T0 + 7 s.
     await calledTimes(actor, h.callModel.calls, 1);
     const t1 = T0 + 7_000;
-    vi.setSystemTime(t1);
+    setClock(t1);
     must(h.callModel.calls[0]).resolve(answered("one"));
     await calledTimes(actor, h.sleepUntil.calls, 1);
 
     // Tick 2 concludes at T0 + 400 s.
     await calledTimes(actor, h.callModel.calls, 2);
     const t2 = T0 + 400_000;
-    vi.setSystemTime(t2);
+    setClock(t2);
     must(h.callModel.calls[1]).resolve(answered("two"));
     await calledTimes(actor, h.sleepUntil.calls, 2);
     await inState(actor, "sleeping");
@@ -1114,7 +1247,7 @@ describe("heartbeat: nextTickAt", () => {
   });
 
   it("is cleared when a tick begins and when the heartbeat ends", async () => {
-    const h = harness({ settings: { maxTicks: 2 }, sleepUntil: () => ({ late: false }) });
+    const h = harness({ settings: { maxTicks: 2 }, sleepUntil: () => woke() });
     const actor = h.run();
     await toPromise(actor);
     expect(h.persisted.map((p) => p.context.nextTickAt)).toEqual([iso(T0 + 60_000), null]);
@@ -1178,8 +1311,10 @@ describe("heartbeat: resume", () => {
     });
     expect(ctx.consecutiveFailures).toBe(0);
     expect(ctx.digests.map((d) => d.tick)).toEqual([5, 6]);
+    // Written first (seq 10), then the tick (seq 11).
     expect(h.persisted.map((p) => p.input)).toEqual([
       { seq: 10, status: "sleeping", reason: null },
+      { seq: 11, status: "sleeping", reason: null },
     ]);
   });
 
@@ -1245,12 +1380,14 @@ describe("heartbeat: resume", () => {
     await calledTimes(actor, h.sleepUntil.calls, 1);
 
     expect(actor.getSnapshot().value).toBe("sleeping");
-    expect(h.states).toEqual(["idle", "sleeping"]);
+    expect(h.states).toEqual(["idle", "persisting", "sleeping"]);
     expect(h.assess.calls.length).toBe(0);
-    expect(h.persist.calls.length).toBe(0);
+    // Only the start write, with the saved nextTickAt.
+    expect(h.persist.calls.length).toBe(1);
+    expect(must(h.starts[0]).context.nextTickAt).toBe(until);
     expect(must(h.sleepUntil.calls[0]).input).toEqual({ until });
 
-    must(h.sleepUntil.calls[0]).resolve({ late: false });
+    must(h.sleepUntil.calls[0]).resolve(woke());
     await calledTimes(actor, h.assess.calls, 1);
     expect(must(h.assess.calls[0]).input.tick).toBe(6);
     // The resumed heartbeat's last tick failed (consecutiveFailures 1): this one is a retry.
@@ -1278,7 +1415,8 @@ describe("heartbeat: persisted snapshot", () => {
   it("restored from a JSON snapshot taken in persisting, persists again with the same input and sleeps until the same nextTickAt", async () => {
     const first = harness({ persist: () => pending() });
     const actor = first.run();
-    await calledTimes(actor, first.persist.calls, 1);
+    // The start write, then tick 1's write, which stays pending.
+    await calledTimes(actor, first.persist.calls, 2);
     await inState(actor, "persisting");
 
     const json = JSON.stringify(actor.getPersistedSnapshot());
@@ -1287,15 +1425,15 @@ describe("heartbeat: persisted snapshot", () => {
     const snapshot = JSON.parse(json) as Snapshot<unknown>;
 
     // Time passes before the restart.
-    vi.setSystemTime(T0 + 5_000);
+    setClock(T0 + 5_000);
     const second = harness({});
     const restored = second.start(snapshot);
     expect(restored.getSnapshot().status).toBe("active");
     expect(restored.getSnapshot().value).toBe("persisting");
     await calledTimes(restored, second.persist.calls, 1);
-    expect(must(second.persist.calls[0]).input).toEqual(must(first.persist.calls[0]).input);
+    expect(must(second.persist.calls[0]).input).toEqual(must(first.persist.calls[1]).input);
     expect(must(second.persist.calls[0]).input).toEqual({
-      seq: 1,
+      seq: 2,
       status: "sleeping",
       reason: null,
     });
@@ -1323,7 +1461,7 @@ describe("heartbeat: contract", () => {
     ).toEqual(["completed", "failed", "shutdown"]);
   });
 
-  it("machine files import only xstate and types", async () => {
+  it("machine files import only xstate, types and the pure helpers", async () => {
     const dir = fileURLToPath(new URL("../../src/machines/", import.meta.url));
     for (const file of ["heartbeat.machine.ts", "toolLoop.machine.ts"]) {
       const text = await readFile(`${dir}${file}`, "utf8");
@@ -1334,7 +1472,8 @@ describe("heartbeat: contract", () => {
         }),
       );
       for (const { typeOnly, from } of imports) {
-        const allowed = from === "xstate" || typeOnly || /\.machine\.js$/.test(from ?? "");
+        const allowed =
+          from === "xstate" || typeOnly || /(\.machine|\/activeHours)\.js$/.test(from ?? "");
         expect(allowed, `${file} imports ${from}`).toBe(true);
       }
     }
@@ -1350,7 +1489,7 @@ describe("heartbeat: budgets and backoff", () => {
     // One default tick uses 195 tokens; a 300-token budget is spent after the second.
     const h = harness({
       settings: { maxTokens: 300, tickIntervalSec: 0 },
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const actor = h.run();
     const output = await toPromise(actor);
@@ -1381,7 +1520,7 @@ describe("heartbeat: budgets and backoff", () => {
     for (let n = 1; n <= 3; n++) {
       await calledTimes(actor, h.sleepUntil.calls, n);
       delays.push(Date.parse(must(h.sleepUntil.calls[n - 1]).input.until) - T0);
-      must(h.sleepUntil.calls[n - 1]).resolve({ late: false });
+      must(h.sleepUntil.calls[n - 1]).resolve(woke());
     }
     expect(delays).toEqual([10_000, 20_000, 40_000]);
     await calledTimes(actor, h.assess.calls, 4);
@@ -1389,9 +1528,7 @@ describe("heartbeat: budgets and backoff", () => {
   });
 
   it("backoff never shortens the interval and is capped at an hour", async () => {
-    const { tickDelaySec, MAX_BACKOFF_SEC } = await import(
-      "../../src/machines/heartbeat.machine.js"
-    );
+    const { tickDelaySec, MAX_BACKOFF_SEC } = await import("../../src/services/schedule.js");
     const s = { ...SETTINGS, tickIntervalSec: 300, failureBackoffSec: 5 };
     expect(tickDelaySec(s, 0)).toBe(300);
     expect(tickDelaySec(s, 1)).toBe(300);

@@ -18,7 +18,7 @@
  * transitions is computed from the transitions the actors actually took
  * (`@xstate.microstep` inspection events) and must be 100%.
  */
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   type AnyEventObject,
   type AnyMachineSnapshot,
@@ -30,6 +30,7 @@ import {
   transition,
 } from "xstate";
 import { getAdjacencyMap, getShortestPaths } from "xstate/graph";
+import { insideActiveHours } from "../../src/machines/activeHours.js";
 import { heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
 import type {
   AssessInput,
@@ -55,6 +56,7 @@ import type {
   ToolLoopInput,
   ToolLoopOutput,
 } from "../../src/machines/toolLoop.types.js";
+import { timeImplementations } from "../../src/runtime.js";
 import {
   keyOfTransition,
   stateNodesOf,
@@ -62,18 +64,10 @@ import {
   transitionsOf,
 } from "../../src/services/diagram.js";
 
-// The machines read the wall clock for timestamps and `nextTickAt`: freeze it,
-// both while the paths are generated (collection) and while they are replayed.
+// The heartbeat gets its time from the injected clock (the production
+// `readClock` and planner with a clock stopped at T0), so generated paths and
+// their replays see the same times.
 const T0 = Date.parse("2030-01-01T00:00:00.000Z");
-const freezeClock = () => {
-  vi.useFakeTimers({ toFake: ["Date"] });
-  vi.setSystemTime(T0);
-};
-freezeClock();
-beforeAll(freezeClock);
-afterAll(() => {
-  vi.useRealTimers();
-});
 
 // ---------------------------------------------------------------------------
 // Generic harness
@@ -649,7 +643,11 @@ const HEARTBEAT_OUTPUTS: Record<string, readonly unknown[]> = {
   plan: [{ plan: { steps: ["Update NOTES.md"] }, usage: USAGE } satisfies PlanOutput],
   execute: [executed(null), executed(FATAL)],
   persist: [undefined],
-  sleepUntil: [{ late: false } satisfies SleepOutput],
+  sleepUntil: [
+    { late: false, at: iso(T0) } satisfies SleepOutput,
+    // Inside the "active hours" scenario's window.
+    { late: false, at: iso(T0 + 9.5 * 3_600_000) } satisfies SleepOutput,
+  ],
 };
 
 type HeartbeatSnapshot = Omit<AnyMachineSnapshot, "context"> & { context: HeartbeatContext };
@@ -668,6 +666,8 @@ function heartbeatKey(snapshot: AnyMachineSnapshot): string {
     lastResult: _lastResult,
     error,
     current,
+    // Counts writes; no guard reads it (a deferral loop would grow it forever).
+    seq: _seq,
     ...rest
   } = (snapshot as HeartbeatSnapshot).context;
   return json({
@@ -700,18 +700,33 @@ const heartbeat = heartbeatMachine.provide({
     persist: never<void, PersistInput>(),
     sleepUntil: never<SleepOutput, SleepInput>(),
   },
+  actions: timeImplementations(() => T0),
 });
 
 function heartbeatInvariant(step: StepRecord) {
   const after = step.after as HeartbeatSnapshot;
   const ctx = after.context;
-  // Sleeping always has its next tick in the future.
+  // Sleeping always has its next tick in the future of the last clock reading.
   if (after.value === "sleeping") {
     expect(ctx.nextTickAt, "sleeping has a nextTickAt").not.toBeNull();
     expect(
       Date.parse(ctx.nextTickAt as string),
       "sleeping: nextTickAt is in the future",
-    ).toBeGreaterThan(Date.now());
+    ).toBeGreaterThan(Date.parse(ctx.now));
+  }
+  // A tick starts only inside the active hours: a wake-up outside them defers
+  // it (the sleep reports when it woke), and a planned tick is in the window.
+  if (after.value === "assessing" && step.before && step.before.value !== "assessing") {
+    const { activeHours, timezone } = ctx.settings;
+    const output = (step.event as { output?: { at?: string } } | null)?.output;
+    const at =
+      step.event?.type === "xstate.done.actor.sleepUntil" ? output?.at : ctx.current?.startedAt;
+    if (step.event?.type !== "heartbeat.wake") {
+      expect(
+        insideActiveHours(Date.parse(at as string), activeHours, timezone),
+        "a tick starts inside the active hours",
+      ).toBe(true);
+    }
   }
   // Every way into a final state passes through persisting.
   for (const micro of step.microsteps) {
@@ -757,6 +772,11 @@ const heartbeatScenarios: Scenario[] = [
     input: heartbeatInput({ maxTicks: 2 }, { tick: 1, nextTickAt: iso(T0 + 30_000) }),
   },
   { name: "resumed at max ticks", input: heartbeatInput({ maxTicks: 1 }, { tick: 1 }) },
+  {
+    // T0 is midnight UTC: outside the window, which opens at 09:00.
+    name: "active hours",
+    input: heartbeatInput({ maxTicks: 1, activeHours: "09:00-10:00", timezone: "UTC" }),
+  },
 ];
 
 const heartbeatSpec: ModelSpec = {
@@ -924,6 +944,19 @@ describe("model-based harness", () => {
     const mutant = heartbeat.provide({ actions: { scheduleNextTick: assign({}) } as never });
     const model = buildModel(small(mutant));
     expect(model.problems.join("\n")).toContain("sleeping has a nextTickAt");
+  });
+
+  it("reports a broken invariant: a tick started outside the active hours", () => {
+    const mutant = heartbeat.provide({ guards: { outsideActiveHours: () => false } as never });
+    const model = buildModel({
+      ...small(mutant),
+      outputs: {
+        ...small(mutant).outputs,
+        sleepUntil: HEARTBEAT_OUTPUTS.sleepUntil?.slice(0, 1) ?? [],
+      },
+      scenarios: [heartbeatScenarios.find((s) => s.name === "active hours") as Scenario],
+    });
+    expect(model.problems.join("\n")).toContain("a tick starts inside the active hours");
   });
 
   it("reports a broken invariant: a tick counted twice", () => {

@@ -28,10 +28,49 @@ const SETTINGS: HeartbeatSettings = {
 };
 const at = (iso: string) => new Date(iso);
 const s = (patch: Partial<HeartbeatSettings>) => ({ ...SETTINGS, ...patch });
+/** The plan after a tick that ended at `now` (the clock reading the machine stored). */
+const after = (settings: HeartbeatSettings, failures: number, now: Date) => {
+  const plan = planNextTick({
+    settings,
+    consecutiveFailures: failures,
+    due: null,
+    lastTickEndedAt: now.toISOString(),
+    now: now.toISOString(),
+  });
+  return { at: new Date(plan.nextTickAt), skipped: plan.skipped };
+};
 
 describe("planNextTick", () => {
+  it("a due time runs then, or now when it has passed, and moves into the active hours", () => {
+    const now = "2026-03-01T10:00:00.000Z";
+    const plan = (due: string, patch: Partial<HeartbeatSettings> = {}) =>
+      planNextTick({ settings: s(patch), consecutiveFailures: 3, due, lastTickEndedAt: null, now });
+    // The interval and the failures do not matter for a due time.
+    expect(plan("2026-03-01T10:00:30.000Z")).toEqual({
+      nextTickAt: "2026-03-01T10:00:30.000Z",
+      skipped: [],
+    });
+    expect(plan("2026-03-01T09:00:00.000Z").nextTickAt).toBe(now);
+    expect(plan(now, { activeHours: "12:00-13:00", timezone: "UTC" })).toEqual({
+      nextTickAt: "2026-03-01T12:00:00.000Z",
+      skipped: [{ due: now, next: "2026-03-01T12:00:00.000Z", reason: "outside-active-hours" }],
+    });
+  });
+
+  it("plans from the end of the last tick, not from the clock reading", () => {
+    expect(
+      planNextTick({
+        settings: SETTINGS,
+        consecutiveFailures: 0,
+        due: null,
+        lastTickEndedAt: "2026-03-01T10:00:00.000Z",
+        now: "2026-03-01T10:00:00.002Z",
+      }).nextTickAt,
+    ).toBe("2026-03-01T10:05:00.000Z");
+  });
+
   it("adds the interval to the end of the tick", () => {
-    expect(planNextTick(SETTINGS, 0, at("2026-03-01T10:00:00Z"))).toEqual({
+    expect(after(SETTINGS, 0, at("2026-03-01T10:00:00Z"))).toEqual({
       at: at("2026-03-01T10:05:00Z"),
       skipped: [],
     });
@@ -40,13 +79,13 @@ describe("planNextTick", () => {
   it("backs off after failed ticks (interval 0: 5 s, 10 s, 20 s)", () => {
     const now = at("2026-03-01T10:00:00Z");
     const delays = [1, 2, 3].map(
-      (n) => (planNextTick(s({ tickIntervalSec: 0 }), n, now).at.getTime() - now.getTime()) / 1000,
+      (n) => (after(s({ tickIntervalSec: 0 }), n, now).at.getTime() - now.getTime()) / 1000,
     );
     expect(delays).toEqual([5, 10, 20]);
   });
 
   it("follows a cron expression in the given time zone", () => {
-    const next = planNextTick(
+    const next = after(
       s({ cron: "0 9 * * *", timezone: "America/New_York" }),
       0,
       at("2026-03-01T10:00:00Z"),
@@ -58,12 +97,12 @@ describe("planNextTick", () => {
   it("with cron, backoff only delays a cron match that comes too soon", () => {
     const now = at("2026-03-01T10:00:00Z");
     const cron = s({ cron: "* * * * *", failureBackoffSec: 120, timezone: "UTC" });
-    expect(planNextTick(cron, 0, now).at.toISOString()).toBe("2026-03-01T10:01:00.000Z");
-    expect(planNextTick(cron, 1, now).at.toISOString()).toBe("2026-03-01T10:02:00.000Z");
+    expect(after(cron, 0, now).at.toISOString()).toBe("2026-03-01T10:01:00.000Z");
+    expect(after(cron, 1, now).at.toISOString()).toBe("2026-03-01T10:02:00.000Z");
   });
 
   it("moves a tick due outside the active hours to the window's opening and records the skip", () => {
-    const next = planNextTick(
+    const next = after(
       s({ activeHours: "08:00-22:00", timezone: "Europe/Berlin" }),
       0,
       // 21:58 UTC = 22:58 in Berlin (UTC+1 in November): due 22:03 UTC, outside.
