@@ -29,7 +29,7 @@ const SETTINGS: HeartbeatSettings = {
 const at = (iso: string) => new Date(iso);
 const s = (patch: Partial<HeartbeatSettings>) => ({ ...SETTINGS, ...patch });
 /** The plan after a tick that ended at `now` (the clock reading the machine stored). */
-const after = (settings: HeartbeatSettings, failures: number, now: Date) => {
+const planAfter = (settings: HeartbeatSettings, failures: number, now: Date) => {
   const plan = planNextTick({
     settings,
     consecutiveFailures: failures,
@@ -70,7 +70,7 @@ describe("planNextTick", () => {
   });
 
   it("adds the interval to the end of the tick", () => {
-    expect(after(SETTINGS, 0, at("2026-03-01T10:00:00Z"))).toEqual({
+    expect(planAfter(SETTINGS, 0, at("2026-03-01T10:00:00Z"))).toEqual({
       at: at("2026-03-01T10:05:00Z"),
       skipped: [],
     });
@@ -79,13 +79,13 @@ describe("planNextTick", () => {
   it("backs off after failed ticks (interval 0: 5 s, 10 s, 20 s)", () => {
     const now = at("2026-03-01T10:00:00Z");
     const delays = [1, 2, 3].map(
-      (n) => (after(s({ tickIntervalSec: 0 }), n, now).at.getTime() - now.getTime()) / 1000,
+      (n) => (planAfter(s({ tickIntervalSec: 0 }), n, now).at.getTime() - now.getTime()) / 1000,
     );
     expect(delays).toEqual([5, 10, 20]);
   });
 
   it("follows a cron expression in the given time zone", () => {
-    const next = after(
+    const next = planAfter(
       s({ cron: "0 9 * * *", timezone: "America/New_York" }),
       0,
       at("2026-03-01T10:00:00Z"),
@@ -97,12 +97,12 @@ describe("planNextTick", () => {
   it("with cron, backoff only delays a cron match that comes too soon", () => {
     const now = at("2026-03-01T10:00:00Z");
     const cron = s({ cron: "* * * * *", failureBackoffSec: 120, timezone: "UTC" });
-    expect(after(cron, 0, now).at.toISOString()).toBe("2026-03-01T10:01:00.000Z");
-    expect(after(cron, 1, now).at.toISOString()).toBe("2026-03-01T10:02:00.000Z");
+    expect(planAfter(cron, 0, now).at.toISOString()).toBe("2026-03-01T10:01:00.000Z");
+    expect(planAfter(cron, 1, now).at.toISOString()).toBe("2026-03-01T10:02:00.000Z");
   });
 
   it("moves a tick due outside the active hours to the window's opening and records the skip", () => {
-    const next = after(
+    const next = planAfter(
       s({ activeHours: "08:00-22:00", timezone: "Europe/Berlin" }),
       0,
       // 21:58 UTC = 22:58 in Berlin (UTC+1 in November): due 22:03 UTC, outside.
