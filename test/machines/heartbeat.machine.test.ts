@@ -576,7 +576,7 @@ describe("heartbeat: completion", () => {
     const h = harness({
       settings: { maxTicks: 3, maxConsecutiveFailures: 5 },
       assess: () => Promise.reject(badOutput),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const output = await toPromise(h.run());
 
@@ -584,9 +584,9 @@ describe("heartbeat: completion", () => {
     expect(output.reason).toBe("last-tick-failed");
     expect(output.tick).toBe(3);
     expect(h.persisted.map((p) => p.input)).toEqual([
-      { seq: 1, status: "sleeping", reason: null },
       { seq: 2, status: "sleeping", reason: null },
-      { seq: 3, status: "failed", reason: "last-tick-failed" },
+      { seq: 3, status: "sleeping", reason: null },
+      { seq: 4, status: "failed", reason: "last-tick-failed" },
     ]);
   });
 
@@ -594,7 +594,7 @@ describe("heartbeat: completion", () => {
     const h = harness({
       settings: { maxTicks: 2 },
       assess: (i) => (i.tick === 1 ? Promise.reject(badOutput) : assessed(i.tick)),
-      sleepUntil: () => ({ late: false }),
+      sleepUntil: () => woke(),
     });
     const output = await toPromise(h.run());
     expect(output.status).toBe("completed");
