@@ -24,6 +24,8 @@ import { stopCommand } from "./commands/stop.js";
 import { wakeCommand } from "./commands/wake.js";
 import { ExitCode, RavenclawsError, UsageError } from "./errors.js";
 import { surviveClosedOutput } from "./services/output.js";
+import { didYouMean } from "./services/suggest.js";
+import { settingEntries } from "./settings.js";
 
 /** The real process as the commands see it. Two SIGINT/SIGTERMs force an exit. */
 export function nodeProcessEnvironment(): RunEnvironment {
@@ -62,71 +64,122 @@ export function nodeProcessEnvironment(): RunEnvironment {
 const truthy = (value: string | undefined) =>
   value !== undefined && /^(1|true|yes|on)$/i.test(value.trim());
 
+/** What yargs' fail handler gets as its third argument (its usage instance). */
+interface UsageInstance {
+  getDescriptions?: () => Record<string, unknown>;
+  getCommands?: () => [string, ...unknown[]][];
+}
+
+/**
+ * yargs' "Unknown argument(s): …" (the parser speaks English whatever LANG
+ * says, see `locale`) with each unknown flag once, and "Did you mean …?"
+ * naming the nearest option of the command being parsed or, for a word, the
+ * nearest command.
+ */
+function explainUnknown(
+  message: string,
+  usage: unknown,
+  argv: string[],
+  commands: string[],
+): string {
+  const match = /^Unknown arguments?: (.+)$/.exec(message);
+  if (!match?.[1]) return message;
+  // yargs names each unknown flag twice (tick-intervall, tickIntervall): keep the spelling given.
+  const given = match[1].split(", ");
+  const kebab = (u: string) => u.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const unknowns = given.filter((u) => !/[A-Z]/.test(u) || !given.includes(kebab(u)));
+  const head = `Unknown argument${unknowns.length > 1 ? "s" : ""}: ${unknowns.join(", ")}`;
+  const flags = [
+    ...Object.keys((usage as UsageInstance).getDescriptions?.() ?? {}),
+    ...settingEntries().flatMap(([, spec]) => spec.aliases ?? []),
+  ].filter((flag) => flag.length > 1);
+  for (const unknown of unknowns) {
+    const asFlag = argv.some((a) => a === `--${unknown}` || a.startsWith(`--${unknown}=`));
+    const hint = asFlag
+      ? didYouMean(unknown, flags, (f) => `--${f}`)
+      : didYouMean(unknown, commands);
+    if (hint) return `${head}.${hint}`;
+  }
+  return head;
+}
+
 /** Builds the parser. Exported for tests of the wiring. */
 export function buildParser(argv: string[]) {
   const legacy =
     argv.some((a) => a === "--heartbeat" || a.startsWith("--heartbeat=")) ||
     truthy(process.env.RAVENCLAWS_HEARTBEAT);
-  return yargs(argv)
-    .scriptName("ravenclaws")
-    .usage(
-      "$0 <command> [options]\n\nA long-running autonomous agent: assess, plan, act, persist, sleep.",
-    )
-    .command(runCommand(nodeProcessEnvironment))
-    .command(statusCommand(nodeProcessEnvironment))
-    .command(showCommand(nodeProcessEnvironment))
-    .command(logsCommand(nodeProcessEnvironment))
-    .command(stopCommand(nodeProcessEnvironment))
-    .command(wakeCommand(nodeProcessEnvironment))
-    .command(configCommand(nodeProcessEnvironment))
-    .command(demoCommand(nodeProcessEnvironment))
-    .command(completionCommand(nodeProcessEnvironment))
-    .command(diagramCommand(nodeProcessEnvironment))
-    .command(inspectCommand(nodeProcessEnvironment))
-    .command({
-      command: "$0",
-      describe: false,
-      builder: (y) => {
-        const withFlag = y.option("heartbeat", {
-          type: "boolean",
-          describe:
-            "Run a heartbeat: the Rust original's spelling of `run` (also RAVENCLAWS_HEARTBEAT=1)",
+  const commands = [
+    runCommand(nodeProcessEnvironment),
+    statusCommand(nodeProcessEnvironment),
+    showCommand(nodeProcessEnvironment),
+    logsCommand(nodeProcessEnvironment),
+    stopCommand(nodeProcessEnvironment),
+    wakeCommand(nodeProcessEnvironment),
+    configCommand(nodeProcessEnvironment),
+    demoCommand(nodeProcessEnvironment),
+    completionCommand(nodeProcessEnvironment),
+    diagramCommand(nodeProcessEnvironment),
+    inspectCommand(nodeProcessEnvironment),
+  ];
+  const commandNames = commands.map((c) => c.command.split(" ")[0] ?? c.command);
+  return (
+    yargs(argv)
+      .scriptName("ravenclaws")
+      // Messages in English whatever LANG says: explainUnknown reads them.
+      .locale("en")
+      .usage(
+        "$0 <command> [options]\n\nA long-running autonomous agent: assess, plan, act, persist, sleep.",
+      )
+      .command(commands as never)
+      .command({
+        command: "$0",
+        describe: false,
+        builder: (y) => {
+          const withFlag = y.option("heartbeat", {
+            type: "boolean",
+            describe:
+              "Run a heartbeat: the Rust original's spelling of `run` (also RAVENCLAWS_HEARTBEAT=1)",
+          });
+          // The run options only in the legacy form: the top-level help stays a
+          // short list of commands (and renders in a fraction of the time).
+          return legacy ? runOptions(withFlag) : withFlag;
+        },
+        handler: async (args) => {
+          if (args.heartbeat || truthy(process.env.RAVENCLAWS_HEARTBEAT)) {
+            await runHeartbeatCommand(args as RunArgs, nodeProcessEnvironment());
+            return;
+          }
+          throw new UsageError("No command given.", {
+            code: "no-command",
+            hint: 'Try `ravenclaws run --goal "…"`, or `ravenclaws --help`.',
+          });
+        },
+      })
+      .option("debug", { type: "boolean", describe: "Show stack traces of errors" })
+      .parserConfiguration({ "duplicate-arguments-array": false })
+      .strict()
+      .recommendCommands()
+      .help()
+      .alias("h", "help")
+      .version()
+      .alias("V", "version")
+      .wrap(Math.min(100, process.stdout.columns || 100))
+      .fail((message, error, parser) => {
+        // yargs' own validation errors (YError) are usage errors; anything else is ours.
+        if (error && error.name !== "YError") throw error;
+        const text = message ?? error?.message ?? "Invalid usage.";
+        const suggestion = text.startsWith("Did you mean")
+          ? `Unknown command. ${text}` // recommendCommands' own message
+          : explainUnknown(text, parser, argv, commandNames);
+        throw new UsageError(suggestion, {
+          code: "usage",
+          hint: "See `ravenclaws --help`.",
         });
-        // The run options only in the legacy form: the top-level help stays a
-        // short list of commands (and renders in a fraction of the time).
-        return legacy ? runOptions(withFlag) : withFlag;
-      },
-      handler: async (args) => {
-        if (args.heartbeat || truthy(process.env.RAVENCLAWS_HEARTBEAT)) {
-          await runHeartbeatCommand(args as RunArgs, nodeProcessEnvironment());
-          return;
-        }
-        throw new UsageError("No command given.", {
-          code: "no-command",
-          hint: 'Try `ravenclaws run --goal "…"`, or `ravenclaws --help`.',
-        });
-      },
-    })
-    .option("debug", { type: "boolean", describe: "Show stack traces of errors" })
-    .parserConfiguration({ "duplicate-arguments-array": false })
-    .strict()
-    .recommendCommands()
-    .help()
-    .alias("h", "help")
-    .version()
-    .alias("V", "version")
-    .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((message, error) => {
-      // yargs' own validation errors (YError) are usage errors; anything else is ours.
-      if (error && error.name !== "YError") throw error;
-      throw new UsageError(message ?? error?.message ?? "Invalid usage.", {
-        code: "usage",
-        hint: "See `ravenclaws --help`.",
-      });
-    })
-    .epilogue(
-      "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable or heartbeat already running.",
-    );
+      })
+      .epilogue(
+        "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable or heartbeat already running.",
+      )
+  );
 }
 
 /** Formats an error for the terminal. */

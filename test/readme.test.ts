@@ -7,6 +7,16 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { heartbeatMachine } from "../src/machines/heartbeat.machine.js";
 import { DIAGRAM_END, DIAGRAM_START, embeddedDiagram, toMermaid } from "../src/services/diagram.js";
+import {
+  embedded,
+  OPTIONS_END,
+  OPTIONS_START,
+  optionsMarkdown,
+  SETTINGS_END,
+  SETTINGS_START,
+  settingsMarkdown,
+} from "../src/services/settingsDoc.js";
+import { SETTINGS } from "../src/settings.js";
 
 const README = fileURLToPath(new URL("../README.md", import.meta.url));
 
@@ -22,5 +32,36 @@ describe("README", () => {
       embedded,
       "The diagram in README.md is stale: run `npm run docs:diagram` (or `node dist/cli.js diagram --embed README.md` after a build)",
     ).toBe(toMermaid(heartbeatMachine));
+  });
+
+  it("holds the run options and configuration tables generated from the settings table", async () => {
+    const text = await readFile(README, "utf8");
+    const options = embedded(text, OPTIONS_START, OPTIONS_END);
+    expect(
+      options,
+      `README.md needs the run options between ${OPTIONS_START} and ${OPTIONS_END}`,
+    ).not.toBeNull();
+    expect(options, "The run options in README.md are stale: run `npm run docs:settings`").toBe(
+      optionsMarkdown(),
+    );
+    const config = embedded(text, SETTINGS_START, SETTINGS_END);
+    expect(
+      config,
+      `README.md needs the configuration table between ${SETTINGS_START} and ${SETTINGS_END}`,
+    ).not.toBeNull();
+    expect(
+      config,
+      "The configuration table in README.md is stale: run `npm run docs:settings`",
+    ).toBe(settingsMarkdown());
+    // Every setting, its flag, its variables and its toml key appear in it.
+    for (const spec of Object.values(SETTINGS) as {
+      flag?: string;
+      env?: readonly string[];
+      toml?: string;
+    }[]) {
+      if (spec.flag) expect(options).toContain(`\`--${spec.flag}\``);
+      for (const name of spec.env ?? []) expect(config).toContain(`\`${name}\``);
+      if (spec.toml) expect(config).toContain(spec.toml.split(".")[1]);
+    }
   });
 });

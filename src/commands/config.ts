@@ -6,8 +6,9 @@
  * `set apiKey --stdin` reads the key from stdin, out of the shell history.
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
-import type { ZodType } from "zod";
 import { ConfigError, UsageError } from "../errors.js";
+import { didYouMean } from "../services/suggest.js";
+import { type RunSettingKey, SETTINGS, type SettingSpec, userKeys } from "../settings.js";
 import type { RunEnvironment } from "./run.js";
 
 /** Options of the `config` subcommands. */
@@ -20,7 +21,11 @@ export interface ConfigArgs {
 }
 
 /** The user keys that hold secrets (masked when shown). */
-const SECRET_KEYS = new Set(["apiKey"]);
+const SECRET_KEYS = new Set(
+  Object.entries(SETTINGS)
+    .filter(([, spec]) => (spec as SettingSpec).secret)
+    .map(([key]) => key),
+);
 
 /** `sk-…cdef`: enough to tell keys apart, not enough to use one. */
 export function maskSecret(value: string): string {
@@ -31,73 +36,37 @@ const normalise = (key: string) => key.replace(/[-_]/g, "").toLowerCase();
 
 type Store = Awaited<ReturnType<typeof import("../services/config.js").openUserStore>>;
 
+/** The user keys, in the table's order. */
+const USER_KEYS: string[] = userKeys();
+
+/** The user key `name` stands for (`tick-interval`, `tick_interval` and `TickInterval` work too), or exit 2 naming the nearest. */
+function resolveKey(name: string): RunSettingKey {
+  const found = USER_KEYS.find((k) => normalise(k) === normalise(name));
+  if (found) return found as RunSettingKey;
+  throw new UsageError(`"${name}" is not a user setting.${didYouMean(name, USER_KEYS)}`, {
+    option: "<key>",
+    code: "unknown-key",
+    hint: `Valid keys: ${USER_KEYS.join(", ")}.`,
+  });
+}
+
+/** The default of a setting, if it has one. */
+function defaultOf(key: RunSettingKey): unknown {
+  return (SETTINGS[key] as SettingSpec).default;
+}
+
 async function settingsModule() {
-  const [config, schemas, { z }, { splitList }] = await Promise.all([
-    import("../services/config.js"),
-    import("../schemas/config.js"),
-    import("zod"),
-    import("../services/tools/ruleSyntax.js"),
-  ]);
-  /** The keys the user store accepts, in the settings' order. */
-  const userKeys = Object.values(config.KEYS)
-    .map((spec) => spec.user)
-    .filter((k): k is string => typeof k === "string");
+  const config = await import("../services/config.js");
 
-  /** The user key `name` stands for (`tick-interval`, `tick_interval` and `TickInterval` work too), or exit 2 listing the keys. */
-  function resolveKey(name: string): string {
-    const found = userKeys.find((k) => normalise(k) === normalise(name));
-    if (found) return found;
-    throw new UsageError(`"${name}" is not a user setting.`, {
-      option: "<key>",
-      code: "unknown-key",
-      hint: `Valid keys: ${userKeys.join(", ")}.`,
+  /** Parses a value given as text (a list comma-separated, as in the environment) with the setting's own schema. */
+  function parseValue(key: RunSettingKey, raw: string): unknown {
+    const parsed = config.parseSettingText(key, raw);
+    if (parsed.ok) return parsed.value;
+    const shown = SECRET_KEYS.has(key) ? "(hidden)" : JSON.stringify(raw);
+    throw new UsageError(`config set ${key}: ${parsed.message} (got ${shown}).`, {
+      option: "<value>",
+      code: "invalid-value",
     });
-  }
-
-  function specOf(userKey: string) {
-    const entry = Object.entries(config.KEYS).find(([, spec]) => spec.user === userKey);
-    if (!entry) throw new Error(`no setting for user key ${userKey}`);
-    const [settingKey, spec] = entry as [
-      keyof typeof schemas.RunSettingsSchema.shape,
-      (typeof entry)[1],
-    ];
-    return { settingKey, spec, field: schemas.RunSettingsSchema.shape[settingKey] as ZodType };
-  }
-
-  /** Parses a value given as text (a list comma-separated, as in the environment) with the setting's own zod schema. */
-  function parseValue(userKey: string, raw: string): unknown {
-    const { spec, field } = specOf(userKey);
-    const schema =
-      spec.type === "number"
-        ? z
-            .string()
-            .trim()
-            .min(1, "must be a number")
-            .pipe(z.coerce.number({ error: "must be a number" }))
-            .pipe(field as ZodType<unknown, number>)
-        : spec.type === "boolean"
-          ? z
-              .stringbool({ error: "must be true or false" })
-              .pipe(field as ZodType<unknown, boolean>)
-          : spec.type === "list"
-            ? z
-                .string()
-                .transform(splitList)
-                .pipe(field as ZodType<unknown, string[]>)
-            : field;
-    const parsed = schema.safeParse(raw);
-    if (parsed.success) return parsed.data;
-    const shown = SECRET_KEYS.has(userKey) ? "(hidden)" : JSON.stringify(raw);
-    throw new UsageError(
-      `config set ${userKey}: ${parsed.error.issues[0]?.message ?? "invalid value"} (got ${shown}).`,
-      { option: "<value>", code: "invalid-value" },
-    );
-  }
-
-  /** The default of a setting, if it has one. */
-  function defaultOf(userKey: string): unknown {
-    const parsed = specOf(userKey).field.safeParse(undefined);
-    return parsed.success ? parsed.data : undefined;
   }
 
   /** Opens the store; a broken one is a config error naming its file (exit 2). */
@@ -115,7 +84,7 @@ async function settingsModule() {
     }
   }
 
-  return { userKeys, resolveKey, parseValue, defaultOf, open };
+  return { parseValue, open };
 }
 
 function show(key: string, value: unknown, showSecret: boolean): string {
@@ -152,13 +121,13 @@ export function configCommand(environment: () => RunEnvironment) {
               .example("$0 config get apiKey --show-secret", "print the stored key itself"),
           handler: async (argv: ArgumentsCamelCase<ConfigArgs>) => {
             const io = environment();
+            const key = resolveKey(String(argv.key));
             const m = await settingsModule();
-            const key = m.resolveKey(String(argv.key));
             const store = await m.open(io.env);
             const value = store.get(key);
             if (value === undefined) {
               const { CommandFailedError } = await import("../services/heartbeats.js");
-              const fallback = m.defaultOf(key);
+              const fallback = defaultOf(key);
               throw new CommandFailedError(
                 "config-not-set",
                 `${key} is not set in ${store.path}.`,
@@ -191,8 +160,8 @@ export function configCommand(environment: () => RunEnvironment) {
               ),
           handler: async (argv: ArgumentsCamelCase<ConfigArgs>) => {
             const io = environment();
+            const key = resolveKey(String(argv.key));
             const m = await settingsModule();
-            const key = m.resolveKey(String(argv.key));
             const fromStdin = argv.stdin ?? false;
             if (fromStdin === (argv.value !== undefined)) {
               throw new UsageError(
@@ -228,8 +197,10 @@ export function configCommand(environment: () => RunEnvironment) {
           handler: async (argv: ArgumentsCamelCase<ConfigArgs>) => {
             const io = environment();
             const m = await settingsModule();
-            const key = m.resolveKey(String(argv.key));
             const store = await m.open(io.env);
+            // A key the store holds verbatim may always be removed, known or not.
+            const given = String(argv.key);
+            const key = store.has(given) ? given : resolveKey(given);
             if (!store.has(key)) {
               io.stdout.write(`${key} was not set in ${store.path}.\n`);
               return;
@@ -253,9 +224,9 @@ export function configCommand(environment: () => RunEnvironment) {
             const store = await m.open(io.env);
             const data = store.store;
             const showSecret = argv.showSecret ?? false;
-            const known = m.userKeys.filter((k) => data[k] !== undefined);
+            const known = USER_KEYS.filter((k) => data[k] !== undefined);
             const unknown = Object.keys(data)
-              .filter((k) => !m.userKeys.includes(k))
+              .filter((k) => !USER_KEYS.includes(k))
               .sort();
             if (argv.json) {
               const out: Record<string, unknown> = {};
@@ -269,13 +240,15 @@ export function configCommand(environment: () => RunEnvironment) {
             }
             if (known.length === 0 && unknown.length === 0) {
               io.stdout.write(
-                `No user settings in ${store.path}.\nSet one with \`ravenclaws config set <key> <value>\`; keys: ${m.userKeys.join(", ")}.\n`,
+                `No user settings in ${store.path}.\nSet one with \`ravenclaws config set <key> <value>\`; keys: ${USER_KEYS.join(", ")}.\n`,
               );
               return;
             }
             for (const k of known) io.stdout.write(`${k} = ${show(k, data[k], showSecret)}\n`);
             for (const k of unknown) {
-              io.stdout.write(`${k} = ${show(k, data[k], showSecret)}  (not a setting; ignored)\n`);
+              io.stdout.write(
+                `${k} = ${show(k, data[k], showSecret)}  (not a setting: \`run\` refuses it;${didYouMean(k, USER_KEYS)} remove it with \`ravenclaws config unset ${k}\`)\n`,
+              );
             }
           },
         })

@@ -9,252 +9,62 @@ import * as path from "node:path";
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { HeartbeatFailedError, UsageError } from "../errors.js";
 import type { HeartbeatSettings } from "../machines/heartbeat.types.js";
-import type { RunSettings } from "../schemas/config.js";
 import type { Inspection } from "../services/inspection.js";
+import {
+  camelCase,
+  defaultTextOf,
+  type RunSettingKey,
+  type RunSettings,
+  type SettingsTable,
+  settingEntries,
+} from "../settings.js";
+
+type Camel<S extends string> = S extends `${infer H}-${infer T}`
+  ? `${H}${Capitalize<Camel<T>>}`
+  : S;
+type ArgOf<S> = S extends { type: "boolean" }
+  ? boolean
+  : S extends { type: "list" }
+    ? string[]
+    : string;
+
+/** The run options that are settings, as yargs parses them (text, except booleans and lists). */
+export type SettingArgs = {
+  [K in RunSettingKey as SettingsTable[K] extends { flag: infer F extends string }
+    ? Camel<F>
+    : never]?: ArgOf<SettingsTable[K]>;
+};
 
 /** Options of `run`, as yargs parses them (only those given are set). */
-export interface RunArgs {
-  goal?: string;
-  id?: string;
-  tickInterval?: string;
-  maxTicks?: string;
-  maxIterationsPerTick?: string;
-  maxConsecutiveFailures?: string;
-  workdir?: string;
-  stateDir?: string;
-  tools?: boolean;
-  model?: string;
-  baseUrl?: string;
-  apiKey?: string;
-  requestTimeout?: string;
-  maxRetries?: string;
-  json?: boolean;
-  quiet?: boolean;
+export interface RunArgs extends SettingArgs {
   config?: string;
-  toolMode?: string;
-  deny?: string[];
-  ask?: string[];
-  allow?: string[];
-  allowWeb?: boolean;
-  allowedHosts?: string[];
-  envAllow?: string[];
-  shellTimeout?: string;
-  sandbox?: string;
-  shellNetwork?: boolean;
   inspect?: boolean;
   inspectPort?: number;
   inspectLog?: string;
   open?: boolean;
   recover?: boolean;
-  maxTokens?: string;
-  maxTokensPerTick?: string;
-  failureBackoff?: string;
-  cron?: string;
-  activeHours?: string;
-  timezone?: string;
-  priceInput?: string;
-  priceOutput?: string;
 }
 
-/** Declares `run`'s options (shared with the legacy `--heartbeat` form). */
+/** Declares `run`'s options (shared with the legacy `--heartbeat` form): the settings table's flags, then the rest. */
 export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
-  return yargs
-    .option("goal", {
-      type: "string",
-      alias: "heartbeat-goal",
-      describe: "The mission (required for a new heartbeat)",
-      requiresArg: true,
-    })
-    .option("id", {
-      type: "string",
-      alias: "heartbeat-session",
-      describe: "Heartbeat id; an existing id resumes it",
-      defaultDescription: "a new UUID",
-      requiresArg: true,
-    })
-    .option("tick-interval", {
-      type: "string",
-      alias: "heartbeat-tick-interval",
-      describe: "Seconds between ticks; 0 = back to back",
-      defaultDescription: "300",
-      requiresArg: true,
-    })
-    .option("max-ticks", {
-      type: "string",
-      alias: "heartbeat-max-ticks",
-      describe: "Stop (completed) after this many ticks; 0 = unlimited",
-      defaultDescription: "0",
-      requiresArg: true,
-    })
-    .option("max-iterations-per-tick", {
-      type: "string",
-      describe: "Model calls allowed in one execute phase",
-      defaultDescription: "5",
-      requiresArg: true,
-    })
-    .option("max-consecutive-failures", {
-      type: "string",
-      describe: "End in failed after this many failed ticks in a row",
-      defaultDescription: "5",
-      requiresArg: true,
-    })
-    .option("workdir", {
-      type: "string",
-      describe: "The workspace the tools act in",
-      defaultDescription: "current directory",
-      requiresArg: true,
-    })
-    .option("state-dir", {
-      type: "string",
-      describe: "Where state, journal and lock live",
-      defaultDescription: "<workdir>/.ravenclaws",
-      requiresArg: true,
-    })
-    .option("tools", {
-      type: "boolean",
-      describe: "Tool calling in the execute phase (--no-tools: the plan is the result)",
-      defaultDescription: "true",
-    })
-    .option("tool-mode", {
-      type: "string",
-      describe: "What tools may do: read-only, workspace-write or full (see README, Tools)",
-      defaultDescription: "workspace-write",
-      requiresArg: true,
-    })
-    .option("deny", {
-      type: "string",
-      array: true,
-      describe: "Tool rules to refuse, e.g. 'shell(git push*)' (several, or comma-separated)",
-    })
-    .option("ask", {
-      type: "string",
-      array: true,
-      describe: "Tool rules that need a yes on the terminal (refused when not interactive)",
-    })
-    .option("allow", {
-      type: "string",
-      array: true,
-      describe: "Tool rules to allow beyond the mode, e.g. 'shell(npm test)'",
-    })
-    .option("allow-web", {
-      type: "boolean",
-      describe: "Offer web_fetch (public hosts only, unless --allowed-hosts)",
-    })
-    .option("allowed-hosts", {
-      type: "string",
-      array: true,
-      describe: "Offer web_fetch for these hosts only (example.com, *.example.com)",
-    })
-    .option("env-allow", {
-      type: "string",
-      array: true,
-      describe: "Secret-looking variables shell_exec may still see (names; * wildcard)",
-    })
-    .option("shell-timeout", {
-      type: "string",
-      describe: "Seconds a shell_exec command may run unless it asks for another limit",
-      defaultDescription: "60",
-      requiresArg: true,
-    })
-    .option("sandbox", {
-      type: "string",
-      describe:
-        "How shell_exec is confined: auto (bubblewrap when it works, else no shell_exec), bwrap (required: exit 2 without it) or off (unconfined; warns)",
-      defaultDescription: "auto",
-      requiresArg: true,
-    })
-    .option("shell-network", {
-      type: "boolean",
-      describe: "Let sandboxed shell_exec commands reach the network (off: no network at all)",
-      defaultDescription: "false",
-    })
-    .option("model", {
-      type: "string",
-      describe: "Model name",
-      defaultDescription: "$RAVENCLAWS_MODEL or gpt-4o-mini",
-      requiresArg: true,
-    })
-    .option("base-url", {
-      type: "string",
-      describe:
-        "OpenAI-compatible endpoint (OpenAI, Ollama, vLLM, LM Studio, llama.cpp, OpenRouter)",
-      defaultDescription: "$OPENAI_BASE_URL or https://api.openai.com/v1",
-      requiresArg: true,
-    })
-    .option("api-key", {
-      type: "string",
-      describe: "API key (prefer the environment: it shows in no process list)",
-      defaultDescription: "$OPENAI_API_KEY",
-      requiresArg: true,
-    })
-    .option("request-timeout", {
-      type: "string",
-      describe: "Seconds before a model request times out",
-      defaultDescription: "120",
-      requiresArg: true,
-    })
-    .option("max-retries", {
-      type: "string",
-      describe: "Retries of a failed model request (connection errors, 408, 409, 429, 5xx)",
-      defaultDescription: "2",
-      requiresArg: true,
-    })
-    .option("max-tokens", {
-      type: "string",
-      describe:
-        "Lifetime token budget; when spent the heartbeat ends failed (reason budget). 0 = none",
-      defaultDescription: "0",
-      requiresArg: true,
-    })
-    .option("max-tokens-per-tick", {
-      type: "string",
-      describe: "Token budget of one tick; when spent the tick's tool loop ends early. 0 = none",
-      defaultDescription: "0",
-      requiresArg: true,
-    })
-    .option("failure-backoff", {
-      type: "string",
-      describe:
-        "Seconds to wait after a failed tick, doubled for each further failure in a row (max 1 h); 0 = none",
-      defaultDescription: "5",
-      requiresArg: true,
-    })
-    .option("cron", {
-      type: "string",
-      describe: 'Tick on a cron schedule instead of the interval, e.g. "*/15 * * * *"',
-      requiresArg: true,
-    })
-    .option("active-hours", {
-      type: "string",
-      describe:
-        "Only tick inside this daily window, e.g. 08:00-22:00; ticks due outside are skipped",
-      requiresArg: true,
-    })
-    .option("timezone", {
-      type: "string",
-      describe: "IANA time zone of --cron and --active-hours",
-      defaultDescription: "the system's",
-      requiresArg: true,
-    })
-    .option("price-input", {
-      type: "string",
-      describe: "US dollars per million input tokens, for a cost figure",
-      requiresArg: true,
-    })
-    .option("price-output", {
-      type: "string",
-      describe: "US dollars per million output tokens, for a cost figure",
-      requiresArg: true,
-    })
-    .option("json", {
-      type: "boolean",
-      describe: "Machine-readable events on stdout, one JSON object per line",
-    })
-    .option("quiet", {
-      alias: "q",
-      type: "boolean",
-      describe: "Print only errors and the end summary",
-    })
+  let y = yargs as Argv;
+  for (const [, spec] of settingEntries()) {
+    if (!spec.flag) continue;
+    const shownDefault =
+      spec.defaultText ??
+      (spec.default === undefined || Array.isArray(spec.default) ? undefined : defaultTextOf(spec));
+    y = y.option(spec.flag, {
+      type: spec.type === "boolean" ? "boolean" : "string",
+      ...(spec.type === "list" ? { array: true } : {}),
+      ...(spec.aliases ? { alias: [...spec.aliases] } : {}),
+      describe: spec.help,
+      ...(shownDefault === undefined || (spec.type === "boolean" && shownDefault === "false")
+        ? {}
+        : { defaultDescription: shownDefault }),
+      ...(spec.type === "boolean" || spec.type === "list" ? {} : { requiresArg: true }),
+    });
+  }
+  return y
     .option("inspect", {
       type: "boolean",
       describe: "Watch it live in the Stately inspector (prints the URL to open)",
@@ -288,42 +98,44 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
 }
 
 /** The flags that were actually given, keyed like the settings. */
-export function flagsOf(argv: RunArgs): Partial<Record<keyof RunSettings, unknown>> {
-  return {
-    goal: argv.goal,
-    id: argv.id,
-    tickInterval: argv.tickInterval,
-    maxTicks: argv.maxTicks,
-    maxIterationsPerTick: argv.maxIterationsPerTick,
-    maxConsecutiveFailures: argv.maxConsecutiveFailures,
-    tools: argv.tools,
-    workdir: argv.workdir,
-    stateDir: argv.stateDir,
-    model: argv.model,
-    baseUrl: argv.baseUrl,
-    apiKey: argv.apiKey,
-    requestTimeout: argv.requestTimeout,
-    maxRetries: argv.maxRetries,
-    json: argv.json,
-    toolMode: argv.toolMode,
-    toolDeny: argv.deny,
-    toolAsk: argv.ask,
-    toolAllow: argv.allow,
-    allowWeb: argv.allowWeb,
-    allowedHosts: argv.allowedHosts,
-    envAllow: argv.envAllow,
-    shellTimeout: argv.shellTimeout,
-    sandbox: argv.sandbox,
-    shellNetwork: argv.shellNetwork,
-    maxTokens: argv.maxTokens,
-    maxTokensPerTick: argv.maxTokensPerTick,
-    failureBackoff: argv.failureBackoff,
-    cron: argv.cron,
-    activeHours: argv.activeHours,
-    timezone: argv.timezone,
-    priceInput: argv.priceInput,
-    priceOutput: argv.priceOutput,
-  };
+export function flagsOf(argv: RunArgs): Partial<Record<RunSettingKey, unknown>> {
+  const args = argv as Record<string, unknown>;
+  const flags: Partial<Record<RunSettingKey, unknown>> = {};
+  for (const [key, spec] of settingEntries()) {
+    if (spec.flag) flags[key] = args[camelCase(spec.flag)];
+  }
+  return flags;
+}
+
+/**
+ * {@link flagsOf}, with the goal read from `--goal-file` when it is given
+ * (relative to `cwd`); both `--goal` and `--goal-file` is a usage error.
+ */
+export async function runFlags(
+  argv: RunArgs,
+  cwd: string,
+): Promise<Partial<Record<RunSettingKey, unknown>>> {
+  const flags = flagsOf(argv);
+  if (typeof flags.goalFile !== "string") return flags;
+  if (flags.goal !== undefined) {
+    throw new UsageError("Give the goal with --goal or with --goal-file, not both.", {
+      option: "--goal-file",
+    });
+  }
+  const { readGoalFile } = await import("../services/config.js");
+  flags.goal = await readGoalFile(flags.goalFile, cwd);
+  flags.goalFile = path.resolve(cwd, flags.goalFile);
+  return flags;
+}
+
+/** A new heartbeat needs a goal: refuse before inventing an id for one that has none. */
+export function requireGoalOrId(settings: Pick<RunSettings, "goal" | "id">): void {
+  if (settings.goal !== undefined || settings.id !== undefined) return;
+  throw new UsageError("--goal is required to start a heartbeat.", {
+    option: "--goal",
+    code: "goal-required",
+    hint: 'Pass --goal "…" (or --goal-file FILE, or set goal in ravenclaws.toml), or --id ID to resume a heartbeat.',
+  });
 }
 
 async function requireDirectory(dir: string, option: string): Promise<string> {
@@ -411,11 +223,12 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
   );
   const user = await loadUserConfig(io.env);
   const { settings } = resolveRunSettings({
-    flags: flagsOf(argv),
+    flags: await runFlags(argv, io.cwd),
     env: io.env,
     ...(toml ? { toml } : {}),
     ...(user ? { user } : {}),
   });
+  requireGoalOrId(settings);
 
   if (!settings.apiKey && KEY_REQUIRED_HOSTS.has(new URL(settings.baseUrl).hostname)) {
     throw new UsageError(`No API key for ${settings.baseUrl}.`, {

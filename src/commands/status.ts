@@ -45,10 +45,12 @@ export async function stateDirOf(
   argv: LocationArgs,
   io: Pick<RunEnvironment, "cwd" | "env">,
 ): Promise<string> {
-  const [{ KEYS, loadTomlConfig, resolveRunSettings }, { resolveLocations }] = await Promise.all([
-    import("../services/config.js"),
-    import("./run.js"),
-  ]);
+  const [{ loadTomlConfig, resolveRunSettings }, { resolveLocations }, { SETTINGS }] =
+    await Promise.all([
+      import("../services/config.js"),
+      import("./run.js"),
+      import("../settings.js"),
+    ]);
   const toml = await loadTomlConfig(
     io.cwd,
     argv.config,
@@ -58,7 +60,7 @@ export async function stateDirOf(
   // (say RAVENCLAWS_MAX_TICKS=abc) does not stop the read commands. The user
   // config holds no locations, so it is not read (conf is slow to load).
   const env = Object.fromEntries(
-    [...KEYS.workdir.env, ...KEYS.stateDir.env].map((name) => [name, io.env[name]]),
+    [...SETTINGS.workdir.env, ...SETTINGS.stateDir.env].map((name) => [name, io.env[name]]),
   );
   const section = (toml?.data.heartbeat ?? {}) as Record<string, unknown>;
   const { settings } = resolveRunSettings({

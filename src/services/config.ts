@@ -1,253 +1,38 @@
 /**
  * Layered configuration: flags > environment > `ravenclaws.toml` > user config
- * (conf) > defaults, merged key by key and validated with one zod schema.
- * Errors name the key, where the value came from, and what was expected.
+ * (conf) > defaults, merged key by key through the settings table
+ * (`src/settings.ts`) and validated with the schema built from it. Errors
+ * name the key, where the value came from, and what was expected. Text from
+ * flags and the environment is converted to the setting's type; values in
+ * the config files must already have it.
  */
-import { readFile } from "node:fs/promises";
+import { open as openFile, readFile } from "node:fs/promises";
 import * as path from "node:path";
-import { ConfigError } from "../errors.js";
-import { type RunSettingKey, type RunSettings, RunSettingsSchema } from "../schemas/config.js";
+import { ConfigError, UsageError } from "../errors.js";
+import { RunSettingsSchema } from "../schemas/config.js";
+import {
+  GOAL_FILE_MAX_BYTES,
+  GOAL_MAX_BYTES,
+  type RunSettingKey,
+  type RunSettings,
+  SETTINGS,
+  type SettingSpec,
+  settingEntries,
+  tomlSections,
+  userKeys,
+} from "../settings.js";
+import { didYouMean } from "./suggest.js";
 import { splitList } from "./tools/ruleSyntax.js";
-
-/** `list`: an array of strings, or a comma-separated string (see {@link splitList}). */
-type ValueType = "string" | "number" | "boolean" | "list";
-
-interface KeySpec {
-  type: ValueType;
-  /** Environment variables, highest precedence first. */
-  env: string[];
-  /** `section.key` in ravenclaws.toml. */
-  toml?: string;
-  /** Key in the user config store. */
-  user?: string;
-  /** The flag, for messages. */
-  flag: string;
-  /** Lists only: add up the items of every source instead of taking the first (deny rules). */
-  merge?: boolean;
-}
-
-/** Where each setting may come from. */
-export const KEYS: Record<RunSettingKey, KeySpec> = {
-  goal: {
-    type: "string",
-    env: ["RAVENCLAWS_HEARTBEAT_GOAL", "RAVENCLAWS_GOAL"],
-    toml: "heartbeat.goal",
-    flag: "--goal",
-  },
-  id: { type: "string", env: ["RAVENCLAWS_HEARTBEAT_SESSION", "RAVENCLAWS_ID"], flag: "--id" },
-  tickInterval: {
-    type: "number",
-    env: ["RAVENCLAWS_HEARTBEAT_TICK_INTERVAL", "RAVENCLAWS_TICK_INTERVAL"],
-    toml: "heartbeat.tick_interval_secs",
-    user: "tickInterval",
-    flag: "--tick-interval",
-  },
-  maxTicks: {
-    type: "number",
-    env: ["RAVENCLAWS_HEARTBEAT_MAX_TICKS", "RAVENCLAWS_MAX_TICKS"],
-    toml: "heartbeat.max_ticks",
-    user: "maxTicks",
-    flag: "--max-ticks",
-  },
-  maxIterationsPerTick: {
-    type: "number",
-    env: ["RAVENCLAWS_MAX_ITERATIONS_PER_TICK"],
-    toml: "heartbeat.max_iterations_per_tick",
-    user: "maxIterationsPerTick",
-    flag: "--max-iterations-per-tick",
-  },
-  maxConsecutiveFailures: {
-    type: "number",
-    env: ["RAVENCLAWS_MAX_CONSECUTIVE_FAILURES"],
-    toml: "heartbeat.max_consecutive_failures",
-    user: "maxConsecutiveFailures",
-    flag: "--max-consecutive-failures",
-  },
-  tools: {
-    type: "boolean",
-    env: ["RAVENCLAWS_TOOLS"],
-    toml: "heartbeat.enable_tools",
-    user: "tools",
-    flag: "--tools",
-  },
-  workdir: {
-    type: "string",
-    env: ["RAVENCLAWS_WORKDIR"],
-    toml: "heartbeat.workdir",
-    flag: "--workdir",
-  },
-  stateDir: {
-    type: "string",
-    env: ["RAVENCLAWS_STATE_DIR"],
-    toml: "heartbeat.state_dir",
-    flag: "--state-dir",
-  },
-  model: {
-    type: "string",
-    env: ["RAVENCLAWS_MODEL"],
-    toml: "llm.model",
-    user: "model",
-    flag: "--model",
-  },
-  baseUrl: {
-    type: "string",
-    env: ["RAVENCLAWS_BASE_URL", "OPENAI_BASE_URL"],
-    toml: "llm.base_url",
-    user: "baseUrl",
-    flag: "--base-url",
-  },
-  apiKey: {
-    type: "string",
-    env: ["RAVENCLAWS_API_KEY", "OPENAI_API_KEY"],
-    toml: "llm.api_key",
-    user: "apiKey",
-    flag: "--api-key",
-  },
-  requestTimeout: {
-    type: "number",
-    env: ["RAVENCLAWS_REQUEST_TIMEOUT"],
-    toml: "llm.request_timeout_secs",
-    user: "requestTimeout",
-    flag: "--request-timeout",
-  },
-  maxRetries: {
-    type: "number",
-    env: ["RAVENCLAWS_MAX_RETRIES"],
-    toml: "llm.max_retries",
-    user: "maxRetries",
-    flag: "--max-retries",
-  },
-  json: { type: "boolean", env: [], flag: "--json" },
-  toolMode: {
-    type: "string",
-    env: ["RAVENCLAWS_TOOL_MODE"],
-    toml: "tools.mode",
-    user: "toolMode",
-    flag: "--tool-mode",
-  },
-  toolDeny: {
-    type: "list",
-    merge: true,
-    env: ["RAVENCLAWS_TOOLS_DENY"],
-    toml: "tools.deny",
-    user: "toolDeny",
-    flag: "--deny",
-  },
-  toolAsk: {
-    type: "list",
-    merge: true,
-    env: ["RAVENCLAWS_TOOLS_ASK"],
-    toml: "tools.ask",
-    user: "toolAsk",
-    flag: "--ask",
-  },
-  toolAllow: {
-    type: "list",
-    env: ["RAVENCLAWS_TOOLS_ALLOW"],
-    toml: "tools.allow",
-    user: "toolAllow",
-    flag: "--allow",
-  },
-  allowWeb: {
-    type: "boolean",
-    env: ["RAVENCLAWS_ALLOW_WEB"],
-    toml: "tools.allow_web",
-    user: "allowWeb",
-    flag: "--allow-web",
-  },
-  allowedHosts: {
-    type: "list",
-    env: ["RAVENCLAWS_ALLOWED_HOSTS"],
-    toml: "tools.allowed_hosts",
-    user: "allowedHosts",
-    flag: "--allowed-hosts",
-  },
-  envAllow: {
-    type: "list",
-    env: ["RAVENCLAWS_ENV_ALLOW"],
-    toml: "tools.env_allow",
-    user: "envAllow",
-    flag: "--env-allow",
-  },
-  shellTimeout: {
-    type: "number",
-    env: ["RAVENCLAWS_SHELL_TIMEOUT"],
-    toml: "tools.shell_timeout_secs",
-    user: "shellTimeout",
-    flag: "--shell-timeout",
-  },
-  sandbox: {
-    type: "string",
-    env: ["RAVENCLAWS_SANDBOX"],
-    toml: "tools.sandbox",
-    user: "sandbox",
-    flag: "--sandbox",
-  },
-  shellNetwork: {
-    type: "boolean",
-    env: ["RAVENCLAWS_SHELL_NETWORK"],
-    toml: "tools.shell_network",
-    user: "shellNetwork",
-    flag: "--shell-network",
-  },
-  maxTokens: {
-    type: "number",
-    env: ["RAVENCLAWS_MAX_TOKENS"],
-    toml: "heartbeat.max_tokens",
-    user: "maxTokens",
-    flag: "--max-tokens",
-  },
-  maxTokensPerTick: {
-    type: "number",
-    env: ["RAVENCLAWS_MAX_TOKENS_PER_TICK"],
-    toml: "heartbeat.max_tokens_per_tick",
-    user: "maxTokensPerTick",
-    flag: "--max-tokens-per-tick",
-  },
-  failureBackoff: {
-    type: "number",
-    env: ["RAVENCLAWS_FAILURE_BACKOFF"],
-    toml: "heartbeat.failure_backoff_secs",
-    user: "failureBackoff",
-    flag: "--failure-backoff",
-  },
-  cron: { type: "string", env: ["RAVENCLAWS_CRON"], toml: "heartbeat.cron", flag: "--cron" },
-  activeHours: {
-    type: "string",
-    env: ["RAVENCLAWS_ACTIVE_HOURS"],
-    toml: "heartbeat.active_hours",
-    user: "activeHours",
-    flag: "--active-hours",
-  },
-  timezone: {
-    type: "string",
-    env: ["RAVENCLAWS_TIMEZONE"],
-    toml: "heartbeat.timezone",
-    user: "timezone",
-    flag: "--timezone",
-  },
-  priceInput: {
-    type: "number",
-    env: ["RAVENCLAWS_PRICE_INPUT"],
-    toml: "llm.price_input_per_mtok",
-    user: "priceInput",
-    flag: "--price-input",
-  },
-  priceOutput: {
-    type: "number",
-    env: ["RAVENCLAWS_PRICE_OUTPUT"],
-    toml: "llm.price_output_per_mtok",
-    user: "priceOutput",
-    flag: "--price-output",
-  },
-};
 
 /** Name of the project config file. */
 export const CONFIG_FILE_NAME = "ravenclaws.toml";
 
 /** Inputs to {@link resolveRunSettings}. */
 export interface ConfigSources {
-  /** Values given on the command line (only those actually given). */
+  /**
+   * Values given on the command line (only those actually given). When
+   * `goalFile` is set, `goal` holds that file's text.
+   */
   flags: Partial<Record<RunSettingKey, unknown>>;
   env: NodeJS.ProcessEnv;
   /** Parsed `ravenclaws.toml` and its path, if one was found. */
@@ -262,22 +47,42 @@ export interface ResolvedSettings {
   sources: Partial<Record<RunSettingKey, string>>;
 }
 
-function coerce(
-  raw: unknown,
-  type: ValueType,
-  key: string,
-  source: string,
-  secret = false,
-): unknown {
-  if (raw === undefined || raw === null) return undefined;
-  if (type === "string") {
+/** The type in words, for messages. */
+function typeWords(spec: SettingSpec, typed = false): string {
+  switch (spec.type) {
+    case "boolean":
+      return typed ? "a boolean (true or false, without quotes)" : "true or false";
+    case "list":
+      return typed ? "an array of strings" : "a list of strings (comma-separated)";
+    case "integer":
+      return "a whole number";
+    case "number":
+      return "a number";
+    default:
+      return "a string";
+  }
+}
+
+function describeValue(raw: unknown, secret: boolean): string {
+  if (secret) return "a value of another type (hidden)";
+  if (typeof raw === "string") return `the string ${JSON.stringify(raw)}`;
+  if (Array.isArray(raw)) return `the array ${JSON.stringify(raw)}`;
+  return JSON.stringify(raw) ?? String(raw);
+}
+
+/**
+ * Text (a flag or an environment variable) to the setting's type: numbers
+ * parsed, booleans from true/false, 1/0, yes/no, on/off, lists split at commas.
+ */
+function fromText(raw: unknown, spec: SettingSpec): unknown {
+  if (spec.type === "string") {
     if (typeof raw === "string") return raw;
     if (typeof raw === "number") return String(raw);
-  } else if (type === "number") {
+  } else if (spec.type === "number" || spec.type === "integer") {
     if (typeof raw === "number" && Number.isFinite(raw)) return raw;
     if (typeof raw === "string" && raw.trim() !== "" && Number.isFinite(Number(raw)))
       return Number(raw);
-  } else if (type === "list") {
+  } else if (spec.type === "list") {
     if (typeof raw === "string") return splitList(raw);
     if (Array.isArray(raw) && raw.every((item) => typeof item === "string")) {
       return raw.flatMap(splitList);
@@ -290,12 +95,36 @@ function coerce(
       if (["0", "false", "no", "off"].includes(v)) return false;
     }
   }
-  const shown = secret ? "a value of another type (hidden)" : JSON.stringify(raw);
-  throw new ConfigError(
-    `${source}: must be a ${type === "boolean" ? "boolean (true/false)" : type === "list" ? "list of strings (an array, or comma-separated)" : type}, got ${shown}.`,
-    key,
-    source,
-  );
+  return undefined;
+}
+
+/** A value from a typed file (TOML, the user config's JSON): it must have the setting's type already. */
+function fromTyped(raw: unknown, spec: SettingSpec): unknown {
+  switch (spec.type) {
+    case "string":
+      return typeof raw === "string" ? raw : undefined;
+    case "number":
+    case "integer":
+      return typeof raw === "number" ? raw : undefined;
+    case "boolean":
+      return typeof raw === "boolean" ? raw : undefined;
+    default:
+      return Array.isArray(raw) && raw.every((item) => typeof item === "string")
+        ? raw.flatMap(splitList)
+        : undefined;
+  }
+}
+
+/** One place a value may come from, highest precedence first. */
+interface Candidate {
+  raw: unknown;
+  /** For messages: `option --max-ticks`, `/p/ravenclaws.toml [heartbeat] max_ticks`. */
+  source: string;
+  /** The name under which it was given (the error's `key`). */
+  name: string;
+  typed: boolean;
+  /** What to write instead, for a file value of the wrong type. */
+  fix?: string;
 }
 
 function tomlValue(data: Record<string, unknown>, dotted: string): unknown {
@@ -307,38 +136,112 @@ function tomlValue(data: Record<string, unknown>, dotted: string): unknown {
   return node;
 }
 
+function candidatesOf(key: RunSettingKey, spec: SettingSpec, sources: ConfigSources): Candidate[] {
+  const list: Candidate[] = [];
+  const goalFile = key === "goal" ? sources.flags.goalFile : undefined;
+  list.push({
+    raw: sources.flags[key],
+    source: typeof goalFile === "string" ? `--goal-file ${goalFile}` : `option --${spec.flag}`,
+    name: `--${spec.flag}`,
+    typed: false,
+  });
+  for (const name of spec.env ?? []) {
+    list.push({
+      raw: sources.env[name] === "" ? undefined : sources.env[name],
+      source: `environment variable ${name}`,
+      name,
+      typed: false,
+    });
+  }
+  if (spec.toml && sources.toml) {
+    const [section, tomlKey] = spec.toml.split(".");
+    list.push({
+      raw: tomlValue(sources.toml.data, spec.toml),
+      source: `${sources.toml.path} [${section}] ${tomlKey}`,
+      name: spec.toml,
+      typed: true,
+      fix: `write ${tomlKey} = %VALUE% (a TOML ${tomlTypeOf(spec)}${spec.type === "string" || spec.type === "list" ? "" : ", without quotes"})`,
+    });
+  }
+  if (spec.user && sources.user) {
+    list.push({
+      raw: sources.user.data[key],
+      source: `user config ${sources.user.path} (${key})`,
+      name: key,
+      typed: true,
+      fix: `set it again with \`ravenclaws config set ${key} <value>\``,
+    });
+  }
+  return list;
+}
+
+function exampleOf(spec: SettingSpec): unknown {
+  return (
+    spec.default ??
+    (spec.type === "list" ? [] : spec.type === "string" ? "…" : spec.type === "boolean" ? true : 1)
+  );
+}
+
+function tomlTypeOf(spec: SettingSpec): string {
+  if (spec.type === "list") return "array of strings";
+  if (spec.type === "number" || spec.type === "integer") return "number";
+  return spec.type;
+}
+
+/** A goal longer than its source allows. */
+function checkGoalSize(goal: unknown, source: string, fromFile: boolean): void {
+  if (typeof goal !== "string") return;
+  const bytes = Buffer.byteLength(goal, "utf8");
+  const limit = fromFile ? GOAL_FILE_MAX_BYTES : GOAL_MAX_BYTES;
+  if (bytes <= limit) return;
+  throw new ConfigError(
+    `${source}: the goal is ${kb(bytes)}; at most ${kb(limit)} ${fromFile ? "may be read from a file" : "may be given inline"}.`,
+    "goal",
+    source,
+    {
+      hint: fromFile
+        ? "Shorten it: the goal is sent with every model call."
+        : "Put a longer goal in a file and pass --goal-file FILE (up to 256 KB); it is sent with every model call.",
+    },
+  );
+}
+
+const kb = (bytes: number) => `${Math.ceil(bytes / 1024)} KB`;
+
+/** A candidate's value in the setting's type, or a config error saying what was given and what to write. */
+function typedValue(candidate: Candidate, spec: SettingSpec): unknown {
+  const raw = candidate.raw;
+  const value = candidate.typed ? fromTyped(raw, spec) : fromText(raw, spec);
+  if (value !== undefined) return value;
+  const meant = typeof raw === "string" ? fromText(raw, spec) : undefined;
+  const fix = candidate.fix?.replace("%VALUE%", JSON.stringify(meant ?? exampleOf(spec)));
+  throw new ConfigError(
+    `${candidate.source}: must be ${typeWords(spec, candidate.typed)}, got ${describeValue(raw, spec.secret === true)}.`,
+    candidate.name,
+    candidate.source,
+    fix ? { hint: `${fix[0]?.toUpperCase()}${fix.slice(1)}.` } : undefined,
+  );
+}
+
 /** Merges the sources key by key and validates the result. */
 export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
   const merged: Record<string, unknown> = {};
   const from: Partial<Record<RunSettingKey, string>> = {};
   /** For merged lists: the source of each item. */
   const itemFrom: Partial<Record<RunSettingKey, string[]>> = {};
-  for (const [key, spec] of Object.entries(KEYS) as [RunSettingKey, KeySpec][]) {
-    const candidates: [unknown, string, string][] = [];
-    candidates.push([sources.flags[key], `option ${spec.flag}`, spec.flag]);
-    for (const name of spec.env)
-      candidates.push([
-        sources.env[name] === "" ? undefined : sources.env[name],
-        `environment variable ${name}`,
-        name,
-      ]);
-    if (spec.toml && sources.toml) {
-      candidates.push([
-        tomlValue(sources.toml.data, spec.toml),
-        `${sources.toml.path} [${spec.toml.split(".")[0]}] ${spec.toml.split(".")[1]}`,
-        spec.toml,
-      ]);
+  for (const [key, spec] of settingEntries()) {
+    const candidates = candidatesOf(key, spec, sources);
+    // A config file value of the wrong type is an error even where a flag overrides it
+    // (it is a typo in the file); a value out of bounds counts only where it is used.
+    for (const candidate of candidates) {
+      if (candidate.typed && candidate.raw !== undefined) typedValue(candidate, spec);
     }
-    if (spec.user && sources.user) {
-      candidates.push([
-        sources.user.data[spec.user],
-        `user config ${sources.user.path} (${spec.user})`,
-        spec.user,
-      ]);
-    }
-    for (const [raw, source, name] of candidates) {
-      const value = coerce(raw, spec.type, name, source, key === "apiKey");
-      if (value === undefined) continue;
+    for (const candidate of candidates) {
+      if (candidate.raw === undefined || candidate.raw === null) continue;
+      const value = typedValue(candidate, spec);
+      if (key === "goal") {
+        checkGoalSize(value, candidate.source, candidate.source.startsWith("--goal-file"));
+      }
       if (spec.merge && Array.isArray(value)) {
         // A rule from any source applies: a flag adds to the file's deny rules, never drops them.
         const list = (merged[key] as string[] | undefined) ?? [];
@@ -347,14 +250,14 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
         for (const item of value as string[]) {
           if (list.includes(item)) continue;
           list.push(item);
-          origins.push(source);
+          origins.push(candidate.source);
         }
         merged[key] = list;
-        from[key] = from[key] ? `${from[key]}; ${source}` : source;
+        from[key] = from[key] ? `${from[key]}; ${candidate.source}` : candidate.source;
         continue;
       }
       merged[key] = value;
-      from[key] = source;
+      from[key] = candidate.source;
       break;
     }
   }
@@ -370,7 +273,8 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
       from[key as RunSettingKey] ??
       "defaults";
     const value = item ? (merged[key] as unknown[])[index as number] : merged[key];
-    const shown = key === "apiKey" ? "(hidden)" : JSON.stringify(value);
+    const secret = (SETTINGS as Record<string, SettingSpec>)[key]?.secret === true;
+    const shown = secret ? "(hidden)" : JSON.stringify(value);
     throw new ConfigError(
       `${source}: ${issue?.message ?? "is invalid"} (got ${shown}).`,
       key,
@@ -378,6 +282,133 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
     );
   }
   return { settings: parsed.data, sources: from };
+}
+
+/**
+ * Parses a setting given as text (`config set`), as a flag or an environment
+ * variable would be, and validates it with the setting's schema. Returns the
+ * typed value, or what is wrong ("must be …").
+ */
+export function parseSettingText(
+  key: RunSettingKey,
+  text: string,
+): { ok: true; value: unknown } | { ok: false; message: string } {
+  const spec: SettingSpec = SETTINGS[key];
+  const value = fromText(text, spec);
+  if (value === undefined) return { ok: false, message: `must be ${typeWords(spec)}` };
+  if (key === "goal" && Buffer.byteLength(text, "utf8") > GOAL_MAX_BYTES) {
+    return { ok: false, message: `must be at most ${kb(GOAL_MAX_BYTES)}` };
+  }
+  const parsed = RunSettingsSchema.shape[key].safeParse(value);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, message: parsed.error.issues[0]?.message ?? "is invalid" };
+}
+
+/**
+ * Refuses unknown sections and keys in a parsed `ravenclaws.toml`, naming the
+ * file, the key and the nearest valid one.
+ */
+export function checkTomlKeys(file: string, data: Record<string, unknown>): void {
+  const sections = tomlSections();
+  const allKeys = [...sections].flatMap(([section, keys]) => keys.map((k) => `${section}.${k}`));
+  const sectionNames = [...sections.keys()];
+  for (const [name, value] of Object.entries(data)) {
+    const keys = sections.get(name);
+    if (keys === undefined) {
+      const isTable = value !== null && typeof value === "object" && !Array.isArray(value);
+      const hint = isTable
+        ? didYouMean(name, sectionNames, (s) => `[${s}]`)
+        : didYouMean(
+            name,
+            allKeys.map((k) => k.split(".")[1] ?? k),
+            (k) => `${k} in [${allKeys.find((full) => full.endsWith(`.${k}`))?.split(".")[0]}]`,
+          );
+      throw new ConfigError(
+        isTable
+          ? `${file}: unknown section [${name}].${hint}`
+          : `${file}: unknown key ${name} outside any section.${hint}`,
+        name,
+        file,
+        {
+          hint: `The sections are ${sectionNames.map((s) => `[${s}]`).join(", ")}; see the README's Configuration section.`,
+        },
+      );
+    }
+    if (value === null || typeof value !== "object" || Array.isArray(value)) {
+      throw new ConfigError(
+        `${file}: ${name} must be a section ([${name}]), not a value.`,
+        name,
+        file,
+      );
+    }
+    for (const key of Object.keys(value)) {
+      if (keys.includes(key)) continue;
+      const elsewhere = allKeys.find((full) => full.endsWith(`.${key}`));
+      const hint = elsewhere
+        ? ` ${key} belongs in [${elsewhere.split(".")[0]}].`
+        : didYouMean(key, keys);
+      throw new ConfigError(
+        `${file}: unknown key ${key} in [${name}].${hint}`,
+        `${name}.${key}`,
+        file,
+        { hint: `The keys of [${name}] are ${keys.join(", ")}.` },
+      );
+    }
+  }
+}
+
+/** Refuses unknown keys in the user config, naming the file, the key and the nearest valid one. */
+export function checkUserKeys(file: string, data: Record<string, unknown>): void {
+  const known = userKeys();
+  for (const key of Object.keys(data)) {
+    if ((known as string[]).includes(key)) continue;
+    throw new ConfigError(
+      `${file}: unknown user setting ${key}.${didYouMean(key, known)}`,
+      key,
+      file,
+      {
+        hint: `Remove it with \`ravenclaws config unset ${key}\`; the keys are ${known.join(", ")}.`,
+      },
+    );
+  }
+}
+
+/**
+ * Reads a goal file (`--goal-file`), at most {@link GOAL_FILE_MAX_BYTES}, as UTF-8.
+ * Relative paths are taken from `cwd`.
+ */
+export async function readGoalFile(file: string, cwd: string): Promise<string> {
+  const full = path.resolve(cwd, file);
+  let handle: Awaited<ReturnType<typeof openFile>>;
+  try {
+    handle = await openFile(full, "r");
+  } catch (error) {
+    throw new UsageError(`--goal-file ${full} cannot be read: ${(error as Error).message}`, {
+      option: "--goal-file",
+    });
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) {
+      throw new UsageError(`--goal-file ${full} is not a regular file.`, { option: "--goal-file" });
+    }
+    const buffer = Buffer.alloc(GOAL_FILE_MAX_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length > GOAL_FILE_MAX_BYTES) {
+      throw new UsageError(
+        `--goal-file ${full} is larger than ${kb(GOAL_FILE_MAX_BYTES)}, the most a goal may be.`,
+        { option: "--goal-file", hint: "Shorten it: the goal is sent with every model call." },
+      );
+    }
+    return buffer.subarray(0, length).toString("utf8");
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
@@ -409,8 +440,9 @@ export async function loadTomlConfig(
     );
   }
   const { parse } = await import("smol-toml");
+  let data: Record<string, unknown>;
   try {
-    return { path: file, data: parse(text) as Record<string, unknown> };
+    data = parse(text) as Record<string, unknown>;
   } catch (error) {
     throw new ConfigError(
       `The config file ${file} is not valid TOML: ${(error as Error).message}`,
@@ -421,6 +453,8 @@ export async function loadTomlConfig(
       },
     );
   }
+  checkTomlKeys(file, data);
+  return { path: file, data };
 }
 
 const HOOKED_SIGNALS: NodeJS.Signals[] = [
@@ -477,9 +511,10 @@ export async function loadUserConfig(
   env: NodeJS.ProcessEnv,
 ): Promise<{ path: string; data: Record<string, unknown> } | undefined> {
   const dir = env.RAVENCLAWS_CONFIG_DIR ?? "~/.config/ravenclaws";
+  let user: { path: string; data: Record<string, unknown> };
   try {
     const store = await openUserStore(env);
-    return { path: store.path, data: { ...store.store } };
+    user = { path: store.path, data: { ...store.store } };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     // A home directory we may not write to just means there is no user config.
@@ -491,4 +526,6 @@ export async function loadUserConfig(
       { hint: `Fix or delete ${dir}/config.json.` },
     );
   }
+  checkUserKeys(user.path, user.data);
+  return user;
 }

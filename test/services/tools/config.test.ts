@@ -155,7 +155,7 @@ describe("[tools] settings", () => {
 
     const notList = error({ toml: { path: TOML, data: { tools: { allow: [1, 2] } } } });
     expect(notList.message).toBe(
-      `${TOML} [tools] allow: must be a list of strings (an array, or comma-separated), got [1,2].`,
+      `${TOML} [tools] allow: must be an array of strings, got the array [1,2].`,
     );
 
     const host = error({ env: { RAVENCLAWS_ALLOWED_HOSTS: "https://example.com/x" } });
@@ -171,7 +171,7 @@ describe("[tools] settings", () => {
     );
 
     const web = error({ toml: { path: TOML, data: { tools: { allow_web: "maybe" } } } });
-    expect(web.message).toContain("must be a boolean (true/false)");
+    expect(web.message).toContain("must be a boolean (true or false");
   });
 });
 
