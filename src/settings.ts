@@ -679,6 +679,13 @@ export function tomlSections(): Map<string, string[]> {
   return sections;
 }
 
+/** The settings a heartbeat keeps (scope `heartbeat`), in the table's order. */
+export function heartbeatSettingKeys(): RunSettingKey[] {
+  return settingEntries()
+    .filter(([, spec]) => spec.scope === "heartbeat")
+    .map(([key]) => key);
+}
+
 /** The keys the user config may hold, in the table's order. */
 export function userKeys(): RunSettingKey[] {
   return settingEntries()

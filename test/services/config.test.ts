@@ -8,6 +8,8 @@ import {
   type ConfigSources,
   loadTomlConfig,
   loadUserConfig,
+  parseSettingText,
+  readGoalFile,
   resolveRunSettings,
 } from "../../src/services/config.js";
 
@@ -640,5 +642,94 @@ describe("loadUserConfig", () => {
     expect(error.source).toBe(base);
     // The broken file is left alone.
     expect(await fs.readFile(path.join(base, "config.json"), "utf8")).toBe("{ nope");
+  });
+});
+
+describe("strict config files", () => {
+  it("loadTomlConfig refuses an unknown key, naming the file, the key and the nearest", async () => {
+    const file = path.join(base, "ravenclaws.toml");
+    await fs.writeFile(file, "[heartbeat]\nmax_tick = 1\n");
+    const error = await configErrorAsync(loadTomlConfig(base, undefined));
+    expect(error.message).toBe(
+      `${file}: unknown key max_tick in [heartbeat]. Did you mean max_ticks?`,
+    );
+    expect(error.key).toBe("heartbeat.max_tick");
+    expect(error.source).toBe(file);
+  });
+
+  it("loadTomlConfig refuses an unknown section, naming the nearest", async () => {
+    await fs.writeFile(path.join(base, "ravenclaws.toml"), "[hearbeat]\ngoal = 'x'\n");
+    const error = await configErrorAsync(loadTomlConfig(base, undefined));
+    expect(error.message).toContain("unknown section [hearbeat]. Did you mean [heartbeat]?");
+    expect(error.key).toBe("hearbeat");
+  });
+
+  it("loadUserConfig refuses an unknown key, naming the nearest", async () => {
+    await fs.writeFile(path.join(base, "config.json"), JSON.stringify({ modle: "x" }));
+    const error = await configErrorAsync(loadUserConfig({ RAVENCLAWS_CONFIG_DIR: base }));
+    expect(error.message).toContain("unknown user setting modle. Did you mean model?");
+    expect(error.source).toBe(path.join(base, "config.json"));
+  });
+
+  it("converts text from flags and the environment, but not from the files", () => {
+    expect(
+      resolveRunSettings(sources({ env: { RAVENCLAWS_MAX_TICKS: "2" } })).settings.maxTicks,
+    ).toBe(2);
+    expect(resolveRunSettings(sources({ flags: { maxTicks: "2" } })).settings.maxTicks).toBe(2);
+    const toml = configError(() =>
+      resolveRunSettings(
+        sources({ toml: { path: TOML_PATH, data: { heartbeat: { max_ticks: "2" } } } }),
+      ),
+    );
+    expect(toml.message).toBe(
+      `${TOML_PATH} [heartbeat] max_ticks: must be a whole number, got the string "2".`,
+    );
+    expect(toml.hint).toContain("Write max_ticks = 2");
+    const user = configError(() =>
+      resolveRunSettings(sources({ user: { path: USER_PATH, data: { tools: "false" } } })),
+    );
+    expect(user.message).toContain(`user config ${USER_PATH} (tools): must be a boolean`);
+  });
+
+  it("refuses a file value of the wrong type even where a flag overrides it", () => {
+    const error = configError(() =>
+      resolveRunSettings(
+        sources({
+          flags: { goal: "From the flag" },
+          toml: { path: TOML_PATH, data: { heartbeat: { goal: 42 } } },
+        }),
+      ),
+    );
+    expect(error.message).toContain("[heartbeat] goal: must be a string, got 42");
+  });
+
+  it("limits an inline goal to 16 KB and a goal file's to 256 KB", () => {
+    const long = "g".repeat(17 * 1024);
+    const inline = configError(() => resolveRunSettings(sources({ flags: { goal: long } })));
+    expect(inline.message).toContain("at most 16 KB may be given inline");
+    expect(inline.hint).toContain("--goal-file");
+    const fromFile = resolveRunSettings(sources({ flags: { goal: long, goalFile: "/g.txt" } }));
+    expect(fromFile.settings.goal).toBe(long);
+    expect(fromFile.sources.goal).toBe("--goal-file /g.txt");
+  });
+
+  it("readGoalFile reads a file up to 256 KB and refuses a larger one or a directory", async () => {
+    await fs.writeFile(path.join(base, "ok.txt"), "Ship it");
+    expect(await readGoalFile("ok.txt", base)).toBe("Ship it");
+    await fs.writeFile(path.join(base, "big.txt"), "g".repeat(256 * 1024 + 1));
+    await expect(readGoalFile("big.txt", base)).rejects.toThrow(/larger than 256 KB/);
+    await expect(readGoalFile(".", base)).rejects.toThrow(/not a regular file/);
+  });
+
+  it("parseSettingText parses config set text like a flag", () => {
+    expect(parseSettingText("maxTicks", "3")).toEqual({ ok: true, value: 3 });
+    expect(parseSettingText("toolDeny", "shell(rm*),read(.env)")).toEqual({
+      ok: true,
+      value: ["shell(rm*)", "read(.env)"],
+    });
+    expect(parseSettingText("tickInterval", "1e15")).toEqual({
+      ok: false,
+      message: "must be at most 31536000 seconds (one year)",
+    });
   });
 });
