@@ -1,7 +1,8 @@
 /**
- * Layered configuration: flags > environment > `ravenclaws.toml` > user config
- * (conf) > defaults, merged key by key through the settings table
- * (`src/settings.ts`) and validated with the schema built from it. Errors
+ * Layered configuration: flags > environment > the settings saved in a
+ * resumed heartbeat's state file > `ravenclaws.toml` > user config (conf) >
+ * defaults, merged key by key through the settings table (`src/settings.ts`)
+ * and validated with the schema built from it. Errors
  * name the key, where the value came from, and what was expected. Text from
  * flags and the environment is converted to the setting's type; values in
  * the config files must already have it.
@@ -13,6 +14,7 @@ import { RunSettingsSchema } from "../schemas/config.js";
 import {
   GOAL_FILE_MAX_BYTES,
   GOAL_MAX_BYTES,
+  heartbeatSettingKeys,
   type RunSettingKey,
   type RunSettings,
   SETTINGS,
@@ -39,6 +41,34 @@ export interface ConfigSources {
   toml?: { path: string; data: Record<string, unknown> };
   /** The user config store's contents and its path. */
   user?: { path: string; data: Record<string, unknown> };
+  /**
+   * The settings saved in the state file of the heartbeat being resumed, and
+   * that file's path; between the environment and `ravenclaws.toml`. Only
+   * heartbeat-scoped keys are read; a key saved as null was unset and stays
+   * unset (lower sources do not fill it).
+   */
+  saved?: { path: string; data: Record<string, unknown> };
+}
+
+/** A saved setting's value: unset settings are saved as null. */
+export type SavedValue = string | number | boolean | string[] | null;
+
+/** How a value from the saved settings is named in messages. */
+export const savedSource = (file: string) => `the settings saved in ${file}`;
+
+/** True for a setting a heartbeat keeps in its state file (scope `heartbeat` in the table). */
+export function isHeartbeatScoped(key: RunSettingKey): boolean {
+  return (SETTINGS[key] as SettingSpec).scope === "heartbeat";
+}
+
+/** The heartbeat-scoped settings of a resolved run, as saved in the state file (unset → null). */
+export function savedSettingsOf(settings: RunSettings): Record<string, SavedValue> {
+  const saved: Record<string, SavedValue> = {};
+  for (const key of heartbeatSettingKeys()) {
+    const value = settings[key] as SavedValue | undefined;
+    saved[key] = value === undefined ? null : value;
+  }
+  return saved;
 }
 
 /** The merged settings and where each value came from. */
@@ -125,6 +155,8 @@ interface Candidate {
   typed: boolean;
   /** What to write instead, for a file value of the wrong type. */
   fix?: string;
+  /** A null here is a decision (the setting was unset): lower sources do not fill it. */
+  final?: boolean;
 }
 
 function tomlValue(data: Record<string, unknown>, dotted: string): unknown {
@@ -151,6 +183,15 @@ function candidatesOf(key: RunSettingKey, spec: SettingSpec, sources: ConfigSour
       source: `environment variable ${name}`,
       name,
       typed: false,
+    });
+  }
+  if (sources.saved && spec.scope === "heartbeat" && Object.hasOwn(sources.saved.data, key)) {
+    list.push({
+      raw: sources.saved.data[key],
+      source: savedSource(sources.saved.path),
+      name: key,
+      typed: true,
+      final: true,
     });
   }
   if (spec.toml && sources.toml) {
@@ -234,9 +275,13 @@ export function resolveRunSettings(sources: ConfigSources): ResolvedSettings {
     // A config file value of the wrong type is an error even where a flag overrides it
     // (it is a typo in the file); a value out of bounds counts only where it is used.
     for (const candidate of candidates) {
-      if (candidate.typed && candidate.raw !== undefined) typedValue(candidate, spec);
+      if (candidate.typed && candidate.raw != null) typedValue(candidate, spec);
     }
     for (const candidate of candidates) {
+      if (candidate.raw === null && candidate.final) {
+        from[key] = candidate.source;
+        break;
+      }
       if (candidate.raw === undefined || candidate.raw === null) continue;
       const value = typedValue(candidate, spec);
       if (key === "goal") {

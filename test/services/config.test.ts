@@ -6,11 +6,14 @@ import { ConfigError, ExitCode } from "../../src/errors.js";
 import type { RunSettingKey } from "../../src/schemas/config.js";
 import {
   type ConfigSources,
+  isHeartbeatScoped,
   loadTomlConfig,
   loadUserConfig,
   parseSettingText,
   readGoalFile,
   resolveRunSettings,
+  savedSettingsOf,
+  savedSource,
 } from "../../src/services/config.js";
 
 let base: string;
@@ -731,5 +734,50 @@ describe("strict config files", () => {
       ok: false,
       message: "must be at most 31536000 seconds (one year)",
     });
+  });
+});
+
+describe("resolveRunSettings: the saved layer of a resumed heartbeat", () => {
+  const STATE = "/project/.ravenclaws/heartbeat-h.json";
+
+  it("sits between the environment and ravenclaws.toml", () => {
+    const { settings, sources: from } = resolveRunSettings({
+      flags: { maxTicks: "9" },
+      env: { RAVENCLAWS_MODEL: "from-env" },
+      saved: {
+        path: STATE,
+        data: { maxTicks: 3, model: "saved-model", tickInterval: 7, cron: null },
+      },
+      toml: {
+        path: TOML_PATH,
+        data: { heartbeat: { tick_interval_secs: 60, cron: "0 * * * *", max_ticks: 1 } },
+      },
+    });
+    expect(settings.maxTicks).toBe(9);
+    expect(settings.model).toBe("from-env");
+    expect(settings.tickInterval).toBe(7);
+    expect(from.tickInterval).toBe(savedSource(STATE));
+    // Saved as unset: the toml's cron does not fill it.
+    expect(settings.cron).toBeUndefined();
+    expect(from.cron).toBe(savedSource(STATE));
+  });
+
+  it("reads only heartbeat-scoped keys from it, and saves only those", () => {
+    const { settings } = resolveRunSettings({
+      flags: {},
+      env: {},
+      saved: { path: STATE, data: { workdir: "/elsewhere", json: true } },
+    });
+    expect(settings.workdir).toBeUndefined();
+    expect(settings.json).toBe(false);
+    const saved = savedSettingsOf(
+      resolveRunSettings(sources({ flags: { goal: "g", apiKey: "sk-secret-1234567890" } }))
+        .settings,
+    );
+    expect(saved).not.toHaveProperty("apiKey");
+    expect(saved).not.toHaveProperty("goal");
+    expect(saved.cron).toBeNull();
+    expect(saved.tickInterval).toBe(300);
+    expect(Object.keys(saved).every((key) => isHeartbeatScoped(key as RunSettingKey))).toBe(true);
   });
 });
