@@ -8,7 +8,15 @@ import * as os from "node:os";
 import { CommandFailedError, type LockHolder, StateFileError, UsageError } from "../errors.js";
 import { ID_PATTERN } from "../schemas/config.js";
 import type { StateFile } from "../schemas/stateFile.js";
-import { type HeartbeatPaths, heartbeatPaths, LOCK_STALE_MS, loadStateFile } from "./store.js";
+import {
+  type HeartbeatPaths,
+  heartbeatPaths,
+  LOCK_STALE_MS,
+  loadStateFile,
+  lockNotAFile,
+  NotRegularFileError,
+  openRegularFile,
+} from "./store.js";
 
 export { CommandFailedError, type CommandProblem } from "../errors.js";
 /** Who runs a heartbeat right now, judged from its lock the way `run` judges it. */
@@ -42,11 +50,19 @@ export async function readLock(
 ): Promise<{ holder: LockHolder | null; mtimeMs: number } | null> {
   let text: string;
   let mtimeMs: number;
+  let handle: fs.FileHandle | null;
   try {
-    [text, { mtimeMs }] = await Promise.all([fs.readFile(file, "utf8"), fs.stat(file)]);
+    // Never a blocking open: a FIFO in the lock's place is refused (exit 3).
+    handle = await openRegularFile(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    if (error instanceof NotRegularFileError) throw lockNotAFile(error);
     throw error;
+  }
+  if (!handle) return null;
+  try {
+    [text, { mtimeMs }] = await Promise.all([handle.readFile("utf8"), handle.stat()]);
+  } finally {
+    await handle.close().catch(() => {});
   }
   try {
     const data = JSON.parse(text) as Partial<LockHolder>;

@@ -954,9 +954,27 @@ interface LockFileContent {
   mtimeMs: number;
 }
 
+/** A lock file that is not a regular file (a FIFO, never read with a blocking open): exit 3. */
+export function lockNotAFile(error: NotRegularFileError): StateFileError {
+  return new StateFileError(
+    `The lock ${error.file} is ${error.kind}, not a regular file; it was not read.`,
+    error.file,
+    "unreadable",
+    { cause: error, hint: "Something else took the lock's place: move it away and run again." },
+  );
+}
+
 async function readLockFile(file: string, fs: StoreFs): Promise<LockFileContent | null> {
+  let handle: nodeFs.FileHandle | null;
   try {
-    const [text, stat] = await Promise.all([fs.readFile(file, "utf8"), fs.stat(file)]);
+    handle = await openRegularFile(file, fs);
+  } catch (error) {
+    if (error instanceof NotRegularFileError) throw lockNotAFile(error);
+    throw error;
+  }
+  if (!handle) return null;
+  try {
+    const [text, stat] = await Promise.all([handle.readFile("utf8"), handle.stat()]);
     let holder: LockHolder | null = null;
     let token: string | null = null;
     try {
@@ -973,9 +991,8 @@ async function readLockFile(file: string, fs: StoreFs): Promise<LockFileContent 
       // A lock file torn by a crash while it was being written: judged by its age alone.
     }
     return { holder, token, text, mtimeMs: stat.mtimeMs };
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") return null;
-    throw error;
+  } finally {
+    await handle.close().catch(() => {});
   }
 }
 
