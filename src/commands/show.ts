@@ -85,7 +85,11 @@ export async function renderShow(
   }
   field(
     "tokens",
-    `${hb.formatCount(file.usage.totalTokens)} in ${hb.formatCount(file.usage.calls)} model call${file.usage.calls === 1 ? "" : "s"} (prompt ${hb.formatCount(file.usage.promptTokens)}, completion ${hb.formatCount(file.usage.completionTokens)})`,
+    `${hb.formatCount(file.usage.totalTokens)} in ${hb.formatCount(file.usage.calls)} model call${file.usage.calls === 1 ? "" : "s"} (prompt ${hb.formatCount(file.usage.promptTokens)}, completion ${hb.formatCount(file.usage.completionTokens)})${
+      file.usage.estimatedCalls
+        ? `; ${hb.formatCount(file.usage.estimatedCalls)} estimated (the server sent no usage)`
+        : ""
+    }`,
   );
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));

@@ -124,6 +124,8 @@ describe("replies without usage", () => {
     }
     // One notice per run, however many ticks.
     expect(result.stderr.match(/sends no token usage/g)).toHaveLength(1);
+    const show = await runCli(["show", "nousage", "--workdir", h.workdir], { env: env() });
+    expect(show.stdout).toContain(`; ${usage.calls} estimated (the server sent no usage)`);
   });
 
   it("a server that sends usage gets no estimate and no notice", async () => {
