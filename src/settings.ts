@@ -7,6 +7,7 @@
  *
  * Pure and light: no zod, no yargs, no I/O, so every command may import it.
  */
+import { nearest } from "./services/suggest.js";
 import { isRule, RULE_SYNTAX, TOOL_MODES } from "./services/tools/ruleSyntax.js";
 
 /** How `shell_exec` is confined (`--sandbox`): see README, Confinement. */
@@ -735,7 +736,11 @@ export function problemOf(
     const s = value as string;
     if (spec.nonEmpty && s.trim() === "") return { message: "must not be empty" };
     if (spec.choices && !spec.choices.includes(s)) {
-      return { message: `must be one of ${spec.choices.map((c) => `"${c}"`).join(", ")}` };
+      const near = nearest(s, spec.choices);
+      const choices = spec.choices.map((c) => `"${c}"`).join(", ");
+      return {
+        message: `must be one of ${choices}${near ? ` (did you mean "${near}"?)` : ""}`,
+      };
     }
     if (spec.check && !spec.check.test(s)) return { message: `must ${spec.check.message}` };
     return undefined;

@@ -82,5 +82,8 @@ describe("the settings table", () => {
     expect(problemOf(spec("maxTicks"), 1e300)?.message).toContain("at most");
     expect(problemOf(spec("requestTimeout"), 0)?.message).toBe("must be more than 0 seconds");
     expect(problemOf(spec("toolDeny"), ["shell(ls)", "nonsense("])?.index).toBe(1);
+    expect(problemOf(spec("sandbox"), "bwrp")?.message).toBe(
+      'must be one of "auto", "bwrap", "off" (did you mean "bwrap"?)',
+    );
   });
 });
