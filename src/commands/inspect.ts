@@ -45,7 +45,7 @@ export async function replayHandler(argv: ReplayArgs, io: RunEnvironment): Promi
       `ravenclaws: serving ${messages.length} inspection events from ${file} at ${server.url}\n` +
         `  Open it in a browser${argv.open ? "" : " (or pass --open)"}; ${argv.once ? "exits once a viewer has them all" : "Ctrl-C stops"}.\n`,
     );
-    if (argv.open) openInBrowser(server.url);
+    if (argv.open) void openInBrowser(server.url);
     await new Promise<void>((resolve) => {
       const unsubscribe = io.onSignal(() => {
         unsubscribe();

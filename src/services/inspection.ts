@@ -396,21 +396,32 @@ export async function startInspectorServer(
   };
 }
 
-/** Opens `url` in the default browser; failures are ignored (the URL is printed anyway). */
-export function openInBrowser(url: string, platform: NodeJS.Platform = process.platform): void {
+/**
+ * Opens `url` in the default browser. Failures are ignored (the URL is
+ * printed anyway): callers need not wait; the promise, which never rejects,
+ * says once it is known whether an opener started (true) or there is none (false).
+ */
+export function openInBrowser(
+  url: string,
+  platform: NodeJS.Platform = process.platform,
+): Promise<boolean> {
   const [command, args] =
     platform === "darwin"
       ? ["open", [url]]
       : platform === "win32"
         ? ["cmd", ["/c", "start", "", url]]
         : ["xdg-open", [url]];
-  try {
-    const child = spawn(command, args, { detached: true, stdio: "ignore" });
-    child.on("error", () => {});
-    child.unref();
-  } catch {
-    // No opener on this system: the printed URL is enough.
-  }
+  return new Promise((resolve) => {
+    try {
+      const child = spawn(command, args, { detached: true, stdio: "ignore" });
+      // No opener on this system: the printed URL is enough.
+      child.once("error", () => resolve(false));
+      child.once("spawn", () => resolve(true));
+      child.unref();
+    } catch {
+      resolve(false);
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -529,7 +540,7 @@ export async function startInspection(
     options.note(
       `ravenclaws: inspector at ${server.url} (open it in a browser${request.live.open ? "" : ", or pass --open"})`,
     );
-    if (request.live.open) openInBrowser(server.url);
+    if (request.live.open) void openInBrowser(server.url);
   }
 
   let closing: Promise<void> | null = null;

@@ -295,9 +295,12 @@ describe("startInspectorServer", () => {
     source.ws.send('{"type":"@xstate.event","n":3}');
     await until(() => viewer.received.length === 3, "the relayed message");
     expect(viewer.received.map((m) => JSON.parse(m).n)).toEqual([1, 2, 3]);
-    // The sender does not get its own message back (only the backlog from before it connected).
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(source.received.map((m) => JSON.parse(m).n)).toEqual([1, 2]);
+    // The sender does not get its own message back (only the backlog from before
+    // it connected). Proof without a sleep: a message the viewer sends after it
+    // got 3 reaches the sender after any echo of 3 would have (one ordered socket).
+    viewer.ws.send('{"type":"@xstate.event","n":4}');
+    await until(() => source.received.length >= 3, "the viewer's message");
+    expect(source.received.map((m) => JSON.parse(m).n)).toEqual([1, 2, 4]);
     viewer.ws.close();
     source.ws.close();
   });
@@ -444,7 +447,7 @@ describe("readInspectionLog", () => {
 });
 
 describe("openInBrowser", () => {
-  it("runs the platform's opener, detached, and ignores a missing one", async () => {
+  it("runs the platform's opener, detached, and ignores a missing one (reporting which)", async () => {
     const bin = path.join(dir, "bin");
     await fs.mkdir(bin);
     const out = path.join(dir, "opened.txt");
@@ -454,7 +457,7 @@ describe("openInBrowser", () => {
     const oldPath = process.env.PATH;
     process.env.PATH = bin;
     try {
-      openInBrowser("http://127.0.0.1:1/", "linux");
+      expect(await openInBrowser("http://127.0.0.1:1/", "linux")).toBe(true);
       await until(() => {
         try {
           return readFileSync(out, "utf8").trim() === "http://127.0.0.1:1/";
@@ -462,9 +465,8 @@ describe("openInBrowser", () => {
           return false;
         }
       }, "the opener to run");
-      // No `open` on this PATH: nothing thrown, nothing crashes.
-      openInBrowser("http://127.0.0.1:1/", "darwin");
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // No `open` on this PATH: the spawn failure is known and handled, nothing thrown.
+      expect(await openInBrowser("http://127.0.0.1:1/", "darwin")).toBe(false);
     } finally {
       process.env.PATH = oldPath;
     }
