@@ -23,7 +23,7 @@ import { statusCommand } from "./commands/status.js";
 import { stopCommand } from "./commands/stop.js";
 import { wakeCommand } from "./commands/wake.js";
 import { ExitCode, RavenclawsError, UsageError } from "./errors.js";
-import { surviveClosedOutput } from "./services/output.js";
+import { flushed, surviveClosedOutput } from "./services/output.js";
 import { didYouMean } from "./services/suggest.js";
 import { settingEntries } from "./settings.js";
 
@@ -212,5 +212,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const code = await main(hideBin(process.argv));
+// A slow reader (`logs x | less`) gets all the output first: exiting drops what is still queued.
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
 // Exit explicitly: an aborted request's keep-alive socket must not hold the process open.
 process.exit(code);

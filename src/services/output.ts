@@ -27,3 +27,15 @@ export function surviveClosedOutput(streams: readonly NodeJS.WritableStream[]): 
 export function outputClosed(stream: NodeJS.WritableStream): boolean {
   return failed.has(stream);
 }
+
+/**
+ * Resolves once everything written to `stream` so far has been handed to the
+ * OS, or the stream failed. Node queues a write to a pipe that is full (a
+ * slow reader: `logs x | less`), and `process.exit` drops that queue.
+ */
+export function flushed(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    // Writes complete in order: this one's callback comes after all before it.
+    stream.write("", () => resolve());
+  });
+}
