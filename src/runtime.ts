@@ -39,7 +39,12 @@ import type {
   RunToolsOutput,
   ToolCallRecord,
 } from "./machines/toolLoop.types.js";
-import { STATE_SCHEMA_VERSION, type StateFile } from "./schemas/stateFile.js";
+import {
+  type SavedSettings,
+  STATE_SCHEMA_VERSION,
+  type StateFile,
+  savedSettingsOfContext,
+} from "./schemas/stateFile.js";
 import { crashPoint } from "./services/crashPoints.js";
 import type { LlmService } from "./services/llm.js";
 import { SYSTEM_PROMPT } from "./services/prompts.js";
@@ -70,6 +75,11 @@ export interface RuntimeDeps {
   prices?: Prices;
   /** Inspection observer (`run --inspect`, `--inspect-log`); it sees the heartbeat and its children. */
   inspect?: Observer<InspectionEvent>;
+  /**
+   * The heartbeat-scoped run settings of this run, saved in the state file's
+   * `settings` (never the API key). Default: what the context's settings imply.
+   */
+  savedSettings?: SavedSettings;
 }
 
 /** Prices per million tokens, in US dollars. */
@@ -198,6 +208,7 @@ export function stateFileOf(
   input: Omit<PersistInput, "status"> & { status: StateFile["status"] },
   updatedAt: string,
   prices?: Prices,
+  savedSettings?: SavedSettings,
 ): StateFile {
   const ctx = snapshot.context;
   return {
@@ -218,6 +229,7 @@ export function stateFileOf(
     reason: input.reason,
     error: ctx.error,
     seq: input.seq,
+    settings: savedSettings ?? savedSettingsOfContext(ctx.settings),
     snapshot: snapshot as unknown as StateFile["snapshot"],
   };
 }
@@ -369,6 +381,7 @@ export function provideActors(
       { seq: snapshot.context.seq, status: "executing", reason: null },
       new Date(now()).toISOString(),
       deps.prices,
+      deps.savedSettings,
     );
     await deps.store.save(file);
   };
@@ -511,7 +524,7 @@ export function provideActors(
             context: HeartbeatContext;
           } & Record<string, unknown>;
           const at = new Date(now()).toISOString();
-          const file = stateFileOf(snapshot, input, at, deps.prices);
+          const file = stateFileOf(snapshot, input, at, deps.prices, deps.savedSettings);
           await deps.store.save(file);
           const entries = journalEntriesOf(snapshot.context, input, at, deps.prices);
           await deps.store.append(entries);
@@ -549,6 +562,33 @@ export function rescheduledNextTick(
   return Date.parse(planned) < Date.parse(ctx.nextTickAt) ? planned : ctx.nextTickAt;
 }
 
+/**
+ * True when this run schedules ticks differently from the saved settings
+ * (interval, backoff, cron, active hours, time zone). Only then is the saved
+ * `nextTickAt` planned again; otherwise it is kept as it is.
+ */
+function scheduleChanged(saved: Partial<HeartbeatSettings>, settings: HeartbeatSettings): boolean {
+  return (
+    saved.tickIntervalSec !== settings.tickIntervalSec ||
+    (saved.failureBackoffSec ?? settings.failureBackoffSec) !== settings.failureBackoffSec ||
+    (saved.cron ?? null) !== settings.cron ||
+    (saved.activeHours ?? null) !== settings.activeHours ||
+    (saved.timezone ?? null) !== settings.timezone
+  );
+}
+
+/** The saved `nextTickAt`, or replanned when this run's schedule differs from the saved one. */
+function resumedNextTick(
+  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests" | "consecutiveFailures"> & {
+    settings: Partial<HeartbeatSettings>;
+  },
+  settings: HeartbeatSettings,
+): string | null {
+  return scheduleChanged(ctx.settings, settings)
+    ? rescheduledNextTick(ctx, settings)
+    : ctx.nextTickAt;
+}
+
 function resumeRecordOf(file: StateFile, settings: HeartbeatSettings): ResumeRecord {
   const ctx = file.snapshot.context;
   return {
@@ -558,13 +598,118 @@ function resumeRecordOf(file: StateFile, settings: HeartbeatSettings): ResumeRec
     lastPlan: ctx.lastPlan,
     lastResult: ctx.lastResult,
     completed: ctx.completed,
-    nextTickAt: file.status === "failed" ? null : rescheduledNextTick(ctx, settings),
+    nextTickAt: file.status === "failed" ? null : resumedNextTick(ctx, settings),
     usage: ctx.usage,
     // A heartbeat resumed after it failed gets a fresh failure budget.
     consecutiveFailures: file.status === "failed" ? 0 : ctx.consecutiveFailures,
     digests: ctx.digests,
     seq: Math.max(ctx.seq, file.seq),
   };
+}
+
+/** Refuses a goal given on resume that is not the heartbeat's own (exit 2). */
+function checkGoal(previous: StateFile, goal: string | undefined): void {
+  const given = goal?.trim();
+  if (!given || given === previous.goal) return;
+  throw new UsageError(
+    `Heartbeat "${previous.id}" already exists with a different goal: "${clipText(previous.goal, 200)}".`,
+    {
+      option: "--goal",
+      code: "goal-mismatch",
+      hint: "Resume it without --goal (or with the same goal), or start a new heartbeat with another --id (or none).",
+    },
+  );
+}
+
+/** What `run --id` does with the heartbeat it found (see {@link resumeVerdict}). */
+export type ResumeVerdict =
+  /** No state file: a new heartbeat. */
+  | { kind: "new" }
+  /** Stopped or killed before it ended: it goes on. */
+  | { kind: "resume" }
+  /** It ended (`completed` or `failed`) and was not asked to continue: nothing runs. */
+  | { kind: "finished"; file: StateFile }
+  /** It ended, and `--continue` lifts what ended it. */
+  | { kind: "continue"; file: StateFile };
+
+/** What the user asked for on this run, beyond the settings. */
+export interface ResumeRequest {
+  /** `--continue` was given. */
+  continue: boolean;
+  /** `--max-ticks` (or its environment variable) was given on this run. */
+  maxTicksGiven: boolean;
+  /** The goal given on this run, if any: it must be the heartbeat's own. */
+  goal?: string | undefined;
+}
+
+/**
+ * Decides what a run does with the state file it found. Finished means
+ * finished: a `completed` or `failed` heartbeat runs again only with
+ * `--continue`, and only when the limits let it tick (`--max-ticks` above its
+ * tick or 0, a token budget not spent). A `--max-ticks` given at or below the
+ * current tick is refused. Throws {@link UsageError} (exit 2).
+ */
+export function resumeVerdict(
+  previous: StateFile | null,
+  settings: Pick<HeartbeatSettings, "maxTicks" | "maxTokens">,
+  request: ResumeRequest,
+): ResumeVerdict {
+  if (!previous) {
+    if (request.continue) {
+      throw new UsageError("--continue resumes a heartbeat that ended, but there is none yet.", {
+        option: "--continue",
+        code: "continue-nothing",
+        hint: "Pass the --id of an existing heartbeat (see `ravenclaws status`), or drop --continue to start one.",
+      });
+    }
+    return { kind: "new" };
+  }
+  checkGoal(previous, request.goal);
+  const { id, tick } = previous;
+  if (request.maxTicksGiven && settings.maxTicks > 0 && settings.maxTicks <= tick) {
+    throw new UsageError(
+      `--max-ticks ${settings.maxTicks} is not above heartbeat ${id}'s current tick (${tick}).`,
+      {
+        option: "--max-ticks",
+        code: "max-ticks-reached",
+        hint: `Give a --max-ticks above ${tick} (or 0 for no limit).`,
+      },
+    );
+  }
+  if (previous.status !== "completed" && previous.status !== "failed") return { kind: "resume" };
+  if (!request.continue) return { kind: "finished", file: previous };
+  if (previous.completed) {
+    throw new UsageError(
+      `Heartbeat ${id} met its goal at tick ${tick}: there is nothing to continue.`,
+      {
+        option: "--continue",
+        code: "continue-goal-met",
+        hint: "Start a new heartbeat (another --id, or none) for more work.",
+      },
+    );
+  }
+  if (settings.maxTicks > 0 && settings.maxTicks <= tick) {
+    throw new UsageError(
+      `--continue needs a --max-ticks above heartbeat ${id}'s current tick (${tick}); its limit is ${settings.maxTicks}.`,
+      {
+        option: "--max-ticks",
+        code: "continue-needs-ticks",
+        hint: `Add --max-ticks ${tick + 1} or more (or 0 for no limit).`,
+      },
+    );
+  }
+  const used = previous.usage.totalTokens;
+  if (settings.maxTokens > 0 && used >= settings.maxTokens) {
+    throw new UsageError(
+      `--continue needs a token budget above the ${used} tokens heartbeat ${id} has used; its budget is ${settings.maxTokens}.`,
+      {
+        option: "--max-tokens",
+        code: "continue-needs-budget",
+        hint: `Add a --max-tokens above ${used} (or 0 for no budget).`,
+      },
+    );
+  }
+  return { kind: "continue", file: previous };
 }
 
 /**
@@ -610,16 +755,7 @@ export async function prepareHeartbeat(
     return wrap(actor, false, null);
   }
 
-  if (goal && goal !== previous.goal) {
-    throw new UsageError(
-      `Heartbeat "${request.id}" already exists with a different goal: "${clipText(previous.goal, 200)}".`,
-      {
-        option: "--goal",
-        code: "goal-mismatch",
-        hint: "Resume it without --goal (or with the same goal), or start a new heartbeat with another --id (or none).",
-      },
-    );
-  }
+  checkGoal(previous, goal);
 
   const snapshot = previous.snapshot as unknown as SnapshotFrom<typeof heartbeatMachine>;
   const ctx = previous.snapshot.context;
@@ -638,7 +774,7 @@ export async function prepareHeartbeat(
       context: {
         ...snapshot.context,
         settings: request.settings,
-        nextTickAt: rescheduledNextTick(snapshot.context, request.settings),
+        nextTickAt: resumedNextTick(snapshot.context, request.settings),
         resumed: true,
       },
     } as typeof snapshot;

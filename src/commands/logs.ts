@@ -64,6 +64,15 @@ export function formatEntry(
     const reason = str(entry.reason);
     return `end    ${formatDateTime(str(entry.at))}  ${str(entry.status)}${reason ? ` (${reason})` : ""} at tick ${num(entry.tick)}`;
   }
+  if (type === "run") {
+    const changes = Array.isArray(entry.changes) ? (entry.changes as Entry[]) : [];
+    // A run that changed nothing and continued nothing shows through its ticks.
+    if (changes.length === 0 && !entry.continued) return null;
+    const changed = changes
+      .map((c) => `${str(c.setting)} ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`)
+      .join(", ");
+    return `run    ${formatDateTime(str(entry.at))}  ${entry.resumed === true ? `resumed at tick ${num(entry.tick)}` : "started"}${entry.continued ? " (continued)" : ""}${changed ? `; changed ${clip(changed, Math.max(30, width - 60))}` : ""}`;
+  }
   if (type === "skip") {
     return `skip   ${formatDateTime(str(entry.due))}  ${str(entry.reason) || "skipped"}; next tick at ${formatDateTime(str(entry.next))}`;
   }

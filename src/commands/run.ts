@@ -9,12 +9,15 @@ import * as path from "node:path";
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { HeartbeatFailedError, UsageError } from "../errors.js";
 import type { HeartbeatSettings } from "../machines/heartbeat.types.js";
+import type { SavedSettings } from "../schemas/stateFile.js";
 import type { Inspection } from "../services/inspection.js";
 import {
   camelCase,
   defaultTextOf,
   type RunSettingKey,
   type RunSettings,
+  SETTINGS,
+  type SettingSpec,
   type SettingsTable,
   settingEntries,
 } from "../settings.js";
@@ -43,6 +46,7 @@ export interface RunArgs extends SettingArgs {
   inspectLog?: string;
   open?: boolean;
   recover?: boolean;
+  continue?: boolean;
 }
 
 /** Declares `run`'s options (shared with the legacy `--heartbeat` form): the settings table's flags, then the rest. */
@@ -89,6 +93,11 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
       describe: "Path of a ravenclaws.toml",
       defaultDescription: "./ravenclaws.toml if present",
       requiresArg: true,
+    })
+    .option("continue", {
+      type: "boolean",
+      describe:
+        "With --id: run a heartbeat that ended (completed or failed) again; give --max-ticks above its tick, or a --max-tokens above its usage, when those ended it",
     })
     .option("recover", {
       type: "boolean",
@@ -209,22 +218,59 @@ export interface RunEnvironment {
 }
 
 /**
+ * The settings saved in the state file of the heartbeat `run --id` names, if
+ * it exists. With `--recover`, an unusable file's previous version (which
+ * the recovery puts back) is read instead.
+ */
+async function savedSettingsFor(
+  argv: RunArgs,
+  io: Pick<RunEnvironment, "cwd" | "env">,
+): Promise<{ path: string; data: SavedSettings } | undefined> {
+  const [{ resolveRunSettings }, { stateDirOf }, { heartbeatPaths, loadStateFile, prevPathOf }] =
+    await Promise.all([
+      import("../services/config.js"),
+      import("./status.js"),
+      import("../services/store.js"),
+    ]);
+  const { settings } = resolveRunSettings({
+    flags: { id: argv.id },
+    env: Object.fromEntries(
+      ((SETTINGS.id as SettingSpec).env ?? []).map((name) => [name, io.env[name]]),
+    ),
+  });
+  if (!settings.id) return undefined;
+  const { stateFile } = heartbeatPaths(await stateDirOf(argv, io), settings.id);
+  try {
+    const file = await loadStateFile(stateFile);
+    return file ? { path: stateFile, data: file.settings } : undefined;
+  } catch (error) {
+    if (!argv.recover) throw error;
+    const prev = await loadStateFile(prevPathOf(stateFile)).catch(() => null);
+    return prev ? { path: stateFile, data: prev.settings } : undefined;
+  }
+}
+
+/**
  * Runs a heartbeat until it reaches a final state. Resolves on `completed`
  * and `shutdown`; throws {@link HeartbeatFailedError} on `failed`.
  */
 export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Promise<void> {
-  const { CONFIG_FILE_NAME, loadTomlConfig, loadUserConfig, resolveRunSettings } = await import(
-    "../services/config.js"
-  );
+  const { CONFIG_FILE_NAME, loadTomlConfig, loadUserConfig, resolveRunSettings, savedSettingsOf } =
+    await import("../services/config.js");
   const toml = await loadTomlConfig(
     io.cwd,
     argv.config,
     argv.workdir ?? (io.env.RAVENCLAWS_WORKDIR || undefined),
   );
   const user = await loadUserConfig(io.env);
-  const { settings } = resolveRunSettings({
+  // A resumed heartbeat starts from the settings saved in its state file, so
+  // that file is found first (its id and place come from flags, environment
+  // and toml), then every setting is resolved with the saved ones as a layer.
+  const saved = await savedSettingsFor(argv, io);
+  const { settings, sources } = resolveRunSettings({
     flags: await runFlags(argv, io.cwd),
     env: io.env,
+    ...(saved ? { saved } : {}),
     ...(toml ? { toml } : {}),
     ...(user ? { user } : {}),
   });
@@ -280,6 +326,44 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
   try {
     if (argv.recover) io.stderr.write(`ravenclaws: ${(await store.recover()).message}\n`);
     const stateDir = await fs.realpath(stateDirPath);
+    const { Reporter } = await import("../services/reporter.js");
+    const reporter = new Reporter(io, {
+      json: settings.json,
+      redact,
+      quiet: argv.quiet ?? false,
+      env: io.env,
+    });
+
+    // Finished means finished: a heartbeat that ended runs again only with --continue.
+    const { prepareHeartbeat, resumeVerdict, startHeartbeat } = await import("../runtime.js");
+    const verdict = resumeVerdict(await store.load(), settings, {
+      continue: argv.continue ?? false,
+      goal: settings.goal,
+      maxTicksGiven:
+        argv.maxTicks !== undefined ||
+        ((SETTINGS.maxTicks as SettingSpec).env ?? []).some((name) => Boolean(io.env[name])),
+    });
+    if (verdict.kind === "finished") {
+      const file = verdict.file;
+      const further =
+        file.reason === "budget"
+          ? ` --max-tokens <more than ${file.usage.totalTokens}>`
+          : file.reason === "max-ticks" || file.reason === "last-tick-failed"
+            ? ` --max-ticks ${file.tick + 1}`
+            : "";
+      const how = `ravenclaws run --id ${id} --continue${further}`;
+      reporter.finished(id, file, file.completed ? null : how);
+      if (file.status === "failed") {
+        throw new HeartbeatFailedError(
+          redact(
+            `Heartbeat ${id} failed at tick ${file.tick} (${file.reason ?? "unknown reason"}) on ${file.updatedAt}${file.error ? `: ${file.error.message}` : "."}`,
+          ),
+          file.reason ?? "failed",
+          { hint: `Nothing was run. Once fixed, continue it: ${how}.` },
+        );
+      }
+      return;
+    }
 
     const llmSettings = {
       baseURL: settings.baseUrl,
@@ -315,13 +399,6 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       : null;
 
     const toolbox = configured?.toolbox ?? null;
-    const { Reporter } = await import("../services/reporter.js");
-    const reporter = new Reporter(io, {
-      json: settings.json,
-      redact,
-      quiet: argv.quiet ?? false,
-      env: io.env,
-    });
     if (configured?.notice) reporter.note(configured.notice);
     const { inspectionRequestOf, startInspection } = await import("../services/inspection.js");
     const inspectionRequest = inspectionRequestOf(argv, io.cwd);
@@ -331,7 +408,6 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         note: (text) => reporter.note(text),
       });
     }
-    const { prepareHeartbeat, startHeartbeat } = await import("../runtime.js");
     const heartbeatSettings: HeartbeatSettings = {
       maxTicks: settings.maxTicks,
       tickIntervalSec: settings.tickInterval,
@@ -354,33 +430,42 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         events: reporter,
         inspect: inspection?.inspect,
         prices: { input: settings.priceInput, output: settings.priceOutput },
+        savedSettings: savedSettingsOf(settings),
       },
     );
 
-    if (running.previous?.completed) {
-      reporter.note(
-        `ravenclaws: heartbeat ${id} already met its goal at tick ${running.previous.tick}; nothing to do.`,
-      );
-      reporter.end(
-        {
-          status: "completed",
-          reason: "goal-met",
-          tick: running.previous.tick,
-          completed: true,
-          usage: running.previous.usage,
-          progress: running.previous.progress,
-          error: null,
-        },
-        store.paths.stateFile,
-      );
-      return;
-    }
-
-    // How shell_exec is confined in this run, and why (`show` prints the latest).
+    const context = running.actor.getSnapshot().context;
+    // What this run changes in the saved settings (printed under the banner),
+    // whether it continues a heartbeat that had ended, and how shell_exec is
+    // confined in it and why (`show` prints the latest). Journaled before the
+    // banner: the banner tells callers the signal handlers are in place, so no
+    // await comes between the two.
+    const { describeChange, settingChanges } = await import("../services/settingChanges.js");
+    const changes = running.previous
+      ? settingChanges(
+          running.previous.settings,
+          savedSettingsOf(settings),
+          sources,
+          (key) => `--${(SETTINGS[key] as SettingSpec).flag ?? key}`,
+        )
+      : [];
     await store.append([
       {
         type: "run",
         at: new Date().toISOString(),
+        resumed: running.resumed,
+        tick: context.tick,
+        changes: changes.map(({ setting, from, to, source }) => ({ setting, from, to, source })),
+        ...(verdict.kind === "continue"
+          ? {
+              continued: {
+                status: verdict.file.status,
+                reason: verdict.file.reason,
+                tick: verdict.file.tick,
+                at: verdict.file.updatedAt,
+              },
+            }
+          : {}),
         shell: configured?.shell ?? {
           mode: settings.sandbox,
           sandbox: "none",
@@ -390,7 +475,6 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         },
       },
     ]);
-    const context = running.actor.getSnapshot().context;
     reporter.start({
       id,
       goal: context.goal,
@@ -399,6 +483,13 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       stateFile: store.paths.stateFile,
       model: settings.model,
     });
+    if (verdict.kind === "continue") {
+      const { status, reason, tick } = verdict.file;
+      reporter.note(
+        `ravenclaws: continuing heartbeat ${id}, which ended ${status}${reason ? ` (${reason})` : ""} at tick ${tick}.`,
+      );
+    }
+    for (const change of changes) reporter.note(`ravenclaws: ${describeChange(change)}`);
 
     const unsubscribe = io.onSignal((signal) => {
       reporter.note(
@@ -439,7 +530,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
                 : `Heartbeat ${id} failed: ${output.reason ?? "unknown reason"}.`,
           ),
           output.reason ?? "failed",
-          { hint: redact(`${hint} Resume with --id ${id} once fixed.`) },
+          { hint: redact(`${hint} Once fixed, continue it with --id ${id} --continue.`) },
         );
       }
     } finally {

@@ -1,11 +1,16 @@
 /**
  * The state file `heartbeat-<id>.json` (DESIGN.md section 4), one zod schema
- * per `schemaVersion`. Unknown and future versions are refused.
+ * per `schemaVersion`, and the migrations to the current one. Unknown and
+ * future versions are refused.
+ *
+ * - Version 1: the heartbeat's settings only inside the snapshot's context.
+ * - Version 2: adds `settings`, the run settings the heartbeat was started (or
+ *   last resumed) with, which a resume starts from.
  */
 import { z } from "zod";
 
 /** The version this build writes. */
-export const STATE_SCHEMA_VERSION = 1;
+export const STATE_SCHEMA_VERSION = 2;
 
 const UsageSchema = z.object({
   calls: z.number().int().nonnegative(),
@@ -119,6 +124,72 @@ export const StateFileSchemaV1 = z.object({
   snapshot: SnapshotSchemaV1,
 });
 
+/** A state file of version 1. */
+export type StateFileV1 = z.infer<typeof StateFileSchemaV1>;
+
+/**
+ * The saved settings: run setting name → value, JSON only. `null` records a
+ * setting that was unset (no `--cron`, say), so a config file cannot set it
+ * on resume. Never the API key. Values are checked like every other source
+ * when a resume reads them (`resolveRunSettings`).
+ */
+export const SavedSettingsSchema = z
+  .record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(z.string())]))
+  .refine((settings) => !Object.hasOwn(settings, "apiKey"), "must never hold the API key");
+
+/** Settings saved in a state file. */
+export type SavedSettings = z.infer<typeof SavedSettingsSchema>;
+
+/** State file, version 2: version 1 plus the saved `settings`. */
+export const StateFileSchemaV2 = StateFileSchemaV1.extend({
+  schemaVersion: z.literal(2),
+  settings: SavedSettingsSchema,
+});
+
 /** The current state file format. */
-export type StateFile = z.infer<typeof StateFileSchemaV1>;
-export const StateFileSchema = StateFileSchemaV1;
+export type StateFile = z.infer<typeof StateFileSchemaV2>;
+export const StateFileSchema = StateFileSchemaV2;
+
+/** The heartbeat settings held in a snapshot's context (a subset in version 1 files). */
+type ContextSettings = z.infer<typeof SettingsSchema>;
+
+/**
+ * The saved settings a snapshot's context implies: what a version 1 file
+ * holds, under the run settings' names. Settings it does not hold (the model,
+ * the tool rules…) are absent, so a resume takes them from the other sources.
+ */
+export function savedSettingsOfContext(settings: ContextSettings): SavedSettings {
+  const saved: SavedSettings = {
+    maxTicks: settings.maxTicks,
+    tickInterval: settings.tickIntervalSec,
+    maxIterationsPerTick: settings.maxIterationsPerTick,
+    tools: settings.toolsEnabled,
+    maxConsecutiveFailures: settings.maxConsecutiveFailures,
+  };
+  if (settings.maxTokens !== undefined) saved.maxTokens = settings.maxTokens;
+  if (settings.maxTokensPerTick !== undefined) saved.maxTokensPerTick = settings.maxTokensPerTick;
+  if (settings.failureBackoffSec !== undefined) saved.failureBackoff = settings.failureBackoffSec;
+  if (settings.cron !== undefined) saved.cron = settings.cron;
+  if (settings.activeHours !== undefined) saved.activeHours = settings.activeHours;
+  if (settings.timezone !== undefined) saved.timezone = settings.timezone;
+  return saved;
+}
+
+/** Version 1 → 2: the saved settings are derived from the snapshot's context. */
+export function migrateV1(file: StateFileV1): StateFile {
+  return {
+    ...file,
+    schemaVersion: 2,
+    settings: savedSettingsOfContext(file.snapshot.context.settings),
+  };
+}
+
+/**
+ * The schema that reads a state file of `version` into the current format
+ * (migrating older versions), or undefined for a version this build does not know.
+ */
+export function stateFileSchemaFor(version: unknown): z.ZodType<StateFile> | undefined {
+  if (version === 1) return StateFileSchemaV1.transform(migrateV1) as z.ZodType<StateFile>;
+  if (version === 2) return StateFileSchemaV2;
+  return undefined;
+}

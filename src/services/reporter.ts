@@ -320,6 +320,47 @@ export class Reporter implements RuntimeEvents {
     }
   }
 
+  /**
+   * `run --id` found the heartbeat ended and ran nothing: how and when it
+   * ended, and (`further`) the command that would continue it.
+   */
+  finished(id: string, file: StateFile, further: string | null): void {
+    const reason = file.reason ?? "";
+    const when = `on ${file.updatedAt}`;
+    const what =
+      file.status === "completed"
+        ? reason === "goal-met"
+          ? `Heartbeat ${id} completed: goal met at tick ${file.tick} (${when}).`
+          : `Heartbeat ${id} completed after ${plural(file.tick, "tick")} (max ticks reached, ${when}).`
+        : reason === "last-tick-failed"
+          ? `Heartbeat ${id} failed at tick ${file.tick}: max ticks reached, but the last tick failed (${when}).`
+          : `Heartbeat ${id} failed at tick ${file.tick} (${reason}, ${when}).`;
+    const usage = `Tokens: ${file.usage.totalTokens} in ${plural(file.usage.calls, "model call")}.`;
+    this.note(
+      file.completed
+        ? `ravenclaws: heartbeat ${id} already met its goal at tick ${file.tick}; nothing to do.`
+        : `ravenclaws: heartbeat ${id} has ended; nothing was run.${further ? ` To run it further: ${further}` : ""}`,
+    );
+    if (this.options.json) {
+      this.event({
+        event: "end",
+        finished: true,
+        status: file.status,
+        reason: file.reason,
+        tick: file.tick,
+        completed: file.completed,
+        usage: file.usage,
+        endedAt: file.updatedAt,
+      });
+      this.line(`${what} ${usage}`);
+    } else {
+      const colour = file.status === "failed" ? "red" : "green";
+      this.streams.stdout.write(
+        `${this.options.redact(`${this.outStyle(colour, what)} ${usage}`)}\n`,
+      );
+    }
+  }
+
   /** A note for people (stderr only; not with `--quiet`). */
   note(text: string): void {
     if (!this.quiet) this.line(text);

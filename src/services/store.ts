@@ -26,7 +26,12 @@ import {
 } from "../errors.js";
 // The state names only, to refuse a snapshot in a state the machine does not have.
 import { HEARTBEAT_STATES } from "../machines/heartbeat.machine.js";
-import { STATE_SCHEMA_VERSION, type StateFile, StateFileSchema } from "../schemas/stateFile.js";
+import {
+  STATE_SCHEMA_VERSION,
+  type StateFile,
+  StateFileSchema,
+  stateFileSchemaFor,
+} from "../schemas/stateFile.js";
 import { crashPoint } from "./crashPoints.js";
 import { noRedaction, type Redactor } from "./redact.js";
 
@@ -243,7 +248,9 @@ export function parseStateFile(text: string, file: string): StateFile {
       { hint: `${untouched} Upgrade ravenclaws to resume this heartbeat.` },
     );
   }
-  const parsed = StateFileSchema.safeParse(data);
+  // Known versions are read with their own schema and migrated to the current
+  // one; anything else (no version, 0, a string) fails the current schema.
+  const parsed = (stateFileSchemaFor(version) ?? StateFileSchema).safeParse(data);
   if (!parsed.success) {
     const issues = parsed.error.issues
       .slice(0, 5)

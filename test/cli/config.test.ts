@@ -161,7 +161,18 @@ describe("ravenclaws config", () => {
       expect(server.chatRequests()[0]?.body.model).toBe("model-from-user-config");
 
       const flagged = await runCli(
-        ["run", "--id", "c1", "--max-ticks", "2", "--tick-interval", "0", "--model", "from-flag"],
+        [
+          "run",
+          "--id",
+          "c1",
+          "--continue",
+          "--max-ticks",
+          "2",
+          "--tick-interval",
+          "0",
+          "--model",
+          "from-flag",
+        ],
         { cwd: dir, env: env() },
       );
       expect(flagged.code, flagged.stderr).toBe(0);

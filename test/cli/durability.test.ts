@@ -123,9 +123,12 @@ describe("run --recover", () => {
     expect(
       (await runCli(args("--id", "fine", "--goal", GOAL, "--max-ticks", "1"), { env: env() })).code,
     ).toBe(0);
-    const result = await runCli(args("--id", "fine", "--max-ticks", "2", "--recover"), {
-      env: env(),
-    });
+    const result = await runCli(
+      args("--id", "fine", "--continue", "--max-ticks", "2", "--recover"),
+      {
+        env: env(),
+      },
+    );
     expect(result.code).toBe(0);
     expect(result.stderr).toContain("is fine (tick 1); nothing to recover, resuming normally");
     expect(await readState("fine")).toMatchObject({ tick: 2 });

@@ -59,7 +59,7 @@ describe("ravenclaws run", () => {
     expect(result.code).toBe(0);
     const state = await readState("t1");
     expect(state).toMatchObject({
-      schemaVersion: 1,
+      schemaVersion: 2,
       id: "t1",
       goal: GOAL,
       completed: true,
@@ -134,7 +134,9 @@ describe("ravenclaws run", () => {
     });
     expect(first.stdout).toContain("after 2 ticks");
 
-    const second = await runCli(args("--id", "resume-me", "--max-ticks", "4"), { env: env() });
+    const second = await runCli(args("--id", "resume-me", "--continue", "--max-ticks", "4"), {
+      env: env(),
+    });
     expect(second.code).toBe(0);
     expect(second.stderr).toContain("resumed at tick 2");
     const after = await readState("resume-me");
@@ -150,9 +152,7 @@ describe("ravenclaws run", () => {
     expect(ticks).toEqual([1, 2, 3, 4]);
 
     // Same goal again is fine; a different goal is refused with exit 2 and the file is untouched.
-    const same = await runCli(args("--id", "resume-me", "--goal", GOAL, "--max-ticks", "4"), {
-      env: env(),
-    });
+    const same = await runCli(args("--id", "resume-me", "--goal", GOAL), { env: env() });
     expect(same.code).toBe(0);
     const bytes = await fs.readFile(h.stateFile("resume-me"));
     const other = await runCli(args("--id", "resume-me", "--goal", "Something else"), {
@@ -331,13 +331,14 @@ describe("ravenclaws run", () => {
     const result = await runCli(args("--goal", GOAL, "--id", "nojson", "--max-ticks", "3"), {
       env: env(),
     });
-    expect(result.code).toBe(0);
+    // The last tick failed: the run does not pass for a success.
+    expect(result.code).toBe(1);
     const state = await readState("nojson");
     expect(state).toMatchObject({
       completed: false,
       tick: 3,
-      status: "completed",
-      reason: "max-ticks",
+      status: "failed",
+      reason: "last-tick-failed",
     });
     expect(state.progress).toContain("assess failed");
     const ticks = (await readJournal("nojson")).filter((e) => e.type === "tick");

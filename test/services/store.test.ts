@@ -7,7 +7,13 @@ import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ExitCode, StateFileError, type StateFileProblem } from "../../src/errors.js";
 import { HEARTBEAT_STATES, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
-import { type StateFile, StateFileSchemaV1 } from "../../src/schemas/stateFile.js";
+import {
+  migrateV1,
+  STATE_SCHEMA_VERSION,
+  type StateFile,
+  StateFileSchemaV1,
+  StateFileSchemaV2,
+} from "../../src/schemas/stateFile.js";
 import {
   checkStateFile,
   HeartbeatStore,
@@ -19,10 +25,12 @@ import {
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/state-v1.json", import.meta.url));
 const fixtureText = readFileSync(FIXTURE, "utf8");
+const FIXTURE_V2 = fileURLToPath(new URL("../fixtures/state-v2.json", import.meta.url));
+const fixtureV2Text = readFileSync(FIXTURE_V2, "utf8");
 
-/** A fresh copy of the schemaVersion 1 fixture. */
+/** A fresh copy of the schemaVersion 1 fixture, migrated to the current version. */
 function fixtureState(): StateFile {
-  return JSON.parse(fixtureText) as StateFile;
+  return migrateV1(StateFileSchemaV1.parse(JSON.parse(fixtureText)));
 }
 
 let base: string;
@@ -110,10 +118,19 @@ describe("the schemaVersion 1 fixture", () => {
     expect(result.success).toBe(true);
   });
 
-  it("loads with loadStateFile, keeping the snapshot as written", async () => {
+  it("loads with loadStateFile, migrated to version 2, keeping the snapshot as written", async () => {
     const loaded = await loadStateFile(FIXTURE);
-    expect(loaded).toEqual(JSON.parse(fixtureText));
-    expect(loaded?.schemaVersion).toBe(1);
+    const { schemaVersion: _v, ...asWritten } = JSON.parse(fixtureText);
+    expect(loaded).toMatchObject(asWritten);
+    expect(loaded?.schemaVersion).toBe(2);
+    // Version 1 kept its settings only in the snapshot's context: the migration derives the saved ones from it.
+    expect(loaded?.settings).toEqual({
+      maxTicks: 0,
+      tickInterval: 300,
+      maxIterationsPerTick: 5,
+      tools: true,
+      maxConsecutiveFailures: 5,
+    });
     expect(loaded?.id).toBe("fixture-v1");
     expect(loaded?.status).toBe("sleeping");
     expect(loaded?.snapshot.value).toBe("sleeping");
@@ -129,6 +146,51 @@ describe("the schemaVersion 1 fixture", () => {
     await store.ensureDir();
     await fs.copyFile(FIXTURE, store.paths.stateFile);
     expect(await store.load()).toEqual(fixtureState());
+  });
+
+  it("is written back as version 2 by the next save, and reads the same", async () => {
+    const store = newStore("fixture-v1");
+    await store.ensureDir();
+    await fs.copyFile(FIXTURE, store.paths.stateFile);
+    const loaded = await store.load();
+    if (!loaded) throw new Error("the fixture did not load");
+    await store.save({ ...loaded, seq: loaded.seq + 1 });
+    const written = JSON.parse(await fs.readFile(store.paths.stateFile, "utf8"));
+    expect(written.schemaVersion).toBe(STATE_SCHEMA_VERSION);
+    expect(StateFileSchemaV2.safeParse(written).success).toBe(true);
+    expect(written.settings).toEqual(loaded.settings);
+  });
+});
+
+describe("the schemaVersion 2 fixture", () => {
+  it("satisfies StateFileSchemaV2 and loads as written, settings included", async () => {
+    expect(StateFileSchemaV2.safeParse(JSON.parse(fixtureV2Text)).success).toBe(true);
+    const loaded = await loadStateFile(FIXTURE_V2);
+    expect(loaded).toEqual(JSON.parse(fixtureV2Text));
+    expect(loaded?.settings).toMatchObject({
+      maxTicks: 10,
+      cron: null,
+      toolDeny: ["shell(git push*)"],
+    });
+    expect(readFileSync(FIXTURE_V2, "utf8")).toBe(fixtureV2Text);
+  });
+
+  it("is refused (invalid, untouched) when its settings hold an API key", async () => {
+    const store = newStore("fixture-v2");
+    await store.ensureDir();
+    const withKey = JSON.parse(fixtureV2Text);
+    withKey.settings.apiKey = "sk-should-never-be-here";
+    const text = JSON.stringify(withKey);
+    await fs.writeFile(store.paths.stateFile, text);
+    await expect(store.load()).rejects.toMatchObject({ problem: "invalid" });
+    expect(await fs.readFile(store.paths.stateFile, "utf8")).toBe(text);
+  });
+
+  it("is refused when the saved settings are missing", async () => {
+    const { settings: _s, ...without } = JSON.parse(fixtureV2Text);
+    const file = path.join(base, "no-settings.json");
+    await fs.writeFile(file, JSON.stringify(without));
+    await expect(loadStateFile(file)).rejects.toMatchObject({ problem: "invalid" });
   });
 });
 
@@ -195,10 +257,10 @@ describe("loading a state file that cannot be used", () => {
     },
     { name: "garbage", content: "\u0000\u0001garbage\uFFFD not json", problem: "not-json" },
     {
-      name: "schemaVersion 2",
-      content: JSON.stringify({ ...valid, schemaVersion: 2 }),
+      name: "schemaVersion 3 (a future version)",
+      content: JSON.stringify({ ...valid, schemaVersion: 3 }),
       problem: "future-version",
-      detail: /schemaVersion 2/,
+      detail: /schemaVersion 3/,
     },
     {
       name: "valid JSON failing validation",
