@@ -64,20 +64,22 @@ export function formatEntry(
     const reason = str(entry.reason);
     return `end    ${formatDateTime(str(entry.at))}  ${str(entry.status)}${reason ? ` (${reason})` : ""} at tick ${num(entry.tick)}`;
   }
-  if (type === "run") {
-    const changes = Array.isArray(entry.changes) ? (entry.changes as Entry[]) : [];
-    // A run that changed nothing and continued nothing shows through its ticks.
-    if (changes.length === 0 && !entry.continued) return null;
-    const changed = changes
-      .map((c) => `${str(c.setting)} ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`)
-      .join(", ");
-    return `run    ${formatDateTime(str(entry.at))}  ${entry.resumed === true ? `resumed at tick ${num(entry.tick)}` : "started"}${entry.continued ? " (continued)" : ""}${changed ? `; changed ${clip(changed, Math.max(30, width - 60))}` : ""}`;
-  }
   if (type === "skip") {
     return `skip   ${formatDateTime(str(entry.due))}  ${str(entry.reason) || "skipped"}; next tick at ${formatDateTime(str(entry.next))}`;
   }
-  if (type === "run" && entry.shell) {
-    return `run    ${formatDateTime(str(entry.at))}  shell_exec ${describeShellConfinement(entry.shell)}`;
+  if (type === "run") {
+    // How shell_exec was confined; then what the run changed in the saved settings, if anything.
+    const changes = Array.isArray(entry.changes) ? (entry.changes as Entry[]) : [];
+    const changed = changes
+      .map((c) => `${str(c.setting)} ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`)
+      .join(", ");
+    const parts = [
+      entry.shell ? `shell_exec ${describeShellConfinement(entry.shell)}` : null,
+      entry.continued ? `continued at tick ${num(entry.tick)}` : null,
+      changed ? `changed ${changed}` : null,
+    ].filter((part): part is string => part !== null);
+    if (parts.length === 0) return null;
+    return `run    ${formatDateTime(str(entry.at))}  ${clip(parts.join("; "), Math.max(30, width - 30))}`;
   }
   const { type: _type, ...rest } = entry;
   return `${(type || "?").padEnd(6)} ${clip(JSON.stringify(rest), Math.max(30, width - 8))}`;
