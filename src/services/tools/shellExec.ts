@@ -254,6 +254,8 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
       let stopWatching = () => {};
       let why: "timeout" | "aborted" | "processes" | undefined;
       let processCount = 0;
+      /** Set once the call is over: a late bwrap report must not start a watcher or a kill. */
+      let finished = false;
       const stop = (reason: "timeout" | "aborted" | "processes") => {
         why ??= reason;
         if (sandboxInit !== undefined) killPid(sandboxInit);
@@ -262,6 +264,7 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
       if (sandboxed && options.sandbox) {
         const max = options.sandbox.maxProcesses;
         readSandboxInfo(child.stdio[sandboxed.infoFd] as NodeJS.ReadableStream, (info) => {
+          if (finished) return;
           sandboxInit = info.childPid;
           if (why !== undefined) killPid(info.childPid);
           stopWatching = watchProcessCount(info.pidNamespace, max, (count) => {
@@ -302,6 +305,8 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
           child.once("error", reject);
           child.once("exit", (code, signal) => resolve({ code, signal }));
         });
+        // bwrap exits after its init: that pid is free for reuse now.
+        sandboxInit = undefined;
         if (pgid !== undefined && why === undefined && groupAlive(pgid)) {
           leftovers = true;
           killGroup(pgid);
@@ -322,6 +327,7 @@ export function createShellExecTool(options: ShellOptions = {}): Tool<ShellExecA
         if (pgid !== undefined) killGroup(pgid);
         throw new Error(`the command could not be started: ${(error as Error).message}`);
       } finally {
+        finished = true;
         clearTimeout(timer);
         stopWatching();
         ctx.signal?.removeEventListener("abort", onAbort);
