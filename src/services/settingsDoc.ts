@@ -41,6 +41,7 @@ function row(spec: SettingSpec, key: string): string[] {
     spec.user ? code(key) : "",
     spec.typeText,
     defaultCell(spec),
+    spec.scope === "heartbeat" ? "yes" : "",
   ];
 }
 
@@ -70,7 +71,16 @@ export function optionsMarkdown(): string {
 /** The configuration table as Markdown, columns padded like a formatter would. */
 export function settingsMarkdown(): string {
   return table([
-    ["setting", "flag", "environment", "`ravenclaws.toml`", "user config key", "type", "default"],
+    [
+      "setting",
+      "flag",
+      "environment",
+      "`ravenclaws.toml`",
+      "user config key",
+      "type",
+      "default",
+      "saved",
+    ],
     ...settingEntries().map(([key, spec]) => row(spec, key)),
   ]);
 }
