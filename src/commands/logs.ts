@@ -174,7 +174,7 @@ export function logsCommand(environment: () => RunEnvironment) {
         })
         .option("json", {
           type: "boolean",
-          describe: "Print the journal's raw JSON lines (ticks, tool calls, end)",
+          describe: "Print the journal's raw JSON lines (runs, ticks, tool calls, end)",
         })
         .example("$0 logs my-heartbeat", "one line per tick")
         .example("$0 logs my-heartbeat -f", "follow a running heartbeat")

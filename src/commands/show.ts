@@ -135,13 +135,15 @@ export async function renderShow(
 export function showCommand(environment: () => RunEnvironment) {
   return {
     command: "show <id>",
-    describe: "Show one heartbeat: state, progress, last assessment, plan and result, usage",
+    describe:
+      "Show one heartbeat: state, progress, last assessment, plan and result, usage, shell confinement",
     builder: (yargs: Argv) =>
       locationOptions(yargs)
         .positional("id", { type: "string", describe: "The heartbeat id", demandOption: true })
         .option("json", {
           type: "boolean",
-          describe: "Print JSON: the state file's fields (without the snapshot), process and paths",
+          describe:
+            "Print JSON: the state file's fields (without the snapshot), shell confinement, process and paths",
         })
         .example("$0 show my-heartbeat", "everything about one heartbeat")
         .example("$0 show my-heartbeat --json | jq .lastPlan", "one field, for scripts"),
