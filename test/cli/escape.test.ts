@@ -271,7 +271,7 @@ describeWithBwrap("escape attempts through shell_exec (default settings: bubblew
     // In tick 2 too, once the state file and its .prev exist.
     const { replies } = await attempt("globwrite", [wreck, NEXT_TICK, wreck]);
     expect(replies[1]).toContain("tried");
-    const resumed = await runCli(h.runArgs("--id", "globwrite", "--max-ticks", "3"), {
+    const resumed = await runCli(h.runArgs("--id", "globwrite", "--continue", "--max-ticks", "3"), {
       cwd: h.workdir,
       env: cleanEnv({ OPENAI_API_KEY: API_KEY }),
     });
