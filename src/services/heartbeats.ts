@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
+import * as path from "node:path";
 import { CommandFailedError, type LockHolder, StateFileError, UsageError } from "../errors.js";
 import { ID_PATTERN } from "../schemas/config.js";
 import type { StateFile } from "../schemas/stateFile.js";
@@ -16,6 +17,8 @@ import {
   lockNotAFile,
   NotRegularFileError,
   openRegularFile,
+  parseJournal,
+  readRegularFile,
 } from "./store.js";
 
 export { CommandFailedError, type CommandProblem } from "../errors.js";
@@ -100,7 +103,13 @@ export async function processOf(
 
 const FILE_PATTERN = /^heartbeat-(.+)\.(json|jsonl|lock)$/;
 
-/** The ids that have a state file, a journal or a lock in `stateDir` (sorted); none when it does not exist. */
+/**
+ * The ids that have a state file, a journal or a lock in `stateDir` (sorted);
+ * none when it does not exist. A lock with no state file behind it whose
+ * holder is gone (a run killed before its first write) is a ghost: the lock is
+ * removed and the id is not listed, unless its journal holds more than run
+ * records.
+ */
 export async function listHeartbeatIds(stateDir: string): Promise<string[]> {
   let names: string[];
   try {
@@ -110,13 +119,44 @@ export async function listHeartbeatIds(stateDir: string): Promise<string[]> {
     if (code === "ENOENT" || code === "ENOTDIR") return [];
     throw error;
   }
+  const present = new Set(names);
   const ids = new Set<string>();
   for (const name of names) {
     const id = FILE_PATTERN.exec(name)?.[1];
     if (id && ID_PATTERN.test(id)) ids.add(id);
   }
-  return [...ids].sort();
+  const kept: string[] = [];
+  for (const id of ids) {
+    const paths = heartbeatPaths(stateDir, id);
+    const hasState =
+      present.has(path.basename(paths.stateFile)) ||
+      present.has(`${path.basename(paths.stateFile)}.prev`);
+    if (hasState || !(await isGhost(paths, present))) kept.push(id);
+  }
+  return kept.sort();
 }
+
+/** No state file (checked by the caller), a lock whose holder is gone (removed here), and no ticks journaled. */
+async function isGhost(paths: HeartbeatPaths, present: Set<string>): Promise<boolean> {
+  try {
+    if (present.has(path.basename(paths.lock))) {
+      const before = await readLock(paths.lock);
+      if ((await processOf(paths.lock)).running) return false;
+      // Remove only the lock judged: a run that took it meanwhile keeps its own.
+      const now = await readLock(paths.lock);
+      if (before && now && now.mtimeMs === before.mtimeMs && sameHolder(now.holder, before.holder))
+        await fs.rm(paths.lock, { force: true });
+    }
+    // Never a blocking open (a FIFO in the journal's place is not a ghost: it is reported).
+    const journal = await readRegularFile(paths.journal);
+    return journal === null || parseJournal(journal).every((e) => e.type === "run");
+  } catch {
+    return false;
+  }
+}
+
+const sameHolder = (a: LockHolder | null, b: LockHolder | null) =>
+  JSON.stringify(a) === JSON.stringify(b);
 
 /** Checks an id given on the command line against {@link ID_PATTERN}. */
 export function checkId(id: string): string {
@@ -203,7 +243,7 @@ export function describeState(view: Pick<HeartbeatView, "file" | "process">): st
     return proc.local ? `running (pid ${proc.pid})` : `running on ${proc.host} (pid ${proc.pid})`;
   }
   const file = view.file;
-  if (!file) return "not started";
+  if (!file) return "no state file";
   if (file.status === "sleeping") return "not running";
   if (file.status === "shutdown") return "shutdown";
   const reason = file.reason ? (PAST_REASON[file.reason] ?? file.reason) : null;

@@ -139,6 +139,46 @@ describe("a heartbeat exists on disk from its first moment", () => {
   });
 });
 
+describe("lock ghosts", () => {
+  it("a run killed during its first write leaves no ghost: status does not list it, its lock is removed, show says there is no such heartbeat, and run --goal starts it afresh", async () => {
+    const killed = await runCli(args("--goal", GOAL, "--id", "ghost", "--max-ticks", "1"), {
+      env: { ...env(), RAVENCLAWS_CRASH_AT: "state:after-temp-write:1" },
+    });
+    expect(killed.signal).toBe("SIGKILL");
+    const lock = path.join(h.stateDir, "heartbeat-ghost.lock");
+    await fs.access(lock);
+    await expect(fs.access(h.stateFile("ghost"))).rejects.toThrow();
+
+    const status = await read("status", "--json");
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toEqual([]);
+    await expect(fs.access(lock)).rejects.toThrow();
+    const show = await read("show", "ghost");
+    expect(show.code).toBe(2);
+    expect(show.stderr).toContain('There is no heartbeat "ghost"');
+
+    const again = await runCli(args("--goal", GOAL, "--id", "ghost", "--max-ticks", "1"), {
+      env: env(),
+    });
+    expect(again.code, again.stderr).toBe(0);
+    expect(await stateOf("ghost")).toMatchObject({ tick: 1, status: "completed" });
+  });
+
+  it("a live run's lock is never taken for a ghost", async () => {
+    h.server.setHandler(scripted({ assess: () => ({ kind: "hang" }) }));
+    const cli = startCli(args("--goal", GOAL, "--id", "alive"), { env: env() });
+    await cli.waitForOutput("[tick 1] assessing");
+    // As if it had not written yet: only its lock tells it is there.
+    await fs.rename(h.stateFile("alive"), `${h.stateFile("alive")}.aside`);
+    const status = await read("status", "--json");
+    expect(JSON.parse(status.stdout)).toMatchObject([{ id: "alive", running: true }]);
+    await fs.access(path.join(h.stateDir, "heartbeat-alive.lock"));
+    await fs.rename(`${h.stateFile("alive")}.aside`, h.stateFile("alive"));
+    cli.child.kill("SIGTERM");
+    await cli.exited;
+  });
+});
+
 describe("--cron end to end", () => {
   it("ticks on the cron's seconds, and a resume after SIGKILL waits for the saved cron time", async () => {
     // Every 3 seconds (croner's optional seconds field).
