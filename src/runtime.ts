@@ -5,6 +5,7 @@
  */
 import {
   type Actor,
+  type ActorSystem,
   assign,
   createActor,
   fromPromise,
@@ -23,6 +24,7 @@ import type {
   HeartbeatInput,
   HeartbeatOutput,
   HeartbeatSettings,
+  LifetimeBudget,
   PersistInput,
   PlanInput,
   PlanOutput,
@@ -339,43 +341,70 @@ export interface ProvideOptions {
   restoredAttempt?: string | undefined;
 }
 
+/** The heartbeat actor's id in its actor system, where `persist` and the checkpoint find it. */
+export const HEARTBEAT_SYSTEM_ID = "heartbeat";
+
+// biome-ignore lint/suspicious/noExplicitAny: XState's own AnyActorSystem, which it does not export.
+type AnyActorSystem = ActorSystem<any>;
+
+type PersistedHeartbeat = { context: HeartbeatContext } & Record<string, unknown>;
+
+/**
+ * The heartbeat's persisted snapshot, as it is now. The state file is this
+ * snapshot (it holds the `persist` child's own state, so a restore repeats the
+ * write), so it cannot travel in the writer's input: the input is evaluated
+ * during the transition, before the snapshot that contains the child exists.
+ * The writer reads it from the actor system, where the heartbeat is
+ * registered under {@link HEARTBEAT_SYSTEM_ID}, once the transition settled.
+ */
+function persistedSnapshotOf(system: AnyActorSystem): PersistedHeartbeat {
+  const heartbeat = system.get(HEARTBEAT_SYSTEM_ID) as Actor<typeof heartbeatMachine> | undefined;
+  if (!heartbeat) throw new Error(`No actor "${HEARTBEAT_SYSTEM_ID}" in the system to persist`);
+  return heartbeat.getPersistedSnapshot() as unknown as PersistedHeartbeat;
+}
+
 /** The heartbeat machine with the real actors provided. */
-export function provideActors(
-  deps: RuntimeDeps,
-  getActor: () => Actor<typeof heartbeatMachine> | undefined,
-  options: ProvideOptions = {},
-) {
+export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
   const now = deps.now ?? Date.now;
   const guard =
-    <I, O>(work: (input: I, signal: AbortSignal) => Promise<O>) =>
-    async ({ input, signal }: { input: I; signal: AbortSignal }): Promise<O> => {
+    <I, O>(work: (input: I, signal: AbortSignal, system: AnyActorSystem) => Promise<O>) =>
+    async ({
+      input,
+      signal,
+      system,
+    }: {
+      input: I;
+      signal: AbortSignal;
+      system: AnyActorSystem;
+    }): Promise<O> => {
       try {
-        return await work(input, signal);
+        return await work(input, signal, system);
       } catch (error) {
         // The machine receives plain data it can store, never class instances.
         throw toErrorInfo(error);
       }
     };
 
-  /** Refuses a model call that the lifetime token budget cannot pay for (estimated). */
-  const checkBudget = (input: unknown, spentInLoop = 0) => {
-    const ctx = getActor()?.getSnapshot().context;
-    if (!ctx || ctx.settings.maxTokens <= 0) return;
-    const used = ctx.usage.totalTokens + spentInLoop;
+  /**
+   * Refuses a model call that the lifetime token budget cannot pay for
+   * (estimated); the budget comes in the actor's input.
+   */
+  const checkBudget = (
+    { budget, ...input }: { budget?: LifetimeBudget | null | undefined },
+    spentInLoop = 0,
+  ) => {
+    if (!budget || budget.maxTokens <= 0) return;
+    const used = budget.usedTokens + spentInLoop;
     const estimate = estimatePromptTokens(input);
-    if (used + estimate > ctx.settings.maxTokens) {
-      throw new BudgetError(used, estimate, ctx.settings.maxTokens);
+    if (used + estimate > budget.maxTokens) {
+      throw new BudgetError(used, estimate, budget.maxTokens);
     }
   };
 
   /** Saves the heartbeat as it is now, mid-tick, so a crash resumes here (status `executing`). */
-  const checkpoint = async () => {
+  const checkpoint = async (system: AnyActorSystem) => {
     await Promise.resolve();
-    const actor = getActor();
-    if (!actor) return;
-    const snapshot = actor.getPersistedSnapshot() as unknown as {
-      context: HeartbeatContext;
-    } & Record<string, unknown>;
+    const snapshot = persistedSnapshotOf(system);
     const file = stateFileOf(
       snapshot,
       { seq: snapshot.context.seq, status: "executing", reason: null },
@@ -403,7 +432,7 @@ export function provideActors(
         }),
       ),
       runTools: fromPromise<RunToolsOutput, RunToolsInput>(
-        guard(async (input, signal) => {
+        guard(async (input, signal, system) => {
           // With tools disabled the machine never enters `executing`.
           if (!toolbox) throw new Error("runTools ran although tools are disabled");
           const known = await replayFor(input.attempt);
@@ -422,7 +451,7 @@ export function provideActors(
               arguments: clipText(c.arguments, TOOL_TEXT_LIMIT),
             }));
           if (intents.length > 0) await deps.store.append(intents);
-          await checkpoint();
+          await checkpoint(system);
 
           const replies: Record<string, string> = {};
           const results: ToolCallRecord[] = [];
@@ -515,14 +544,10 @@ export function provideActors(
       ),
       execute,
       persist: fromPromise<void, PersistInput>(
-        guard(async (input) => {
+        guard(async (input, _signal, system) => {
           // Let the transition into `persisting` settle so the snapshot includes it.
           await Promise.resolve();
-          const actor = getActor();
-          if (!actor) throw new Error("persist ran before the heartbeat actor existed");
-          const snapshot = actor.getPersistedSnapshot() as unknown as {
-            context: HeartbeatContext;
-          } & Record<string, unknown>;
+          const snapshot = persistedSnapshotOf(system);
           const at = new Date(now()).toISOString();
           const file = stateFileOf(snapshot, input, at, deps.prices, deps.savedSettings);
           await deps.store.save(file);
@@ -724,9 +749,13 @@ export async function prepareHeartbeat(
   await deps.store.ensureDir();
   const previous = await deps.store.load();
   const now = deps.now ?? Date.now;
-  let actor: Actor<typeof heartbeatMachine> | undefined;
+  const actorOptions = {
+    id: `heartbeat-${request.id}`,
+    systemId: HEARTBEAT_SYSTEM_ID,
+    inspect: deps.inspect,
+  };
   const checkpointed = previous?.status === "executing" && previous.snapshot.status === "active";
-  const machine = provideActors(deps, () => actor, {
+  const machine = provideActors(deps, {
     restoredAttempt: checkpointed
       ? (previous.snapshot.context.current as { startedAt?: string } | null)?.startedAt
       : undefined,
@@ -751,8 +780,7 @@ export async function prepareHeartbeat(
       createdAt: new Date(now()).toISOString(),
       settings: request.settings,
     };
-    actor = createActor(machine, { input, id: `heartbeat-${request.id}`, inspect: deps.inspect });
-    return wrap(actor, false, null);
+    return wrap(createActor(machine, { input, ...actorOptions }), false, null);
   }
 
   checkGoal(previous, goal);
@@ -784,12 +812,7 @@ export async function prepareHeartbeat(
       createdAt: previous.createdAt,
       settings: request.settings,
     };
-    actor = createActor(machine, {
-      snapshot: patched,
-      input,
-      id: `heartbeat-${request.id}`,
-      inspect: deps.inspect,
-    });
+    const actor = createActor(machine, { snapshot: patched, input, ...actorOptions });
     const restored = actor.getSnapshot();
     if (restored.status === "error") {
       throw new StateFileError(
@@ -812,8 +835,7 @@ export async function prepareHeartbeat(
     settings: request.settings,
     resume,
   };
-  actor = createActor(machine, { input, id: `heartbeat-${request.id}`, inspect: deps.inspect });
-  return wrap(actor, true, previous);
+  return wrap(createActor(machine, { input, ...actorOptions }), true, previous);
 
   function wrap(
     a: Actor<typeof heartbeatMachine>,

@@ -23,6 +23,7 @@ import type {
   HeartbeatInput,
   HeartbeatOutput,
   HeartbeatSettings,
+  LifetimeBudget,
   ModelCallRecord,
   Outcome,
   PersistInput,
@@ -225,6 +226,13 @@ function actionNotProvided(name: string) {
   };
 }
 
+/** The lifetime budget as it stands, for the actors that check it before a model call. */
+function budgetOf(context: HeartbeatContext): LifetimeBudget | null {
+  return context.settings.maxTokens > 0
+    ? { maxTokens: context.settings.maxTokens, usedTokens: context.usage.totalTokens }
+    : null;
+}
+
 function phaseError(phase: PhaseError["phase"], error: unknown): PhaseError {
   return { phase, ...asErrorInfo(error) };
 }
@@ -417,6 +425,7 @@ export const heartbeatMachine = setup({
         id: "assess",
         src: "assess",
         input: ({ context }) => ({
+          budget: budgetOf(context),
           goal: context.goal,
           tick: context.tick + 1,
           progress: context.progress,
@@ -465,6 +474,7 @@ export const heartbeatMachine = setup({
         id: "plan",
         src: "plan",
         input: ({ context }) => ({
+          budget: budgetOf(context),
           goal: context.goal,
           tick: context.tick + 1,
           progress: context.progress,
@@ -515,6 +525,7 @@ export const heartbeatMachine = setup({
                 )
               : 0,
           attempt: context.current?.startedAt ?? "",
+          budget: budgetOf(context),
         }),
         onDone: {
           target: "persisting",

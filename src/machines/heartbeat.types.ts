@@ -207,7 +207,17 @@ export interface HeartbeatOutput {
   error: ErrorInfo | null;
 }
 
+/** The lifetime token budget as it stands when an actor starts: null when there is none. */
+export interface LifetimeBudget {
+  /** `--max-tokens`. */
+  maxTokens: number;
+  /** Tokens the heartbeat has used so far. */
+  usedTokens: number;
+}
+
 export interface AssessInput {
+  /** For the runtime's check before the model call; not part of the prompt. */
+  budget?: LifetimeBudget | null;
   goal: string;
   tick: number;
   progress: string;
@@ -220,6 +230,8 @@ export interface AssessOutput {
 }
 
 export interface PlanInput {
+  /** For the runtime's check before the model call; not part of the prompt. */
+  budget?: LifetimeBudget | null;
   goal: string;
   tick: number;
   progress: string;

@@ -240,6 +240,7 @@ export const toolLoopMachine = setup({
           transcript: context.transcript,
           lastCall: context.maxIterations > 1 && context.iteration + 1 >= context.maxIterations,
           spentTokens: context.usage.totalTokens,
+          budget: context.budget ?? null,
         }),
         onDone: [
           {

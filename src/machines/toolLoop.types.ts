@@ -1,6 +1,6 @@
 /** Types of the execute phase's tool loop. Types only. */
 import type { ErrorInfo } from "../errors.js";
-import type { Plan, TokenUsage } from "./heartbeat.types.js";
+import type { LifetimeBudget, Plan, TokenUsage } from "./heartbeat.types.js";
 
 /** A tool call as the model asked for it. */
 export interface ToolCallRequest {
@@ -41,6 +41,8 @@ export interface ToolLoopInput {
   tokenBudget: number;
   /** Identifies this attempt at the tick (its start time): keys the write-ahead tool journal. */
   attempt: string;
+  /** The heartbeat's lifetime budget when the loop started (null: none); passed on to every model call. */
+  budget?: LifetimeBudget | null;
 }
 
 /** Why the loop stopped before the model gave a final answer. */
@@ -81,6 +83,8 @@ export interface CallModelInput {
   lastCall: boolean;
   /** Tokens this loop has used so far (for the budget check before the call). */
   spentTokens: number;
+  /** The heartbeat's lifetime budget when the loop started (see {@link ToolLoopInput.budget}). */
+  budget?: LifetimeBudget | null;
 }
 export interface CallModelOutput {
   content: string | null;

@@ -316,8 +316,9 @@ describe("heartbeat: happy path", () => {
     ]);
     expect(actor.getSnapshot().context.tick).toBe(2);
     expect(h.assess.calls.map((c) => c.input)).toEqual([
-      { goal: GOAL, tick: 1, progress: "", digests: [], wakeReason: "start" },
+      { budget: null, goal: GOAL, tick: 1, progress: "", digests: [], wakeReason: "start" },
       {
+        budget: null,
         goal: GOAL,
         tick: 2,
         progress: "p1",
@@ -326,8 +327,8 @@ describe("heartbeat: happy path", () => {
       },
     ]);
     expect(h.plan.calls.map((c) => c.input)).toEqual([
-      { goal: GOAL, tick: 1, progress: "p1", assessment: assessed(1).assessment },
-      { goal: GOAL, tick: 2, progress: "p2", assessment: assessed(2).assessment },
+      { budget: null, goal: GOAL, tick: 1, progress: "p1", assessment: assessed(1).assessment },
+      { budget: null, goal: GOAL, tick: 2, progress: "p2", assessment: assessed(2).assessment },
     ]);
     expect(h.callModel.calls.map((c) => c.input)).toEqual([
       {
@@ -338,6 +339,7 @@ describe("heartbeat: happy path", () => {
         transcript: [],
         lastCall: false,
         spentTokens: 0,
+        budget: null,
       },
       {
         goal: GOAL,
@@ -347,6 +349,7 @@ describe("heartbeat: happy path", () => {
         transcript: [],
         lastCall: false,
         spentTokens: 0,
+        budget: null,
       },
     ]);
     expect(h.persisted.map((p) => p.input)).toEqual([
@@ -1294,6 +1297,7 @@ describe("heartbeat: resume", () => {
 
     expect(h.assess.calls.map((c) => c.input)).toEqual([
       {
+        budget: null,
         goal: GOAL,
         tick: 6,
         progress: "halfway there",
@@ -1499,6 +1503,13 @@ describe("heartbeat: budgets and backoff", () => {
     expect(output.error).toMatchObject({ code: "budget", fatal: true });
     expect(output.error?.message).toMatch(/390 of 300 tokens/);
     expect(lastPersist(h.persisted).input).toMatchObject({ status: "failed", reason: "budget" });
+    // The actors get the budget as it stands in their input (the runtime checks it before each call).
+    expect(h.assess.calls.map((c) => c.input.budget)).toEqual([
+      { maxTokens: 300, usedTokens: 0 },
+      { maxTokens: 300, usedTokens: 195 },
+    ]);
+    expect(must(h.plan.calls[1]).input.budget).toEqual({ maxTokens: 300, usedTokens: 210 });
+    expect(must(h.callModel.calls[1]).input.budget).toEqual({ maxTokens: 300, usedTokens: 240 });
   });
 
   it("a goal met on the tick that spends the budget still completes", async () => {

@@ -120,6 +120,7 @@ describe("toolLoop machine", () => {
         transcript: [],
         lastCall: false,
         spentTokens: 0,
+        budget: null,
       },
     ]);
   });
