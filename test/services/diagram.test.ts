@@ -50,7 +50,9 @@ describe("toMermaid (heartbeat)", () => {
   it("labels transitions with readable events and their guards", () => {
     expect(lines).toContain("assessing --> persisting : assess done [goalComplete]");
     expect(lines).toContain("assessing --> persisting : assess error");
-    expect(lines).toContain("idle --> assessing : heartbeat.start");
+    expect(lines).toContain("idle --> persisting : heartbeat.start");
+    expect(lines).toContain("persisting --> assessing : persist done [tickDue]");
+    expect(lines).toContain("sleeping --> persisting : sleepUntil done [outsideActiveHours]");
     expect(lines).toContain("persisting --> completed : persist done [goalMet]");
     expect(lines).toContain("sleeping --> assessing : heartbeat.wake");
     expect(mermaid).not.toContain("xstate.done.actor");
