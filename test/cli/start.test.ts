@@ -198,10 +198,14 @@ describe("--cron end to end", () => {
     expect(resumed.code, resumed.stderr).toBe(0);
     const ticks = (await journalOf("cron")).filter((e) => e.type === "tick");
     expect(ticks.map((t) => t.tick)).toEqual([1, 2, 3]);
-    // Tick 2 waited for the saved cron time; tick 3 came at the next match.
+    // Tick 2 waited for the saved cron time; tick 3 was planned at the next
+    // match after tick 2 and did not start before it.
     expect(Date.parse(ticks[1].startedAt)).toBeGreaterThanOrEqual(Date.parse(saved.nextTickAt));
-    expect(new Date(ticks[2].startedAt).getUTCSeconds() % 3).toBe(0);
-    expect(Date.parse(ticks[2].startedAt) - Date.parse(ticks[1].startedAt)).toBeGreaterThan(2_000);
+    const planned = new Date(ticks[1].nextTickAt);
+    expect(planned.getUTCSeconds() % 3).toBe(0);
+    expect(planned.getUTCMilliseconds()).toBe(0);
+    expect(planned.getTime()).toBeGreaterThan(Date.parse(ticks[1].finishedAt));
+    expect(Date.parse(ticks[2].startedAt)).toBeGreaterThanOrEqual(planned.getTime());
   });
 
   it("a yearly --cron heartbeat stopped by SIGTERM, then killed by SIGKILL, keeps its nextTickAt and makes no model call when resumed from a directory whose ravenclaws.toml sets a 2-second interval", async () => {
