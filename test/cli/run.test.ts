@@ -340,6 +340,8 @@ describe("ravenclaws run", () => {
       status: "failed",
       reason: "last-tick-failed",
     });
+    // The 3 answered (unusable) calls are charged: 15 tokens each from the fake server.
+    expect(state.usage).toMatchObject({ calls: 3, totalTokens: 45 });
     expect(state.progress).toContain("assess failed");
     const ticks = (await readJournal("nojson")).filter((e) => e.type === "tick");
     expect(ticks.map((t) => t.status)).toEqual(["failed", "failed", "failed"]);
