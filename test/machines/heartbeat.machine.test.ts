@@ -35,7 +35,7 @@ import type {
   RunToolsInput,
   RunToolsOutput,
 } from "../../src/machines/toolLoop.types.js";
-import { timeImplementations } from "../../src/runtime.js";
+import { rescheduledNextTick, timeImplementations } from "../../src/runtime.js";
 import { fake, must, pending, type Responder } from "../support/fakeActors.js";
 
 // ---------------------------------------------------------------------------
@@ -47,8 +47,15 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 /** The injected clock: milliseconds since the epoch, set by the tests. */
 let clockMs = T0;
+/** How far the clock moves on each reading (0: it stands still). */
+let clockStepMs = 0;
 const setClock = (ms: number) => {
   clockMs = ms;
+};
+const readClock = () => {
+  const t = clockMs;
+  clockMs += clockStepMs;
+  return t;
 };
 /** What the real `sleepUntil` reports when it wakes now. */
 const woke = (late = false): SleepOutput => ({ late, at: iso(clockMs) });
@@ -217,7 +224,7 @@ function harness(options: HarnessOptions = {}) {
       persist: persist.logic,
       sleepUntil: sleepUntil.logic,
     },
-    actions: timeImplementations(() => clockMs),
+    actions: timeImplementations(readClock),
   });
   const input = inputOf(options.settings, options.resume);
   const states: string[] = [];
@@ -285,6 +292,7 @@ const lastPersist = (records: PersistRecord[]) => must(records.at(-1), "a persis
 
 beforeEach(() => {
   setClock(T0);
+  clockStepMs = 0;
 });
 
 // ---------------------------------------------------------------------------
@@ -1206,6 +1214,18 @@ describe("heartbeat: active hours", () => {
 // ---------------------------------------------------------------------------
 
 describe("heartbeat: nextTickAt", () => {
+  it("is planned from the same clock reading as the tick's end, so a resume with the same settings keeps it exactly", async () => {
+    // Every clock reading is 2 ms after the previous one.
+    clockStepMs = 2;
+    const h = harness({ settings: { tickIntervalSec: 2 } });
+    const actor = h.run();
+    await calledTimes(actor, h.sleepUntil.calls, 1);
+    const ctx = lastPersist(h.persisted).context;
+    const end = must(ctx.digests.at(-1)).at;
+    expect(Date.parse(must(ctx.nextTickAt)) - Date.parse(end)).toBe(2_000);
+    expect(rescheduledNextTick(ctx, ctx.settings)).toBe(ctx.nextTickAt);
+  });
+
   it("is conclude time + tickIntervalSec, in the future of the clock when sleeping is entered", async () => {
     const h = harness({
       settings: { tickIntervalSec: 300 },
