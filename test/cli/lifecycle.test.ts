@@ -24,6 +24,8 @@ describe("honest exits", () => {
     expect(result.code).toBe(1);
     const state = await h.stateOf("allfail");
     expect(state).toMatchObject({ status: "failed", reason: "last-tick-failed", tick: 3 });
+    // Unusable replies are charged too.
+    expect(state.usage.totalTokens).toBeGreaterThan(0);
     expect(result.stdout).toContain(
       "Heartbeat failed at tick 3: max ticks reached, but the last tick failed. 3 of this run's 3 ticks failed.",
     );
