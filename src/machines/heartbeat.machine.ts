@@ -651,14 +651,4 @@ export const heartbeatMachine = setup({
 });
 
 /** The state names, as they show in `status`, logs and the inspector. */
-export const HEARTBEAT_STATES = [
-  "idle",
-  "assessing",
-  "planning",
-  "executing",
-  "persisting",
-  "sleeping",
-  "completed",
-  "failed",
-  "shutdown",
-] as const;
+export { HEARTBEAT_STATES } from "./heartbeat.states.js";
