@@ -14,6 +14,7 @@
 import { assign, setup } from "xstate";
 import type { ErrorInfo } from "../errors.js";
 import { insideActiveHours } from "./activeHours.js";
+import { PROGRESS_LIMIT } from "./heartbeat.constants.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -47,11 +48,6 @@ import type { ToolLoopOutput } from "./toolLoop.types.js";
 
 /** How many recent tick digests are kept for the prompts. */
 export const DIGESTS_KEPT = 3;
-/**
- * Longest progress summary kept, in characters: the one part of the prompt
- * that grows with a heartbeat's history, so it bounds the prompt's growth.
- */
-export const PROGRESS_LIMIT = 1000;
 /** The lifetime token budget is set and used up. */
 export function budgetSpent(settings: HeartbeatSettings, usage: TokenUsage): boolean {
   return settings.maxTokens > 0 && usage.totalTokens >= settings.maxTokens;
@@ -650,5 +646,4 @@ export const heartbeatMachine = setup({
   }),
 });
 
-/** The state names, as they show in `status`, logs and the inspector. */
-export { HEARTBEAT_STATES } from "./heartbeat.states.js";
+export { HEARTBEAT_STATES, PROGRESS_LIMIT } from "./heartbeat.constants.js";

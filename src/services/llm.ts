@@ -15,7 +15,7 @@
 import OpenAI from "openai";
 import { z } from "zod";
 import { LlmError } from "../errors.js";
-import { PROGRESS_LIMIT } from "../machines/heartbeat.machine.js";
+import { PROGRESS_LIMIT } from "../machines/heartbeat.constants.js";
 import type {
   AssessInput,
   AssessOutput,
