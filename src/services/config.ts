@@ -7,7 +7,7 @@
  * flags and the environment is converted to the setting's type; values in
  * the config files must already have it.
  */
-import { open as openFile, readFile } from "node:fs/promises";
+import { open as openFile } from "node:fs/promises";
 import * as path from "node:path";
 import { ConfigError, UsageError } from "../errors.js";
 import { RunSettingsSchema } from "../schemas/config.js";
@@ -23,6 +23,7 @@ import {
   tomlSections,
   userKeys,
 } from "../settings.js";
+import { readRegularFile } from "./regularFile.js";
 import { didYouMean } from "./suggest.js";
 import { splitList } from "./tools/ruleSyntax.js";
 
@@ -472,14 +473,23 @@ export async function loadTomlConfig(
     return inCwd ?? loadTomlConfig(path.resolve(cwd, workdir), undefined);
   }
   const file = explicit ? path.resolve(cwd, explicit) : path.join(cwd, CONFIG_FILE_NAME);
-  let text: string;
+  let text: string | null;
   try {
-    text = await readFile(file, "utf8");
+    // Never a blocking read: a FIFO in the file's place is refused at once.
+    text = await readRegularFile(file);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if ((code === "ENOENT" || code === "ENOTDIR") && !explicit) return undefined;
+    if (code === "ENOTDIR" && !explicit) return undefined;
     throw new ConfigError(
       `Cannot read the config file ${file}: ${(error as Error).message}`,
+      "--config",
+      file,
+    );
+  }
+  if (text === null) {
+    if (!explicit) return undefined;
+    throw new ConfigError(
+      `Cannot read the config file ${file}: it does not exist.`,
       "--config",
       file,
     );

@@ -315,6 +315,26 @@ describe("state files that are not what they claim", () => {
     expect(h.server.chatRequests()).toHaveLength(requests);
   });
 
+  it("a FIFO in place of ravenclaws.toml: run and status exit 2 naming it, without blocking", async () => {
+    const toml = path.join(h.workdir, "ravenclaws.toml");
+    execFileSync("mkfifo", [toml]);
+    const requests = h.server.chatRequests().length;
+    try {
+      for (const argv of [
+        args("--id", "tfifo", "--goal", GOAL, "--max-ticks", "1"),
+        ["status", "--workdir", h.workdir],
+        ["status", "--config", toml],
+      ]) {
+        const result = await runBounded(argv);
+        expect(result.code, `${argv[0]}: ${result.stdout}${result.stderr}`).toBe(2);
+        expect(result.stderr).toContain(`${toml} is a FIFO (named pipe), not a regular file`);
+      }
+      expect(h.server.chatRequests()).toHaveLength(requests);
+    } finally {
+      await fs.rm(toml);
+    }
+  });
+
   // biome-ignore lint/suspicious/noExplicitAny: the state file as parsed JSON, edited by hand.
   const contradictions: Array<[string, (file: any) => void, RegExp]> = [
     [
