@@ -3,6 +3,7 @@
  * assessment, plan and result, usage, times, and why it ended.
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
+import type { StateFile } from "../schemas/stateFile.js";
 import type { HeartbeatView } from "../services/heartbeats.js";
 import { describeShellConfinement } from "../services/tools/sandbox/confinement.js";
 import type { RunEnvironment } from "./run.js";
@@ -24,6 +25,34 @@ export async function lastRunRecord(journal: string): Promise<Record<string, unk
     .find((entry) => entry.type === "run");
 }
 
+/**
+ * The saved settings that differ from their defaults, as the flags that set
+ * them (`--max-ticks 3 --cron "0 0 1 1 *"`): what a bare `run --id` resumes with.
+ */
+export async function savedFlagsOf(saved: StateFile["settings"]): Promise<string> {
+  const { heartbeatSettingKeys, specOf } = await import("../settings.js");
+  const words: string[] = [];
+  const shown = (v: unknown) => {
+    const text = Array.isArray(v) ? v.join(",") : String(v);
+    return /^[\w.,:/@*+-]+$/.test(text) ? text : JSON.stringify(text);
+  };
+  for (const key of heartbeatSettingKeys()) {
+    const spec = specOf(key);
+    const value = (saved as Record<string, unknown>)[key];
+    if (!spec.flag || value === undefined || value === null) continue;
+    const fallback = spec.default;
+    const same = Array.isArray(value)
+      ? Array.isArray(fallback)
+        ? value.join(",") === fallback.join(",")
+        : value.length === 0
+      : value === fallback;
+    if (same) continue;
+    if (spec.type === "boolean") words.push(value ? `--${spec.flag}` : `--no-${spec.flag}`);
+    else words.push(`--${spec.flag} ${shown(value)}`);
+  }
+  return words.join(" ");
+}
+
 /** The object `show --json` prints: the state file's fields without the snapshot, plus the process, settings and paths. */
 export function showJson(
   view: HeartbeatView,
@@ -36,6 +65,7 @@ export function showJson(
     state,
     ...fields,
     settings: snapshot?.context.settings ?? null,
+    savedSettings: view.file?.settings ?? null,
     shell: lastRun?.shell ?? null,
     process: view.process,
     files: {
@@ -94,6 +124,7 @@ export async function renderShow(
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));
   if (file.reason) field("reason", file.reason);
+  field("saved", (await savedFlagsOf(file.settings)) || "the defaults");
   if (lastRun?.shell) field("shell", describeShellConfinement(lastRun.shell));
   field("state file", paths.stateFile);
   field("journal", paths.journal);

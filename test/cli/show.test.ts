@@ -94,6 +94,11 @@ describe("ravenclaws show", () => {
     );
     expect(out).toContain("Last plan:\n  1. Write note 2\n  2. Check it");
     expect(out).toContain("Last result:\n  Wrote note 2.");
+    // What a bare `run --id` resumes with: the saved settings that differ from the defaults.
+    const saved = /^saved: +(.*)$/m.exec(out)?.[1] ?? "";
+    expect(saved).toContain("--tick-interval 0");
+    expect(saved).toContain("--max-ticks 2");
+    expect(saved).not.toContain("--max-iterations-per-tick");
   });
 
   it("--json prints the state file's fields without the snapshot, plus settings, process and files", async () => {
@@ -113,6 +118,7 @@ describe("ravenclaws show", () => {
       usage: file.usage,
       createdAt: file.createdAt,
       settings: { maxTicks: 2, tickIntervalSec: 0 },
+      savedSettings: { maxTicks: 2, tickInterval: 0, maxIterationsPerTick: 5 },
       process: { running: false },
       files: {
         stateFile: path.join(stateDir, "heartbeat-s1.json"),
