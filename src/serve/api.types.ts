@@ -46,59 +46,57 @@ export interface ApiUsage {
 }
 
 /**
- * The state file's `status`: where the heartbeat rests or how it ended.
- * `executing` is a checkpoint taken during a tool round.
+ * What a heartbeat is doing, as the server's host sees it:
+ * - `sleeping`: waiting for its next tick;
+ * - `queued`: its tick is due and waits for a free tick slot (`--max-concurrent-ticks`);
+ * - `ticking`: working on a tick (see `state` for the phase);
+ * - `stopped`: stopped on purpose (API, page or `ravenclaws stop`); runs again only after `start`;
+ * - `completed` / `failed`: ended;
+ * - `unavailable`: its state file cannot be used, or another process (a `run`) holds it; see `problem`.
  */
-export type HeartbeatFileStatus = "sleeping" | "executing" | "completed" | "failed" | "shutdown";
+export type HeartbeatStatus =
+  | "sleeping"
+  | "queued"
+  | "ticking"
+  | "stopped"
+  | "completed"
+  | "failed"
+  | "unavailable";
 
-/** How a tick went (`ok`, `idle`: nothing needed doing, `failed`). */
-export type TickOutcome = "ok" | "idle" | "failed";
-
-/** The last finished tick, for the overview. */
-export interface LastOutcome {
-  tick: number;
-  outcome: TickOutcome;
-  /** When the tick finished (ISO time). */
-  at: string;
-  /** One line of what it did or why it failed. */
-  summary: string;
-}
+/** How the last finished tick went; `idle`: nothing needed doing. */
+export type TickOutcome = "ok" | "idle" | "failed" | "interrupted";
 
 /** One heartbeat in the overview (`GET /api/heartbeats`). */
 export interface HeartbeatSummary {
   id: string;
+  /** The goal, clipped to 200 characters (the detail has it whole). */
   goal: string;
-  /** The state file's status; null before the first write or when the file cannot be read. */
-  status: HeartbeatFileStatus | null;
+  status: HeartbeatStatus;
   /**
    * The machine's active state as a dotted path (`sleeping`, `assessing`,
-   * `executing.calling`, `completed`), live while this server runs the
-   * heartbeat, else the saved one.
+   * `executing.calling`, `persisting`, `completed`): live while a tick runs,
+   * else the state it was saved in.
    */
   state: string;
-  /** Whether this server's host runs it (a live or rehydratable heartbeat). */
-  hosted: boolean;
-  /** Stopped on purpose (`stop` from the API, the page or the CLI); runs again only after `start`. */
-  stopped: boolean;
   /** Finished ticks. */
   tick: number;
-  /** 0 = unlimited. */
-  maxTicks: number;
   /** When the next tick is due (ISO time), null when none is planned. */
   nextTickAt: string | null;
   /** Total tokens used. */
   tokens: number;
   /** US dollars at the configured prices; null without prices. */
   costUsd: number | null;
-  lastOutcome: LastOutcome | null;
-  /** Why it ended (`goal-met`, `max-ticks`, `budget`, `signal`, …); null while it runs. */
+  /** Outcome of the last finished tick; null before the first. */
+  lastOutcome: TickOutcome | null;
+  /** Why it ended or stopped (`goal-met`, `max-ticks`, `budget`, `signal`, …); null while it runs. */
   reason: string | null;
   /** Tool calls waiting for a decision. */
   pendingApprovals: number;
-  createdAt: string | null;
+  /** Its workspace. */
+  workdir: string;
   updatedAt: string | null;
-  /** Set when the state file cannot be used (the other fields are then mostly empty). */
-  problem?: { code: string; message: string };
+  /** Why it is `unavailable`; null otherwise. */
+  problem: string | null;
 }
 
 /** `GET /api/heartbeats`. */
@@ -137,8 +135,11 @@ export type SavedSettingValue = string | number | boolean | null | string[];
 
 /** One heartbeat in full (`GET /api/heartbeats/:id`, and `POST /api/heartbeats`' answer). */
 export interface HeartbeatDetail extends HeartbeatSummary {
-  /** Its workspace, when known. */
-  workdir: string | null;
+  /** The whole goal. */
+  goalText: string;
+  createdAt: string | null;
+  /** 0 = unlimited (from the saved settings). */
+  maxTicks: number;
   /** The rolling progress summary. */
   progress: string;
   lastAssessment: ApiAssessment | null;
@@ -292,13 +293,14 @@ export interface ApiError {
   };
 }
 
-/** `state`: a hosted heartbeat entered a state. */
+/** `state`: a heartbeat entered a machine state, or its status changed (queued, stopped, …). */
 export interface StateEvent {
   id: string;
   /** Dotted state path (`executing.acting`). */
   state: string;
-  tick: number;
   at: string;
+  /** The heartbeat's summary after the change. */
+  heartbeat: HeartbeatSummary;
 }
 
 /** `tick`: a tick was persisted (its journal line) with the heartbeat's summary after it. */
