@@ -247,6 +247,41 @@ export function toDefinitionJson(machine: AnyStateMachine): string {
   return `${JSON.stringify(out, null, 2)}\n`;
 }
 
+/** Where a statechart invokes another one: the invoking state node, the actor's id, the invoked machine's id. */
+export interface MachineInvocation {
+  /** Id of the invoking state node, e.g. `heartbeat.executing`. */
+  state: string;
+  /** The invoke's actor id, e.g. `execute`. */
+  actor: string;
+  /** Id of the invoked machine, a key of {@link MachineDefinitions.machines}. */
+  machine: string;
+}
+
+/** The definitions of a machine and the statecharts it invokes, with where each is invoked (what the dashboard draws). */
+export interface MachineDefinitions {
+  /** Id of the top machine. */
+  root: string;
+  /** `machine.toJSON()` of each machine, keyed by machine id, root first. */
+  machines: Record<string, unknown>;
+  /** Which state invokes which statechart (the definitions name only the actor, not the machine). */
+  invocations: MachineInvocation[];
+}
+
+/** The machine definitions plus their nesting, as plain JSON data (`GET /api/machine`). */
+export function machineDefinitions(machine: AnyStateMachine): MachineDefinitions {
+  const machines: Record<string, unknown> = {};
+  const invocations: MachineInvocation[] = [];
+  for (const m of machinesOf(machine)) {
+    machines[m.id] = JSON.parse(JSON.stringify(m.toJSON()));
+    for (const node of stateNodesOf(m)) {
+      for (const child of invokedMachinesOf(m, node)) {
+        invocations.push({ state: node.id, actor: child.id, machine: child.machine.id });
+      }
+    }
+  }
+  return { root: machine.id, machines, invocations };
+}
+
 /** Marks the start of the generated diagram in a Markdown file. */
 export const DIAGRAM_START = "<!-- diagram:start -->";
 /** Marks the end of the generated diagram in a Markdown file. */

@@ -13,6 +13,7 @@ import {
   embeddedDiagram,
   eventLabel,
   guardLabel,
+  machineDefinitions,
   machinesOf,
   stateNodesOf,
   toDefinitionJson,
@@ -199,5 +200,17 @@ describe("README embedding", () => {
     expect(embedDiagram("no markers", mermaid)).toBeNull();
     expect(embeddedDiagram("no markers")).toBeNull();
     expect(embeddedDiagram(`${DIAGRAM_END} ${DIAGRAM_START}`)).toBeNull();
+  });
+});
+
+describe("machineDefinitions", () => {
+  it("holds every machine's definition and says that executing invokes the tool loop", () => {
+    const defs = machineDefinitions(heartbeatMachine);
+    expect(defs.root).toBe("heartbeat");
+    expect(Object.keys(defs.machines)).toEqual(["heartbeat", "toolLoop"]);
+    expect(defs.machines.toolLoop).toEqual(JSON.parse(JSON.stringify(toolLoopMachine.toJSON())));
+    expect(defs.invocations).toEqual([
+      { state: "heartbeat.executing", actor: "execute", machine: "toolLoop" },
+    ]);
   });
 });
