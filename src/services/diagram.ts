@@ -247,39 +247,43 @@ export function toDefinitionJson(machine: AnyStateMachine): string {
   return `${JSON.stringify(out, null, 2)}\n`;
 }
 
-/** Where a statechart invokes another one: the invoking state node, the actor's id, the invoked machine's id. */
-export interface MachineInvocation {
-  /** Id of the invoking state node, e.g. `heartbeat.executing`. */
-  state: string;
-  /** The invoke's actor id, e.g. `execute`. */
-  actor: string;
-  /** Id of the invoked machine, a key of {@link MachineDefinitions.machines}. */
-  machine: string;
-}
-
 /** The definitions of a machine and the statecharts it invokes, with where each is invoked (what the dashboard draws). */
 export interface MachineDefinitions {
   /** Id of the top machine. */
   root: string;
-  /** `machine.toJSON()` of each machine, keyed by machine id, root first. */
+  /**
+   * `machine.toJSON()` of each machine, keyed by machine id, root first; a
+   * state node with eventless transitions also gets `always` (which `toJSON`
+   * leaves out): `[{ target, guard, eventType: "" }]`.
+   */
   machines: Record<string, unknown>;
-  /** Which state invokes which statechart (the definitions name only the actor, not the machine). */
-  invocations: MachineInvocation[];
+  /** Which state invokes which statechart, `{ "heartbeat.executing": "toolLoop" }` (the definitions name only the actor). */
+  invokes: Record<string, string>;
 }
 
 /** The machine definitions plus their nesting, as plain JSON data (`GET /api/machine`). */
 export function machineDefinitions(machine: AnyStateMachine): MachineDefinitions {
   const machines: Record<string, unknown> = {};
-  const invocations: MachineInvocation[] = [];
+  const invokes: Record<string, string> = {};
   for (const m of machinesOf(machine)) {
-    machines[m.id] = JSON.parse(JSON.stringify(m.toJSON()));
+    const json = JSON.parse(JSON.stringify(m.toJSON())) as { states?: Record<string, unknown> };
     for (const node of stateNodesOf(m)) {
-      for (const child of invokedMachinesOf(m, node)) {
-        invocations.push({ state: node.id, actor: child.id, machine: child.machine.id });
+      for (const child of invokedMachinesOf(m, node)) invokes[node.id] = child.machine.id;
+      if (!node.always || node.always.length === 0) continue;
+      let target: { states?: Record<string, unknown> } | undefined = json;
+      for (const key of node.path) {
+        target = target?.states?.[key] as { states?: Record<string, unknown> } | undefined;
       }
+      if (!target) continue;
+      (target as Record<string, unknown>).always = node.always.map((t) => ({
+        target: ((t.target ?? []) as AnyStateNode[]).map((n) => `#${n.id}`),
+        guard: guardLabel(t.guard),
+        eventType: "",
+      }));
     }
+    machines[m.id] = json;
   }
-  return { root: machine.id, machines, invocations };
+  return { root: machine.id, machines, invokes };
 }
 
 /** Marks the start of the generated diagram in a Markdown file. */

@@ -204,13 +204,20 @@ describe("README embedding", () => {
 });
 
 describe("machineDefinitions", () => {
-  it("holds every machine's definition and says that executing invokes the tool loop", () => {
+  it("holds every machine's definition, its eventless transitions, and says that executing invokes the tool loop", () => {
     const defs = machineDefinitions(heartbeatMachine);
     expect(defs.root).toBe("heartbeat");
     expect(Object.keys(defs.machines)).toEqual(["heartbeat", "toolLoop"]);
-    expect(defs.machines.toolLoop).toEqual(JSON.parse(JSON.stringify(toolLoopMachine.toJSON())));
-    expect(defs.invocations).toEqual([
-      { state: "heartbeat.executing", actor: "execute", machine: "toolLoop" },
+    expect(defs.invokes).toEqual({ "heartbeat.executing": "toolLoop" });
+    const toolLoop = defs.machines.toolLoop as {
+      states: Record<string, { always?: unknown; on: unknown }>;
+    };
+    expect(toolLoop.states.checking?.always).toEqual([
+      { target: ["#toolLoop.calling"], guard: "withinTickBudget", eventType: "" },
+      { target: ["#toolLoop.done"], guard: null, eventType: "" },
     ]);
+    expect(toolLoop.states.calling?.on).toEqual(
+      (JSON.parse(JSON.stringify(toolLoopMachine.toJSON())) as typeof toolLoop).states.calling?.on,
+    );
   });
 });
