@@ -273,7 +273,8 @@ export type CommandProblem =
   | "remote-host"
   | "signal-failed"
   | "stop-timeout"
-  | "config-not-set";
+  | "config-not-set"
+  | "not-found";
 
 /** A `stop`/`wake` (or `config get`) that could not do what was asked; exit 1. */
 export class CommandFailedError extends RavenclawsError {

@@ -165,6 +165,8 @@ export interface Host {
   stop(id: string): Promise<ControlResult>;
   /** Clears a stop on purpose and hosts the heartbeat again (it ticks when due). */
   start(id: string): Promise<ControlResult>;
+  /** Counts: heartbeats hosted, live actors (ticking), ticks queued and running. Cheap. */
+  stats(): HostStats;
   /** Calls `listener` with every event until the returned function is called. */
   subscribe(listener: (event: HostEvent) => void): () => void;
   /**
@@ -173,6 +175,18 @@ export interface Host {
    * again), and releases every lock. Not a stop on purpose.
    */
   close(): Promise<void>;
+}
+
+/** What {@link Host.stats} reports. */
+export interface HostStats {
+  /** Heartbeats known to the host (any status). */
+  hosted: number;
+  /** Heartbeats holding a live actor right now (only those ticking). */
+  live: number;
+  /** Due ticks waiting for a slot. */
+  queued: number;
+  /** Ticks running (at most `maxConcurrentTicks`). */
+  running: number;
 }
 
 /** Options of `createHost`. */

@@ -13,6 +13,7 @@ import {
   type HeartbeatPaths,
   heartbeatPaths,
   LOCK_STALE_MS,
+  leaseMtimeOf,
   loadStateFile,
   lockNotAFile,
   NotRegularFileError,
@@ -33,6 +34,11 @@ export type ProcessInfo =
       since: string;
       /** True when the holder runs on this host (so it can be signalled). */
       local: boolean;
+      /**
+       * True when the holder is a host (`serve`) running many heartbeats: it
+       * is reached through a request file, never a signal (which would stop them all).
+       */
+      hosted: boolean;
     };
 
 function isAlive(pid: number): boolean {
@@ -50,7 +56,7 @@ function isAlive(pid: number): boolean {
  */
 export async function readLock(
   file: string,
-): Promise<{ holder: LockHolder | null; mtimeMs: number } | null> {
+): Promise<{ holder: LockHolder | null; mtimeMs: number; hosted: boolean } | null> {
   let text: string;
   let mtimeMs: number;
   let handle: fs.FileHandle | null;
@@ -67,19 +73,25 @@ export async function readLock(
   } finally {
     await handle.close().catch(() => {});
   }
+  // A hosted heartbeat's lock lives as long as its host's lease is refreshed.
+  mtimeMs = await leaseMtimeOf(file, text, mtimeMs);
   try {
-    const data = JSON.parse(text) as Partial<LockHolder>;
+    const data = JSON.parse(text) as Partial<LockHolder> & { lease?: unknown };
     if (
       typeof data.pid === "number" &&
       typeof data.host === "string" &&
       typeof data.since === "string"
     ) {
-      return { holder: { pid: data.pid, host: data.host, since: data.since }, mtimeMs };
+      return {
+        holder: { pid: data.pid, host: data.host, since: data.since },
+        mtimeMs,
+        hosted: typeof data.lease === "string",
+      };
     }
   } catch {
     // Torn by a crash while it was written.
   }
-  return { holder: null, mtimeMs };
+  return { holder: null, mtimeMs, hosted: false };
 }
 
 /**
@@ -98,7 +110,7 @@ export async function processOf(
   if (now - lock.mtimeMs > LOCK_STALE_MS) return { running: false };
   const local = lock.holder.host === host;
   if (local && !isAlive(lock.holder.pid)) return { running: false };
-  return { running: true, ...lock.holder, local };
+  return { running: true, ...lock.holder, local, hosted: lock.hosted };
 }
 
 const FILE_PATTERN = /^heartbeat-(.+)\.(json|jsonl|lock)$/;

@@ -870,6 +870,37 @@ export interface LockOptions {
   fs?: StoreFs;
   /** Refresh (and compromise check) interval; default {@link LOCK_REFRESH_MS}. */
   refreshMs?: number;
+  /**
+   * A hosted heartbeat's lock: the path of the host's lease file, which the
+   * host refreshes for all its heartbeats. The lock file names it and is not
+   * refreshed itself; its liveness is the lease's (see {@link leaseMtimeOf}).
+   */
+  lease?: string;
+}
+
+/** The name of a host's lease file in its state dir (`serve`): one refresh for every hosted heartbeat. */
+export const HOST_LEASE_FILE = "host.lease";
+
+/**
+ * When a lock was last refreshed: its own mtime, or for a hosted heartbeat's
+ * lock (one naming a `lease`) the lease file's (0 when the lease is gone, so
+ * the lock counts as abandoned).
+ */
+export async function leaseMtimeOf(
+  lockFile: string,
+  text: string,
+  ownMtimeMs: number,
+  fs: Pick<StoreFs, "stat"> = nodeFs,
+): Promise<number> {
+  let lease: unknown;
+  try {
+    lease = (JSON.parse(text) as { lease?: unknown }).lease;
+  } catch {
+    return ownMtimeMs;
+  }
+  if (typeof lease !== "string") return ownMtimeMs;
+  const stat = await fs.stat(path.resolve(path.dirname(lockFile), lease)).catch(() => null);
+  return stat ? stat.mtimeMs : 0;
 }
 
 /** A held heartbeat lock. */
@@ -940,7 +971,7 @@ async function readLockFile(file: string, fs: StoreFs): Promise<LockFileContent 
     } catch {
       // A lock file torn by a crash while it was being written: judged by its age alone.
     }
-    return { holder, token, text, mtimeMs: stat.mtimeMs };
+    return { holder, token, text, mtimeMs: await leaseMtimeOf(file, text, stat.mtimeMs, fs) };
   } finally {
     await handle.close().catch(() => {});
   }
@@ -954,13 +985,19 @@ const describeHolder = (other: LockHolder | null) =>
  * exists half-written: the content goes to a temp file first, which is then
  * hard-linked into place (link fails if the target exists).
  */
-async function createExclusive(fs: StoreFs, file: string, text: string): Promise<boolean> {
+async function createExclusive(
+  fs: StoreFs,
+  file: string,
+  text: string,
+  sync = true,
+): Promise<boolean> {
   const tmp = tempName(file);
   const handle = await fs.open(tmp, "wx", 0o600);
   try {
     try {
       await handle.writeFile(text, "utf8");
-      await handle.sync();
+      // A hosted lock (thousands at a host's start) is not synced: torn by a crash, it is judged by its lease.
+      if (sync) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -1009,11 +1046,20 @@ export async function acquireLock(file: string, options: LockOptions = {}): Prom
     since: new Date(now()).toISOString(),
   };
   const token = randomBytes(12).toString("hex");
-  const text = `${JSON.stringify({ ...holder, token })}\n`;
+  const lease = options.lease ? path.relative(path.dirname(file), options.lease) : undefined;
+  const text = `${JSON.stringify({ ...holder, token, ...(lease ? { lease } : {}) })}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      if (await createExclusive(fs, file, text))
-        return startRefreshing(file, holder, token, text, fs, options.refreshMs ?? LOCK_REFRESH_MS);
+      if (await createExclusive(fs, file, text, !lease))
+        return startRefreshing(
+          file,
+          holder,
+          token,
+          text,
+          fs,
+          // A hosted lock lives on its host's lease: no timer of its own.
+          lease ? 0 : (options.refreshMs ?? LOCK_REFRESH_MS),
+        );
     } catch (error) {
       throw new PersistError(`Cannot create the lock ${file}: ${(error as Error).message}`, file, {
         cause: error,
@@ -1105,7 +1151,7 @@ function startRefreshing(
     checked = stat ? { ino: stat.ino, size: stat.size, mtimeMs: stat.mtimeMs } : undefined;
   };
 
-  const timer = setInterval(() => {
+  const refresh = () => {
     check()
       .then(() => {
         if (compromised || released) return;
@@ -1114,8 +1160,10 @@ function startRefreshing(
         return fs.utimes(file, at, at);
       })
       .catch(() => {});
-  }, refreshMs);
-  timer.unref();
+  };
+  // A hosted lock (refreshMs 0) has no timer: its host's lease is refreshed instead.
+  const timer = refreshMs > 0 ? setInterval(refresh, refreshMs) : undefined;
+  timer?.unref();
 
   return {
     holder,

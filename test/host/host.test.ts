@@ -1,0 +1,194 @@
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createHost } from "../../src/host/host.js";
+import type { Host, HostEvent } from "../../src/host/types.js";
+import { tempDir } from "../support/cli.js";
+import {
+  DEFAULT_ASSESSMENT,
+  type FakeOpenAI,
+  jsonMessage,
+  type Reply,
+  scripted,
+  startFakeOpenAI,
+} from "../support/fakeOpenAI.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+async function setup(handler?: Parameters<typeof startFakeOpenAI>[0]) {
+  const fake = await startFakeOpenAI(handler ?? scripted({}));
+  cleanups.push(() => fake.close());
+  const workdir = await tempDir("ravenclaws-host-");
+  cleanups.push(() => fs.rm(workdir, { recursive: true, force: true }));
+  const stateDir = path.join(workdir, ".ravenclaws");
+  return { fake, workdir, stateDir };
+}
+
+async function open(
+  place: { fake: FakeOpenAI; workdir: string; stateDir: string },
+  max?: number,
+): Promise<Host> {
+  const host = await createHost({
+    stateDir: place.stateDir,
+    workdir: place.workdir,
+    env: { RAVENCLAWS_CONFIG_DIR: path.join(place.workdir, "no-config") },
+    defaults: { baseUrl: place.fake.baseURL, model: "fake", apiKey: undefined },
+    ...(max ? { maxConcurrentTicks: max } : {}),
+  });
+  cleanups.push(() => host.close());
+  return host;
+}
+
+/** Resolves once `predicate` holds for an event (or the list after it). */
+function until(host: Host, predicate: (event: HostEvent) => boolean, timeoutMs = 20_000) {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`timed out; statuses: ${JSON.stringify(host.list())}`));
+    }, timeoutMs);
+    const off = host.subscribe((event) => {
+      if (predicate(event)) {
+        clearTimeout(timer);
+        off();
+        resolve();
+      }
+    });
+  });
+}
+
+const allDone = (host: Host, n: number) => () =>
+  host.list().filter((s) => s.status === "completed").length === n;
+
+const journalTicks = async (stateDir: string, id: string) =>
+  (await fs.readFile(path.join(stateDir, `heartbeat-${id}.jsonl`), "utf8"))
+    .split("\n")
+    .filter((l) => l.includes('"type":"tick"')).length;
+
+describe("host", () => {
+  it("runs many heartbeats to completion, never more ticks at once than allowed", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const base = scripted({});
+    const place = await setup(async (req, i) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      return base(req, i) as Reply;
+    });
+    const host = await open(place, 2);
+    const done = until(host, allDone(host, 6));
+    for (let i = 0; i < 6; i++) {
+      await host.create({
+        id: `hb-${i}`,
+        goal: `goal ${i}`,
+        settings: { tickInterval: 0, maxTicks: 2, tools: false },
+      });
+    }
+    await done;
+    expect(maxInFlight).toBeGreaterThan(1);
+    expect(maxInFlight).toBeLessThanOrEqual(2);
+    for (let i = 0; i < 6; i++) expect(await journalTicks(place.stateDir, `hb-${i}`)).toBe(2);
+    const detail = await host.get("hb-3");
+    expect(detail?.tick).toBe(2);
+    expect(JSON.stringify(detail)).not.toContain("apiKey");
+  });
+
+  it("holds no live actor while a heartbeat sleeps, and rehydrates it when due or woken", async () => {
+    const place = await setup();
+    const host = await open(place);
+    const slept = until(
+      host,
+      (e) => e.type === "state" && e.summary.status === "sleeping" && e.summary.tick === 1,
+    );
+    await host.create({ id: "sleeper", goal: "g", settings: { tickInterval: 3600, tools: false } });
+    await slept;
+    // Sleeping means dropped: the summary says so and no request is in flight.
+    const [row] = host.list();
+    expect(row?.status).toBe("sleeping");
+    expect(row?.state).toBe("sleeping");
+    expect(host.stats()).toMatchObject({ hosted: 1, live: 0 });
+    const before = place.fake.chatRequests().length;
+    const woke = until(host, (e) => e.type === "tick" && e.summary.tick === 2);
+    await host.wake("sleeper");
+    await woke;
+    expect(place.fake.chatRequests().length).toBeGreaterThan(before);
+    const journal = await fs.readFile(path.join(place.stateDir, "heartbeat-sleeper.jsonl"), "utf8");
+    expect(journal).toContain('"wakeReason":"wake"');
+  });
+
+  it("a heartbeat stopped on purpose stays stopped across a restart; the others run again", async () => {
+    const place = await setup();
+    let host = await open(place);
+    const both = until(host, () =>
+      host.list().every((s) => s.tick >= 1 && s.status === "sleeping"),
+    );
+    await host.create({ id: "keep", goal: "g", settings: { tickInterval: 3600, tools: false } });
+    await host.create({ id: "halt", goal: "g", settings: { tickInterval: 3600, tools: false } });
+    await both;
+    await host.stop("halt");
+    const halted = JSON.parse(
+      await fs.readFile(path.join(place.stateDir, "heartbeat-halt.json"), "utf8"),
+    );
+    expect(halted.status).toBe("shutdown");
+    await host.close();
+    await expect(fs.stat(path.join(place.stateDir, "heartbeat-keep.lock"))).rejects.toThrow();
+
+    host = await open(place);
+    const byId = Object.fromEntries(host.list().map((s) => [s.id, s.status]));
+    expect(byId).toEqual({ keep: "sleeping", halt: "stopped" });
+    // Hosted again: its lock is held (naming the host's lease); the stopped one holds none.
+    const lock = JSON.parse(
+      await fs.readFile(path.join(place.stateDir, "heartbeat-keep.lock"), "utf8"),
+    );
+    expect(lock.lease).toBe("host.lease");
+    await expect(fs.stat(path.join(place.stateDir, "heartbeat-halt.lock"))).rejects.toThrow();
+    const ticked = until(host, (e) => e.type === "tick" && e.id === "halt");
+    await host.start("halt");
+    await ticked;
+    expect(place.fake.chatRequests().length).toBeGreaterThan(0);
+  });
+
+  it("refuses an API key per heartbeat and unknown settings, naming the field", async () => {
+    const place = await setup();
+    const host = await open(place);
+    await expect(host.create({ goal: "g", settings: { apiKey: "sk-1" } })).rejects.toMatchObject({
+      option: "apiKey",
+    });
+    await expect(host.create({ goal: "g", settings: { nope: 1 } })).rejects.toMatchObject({
+      option: "nope",
+    });
+    await expect(host.create({ goal: " " })).rejects.toMatchObject({ option: "goal" });
+  });
+
+  it("never stores the API key with a heartbeat", async () => {
+    const place = await setup(
+      scripted({ assess: () => jsonMessage({ ...DEFAULT_ASSESSMENT, goalComplete: true }) }),
+    );
+    const host = await createHost({
+      stateDir: place.stateDir,
+      workdir: place.workdir,
+      env: {
+        OPENAI_API_KEY: "sk-host-secret",
+        RAVENCLAWS_CONFIG_DIR: path.join(place.workdir, "nc"),
+      },
+      defaults: { baseUrl: place.fake.baseURL, model: "fake" },
+    });
+    cleanups.push(() => host.close());
+    const done = until(host, allDone(host, 1));
+    await host.create({ id: "k", goal: "g", settings: { tools: false } });
+    await done;
+    await host.close();
+    expect(place.fake.chatRequests()[0]?.headers.authorization).toBe("Bearer sk-host-secret");
+    for (const name of await fs.readdir(place.stateDir)) {
+      const stat = await fs.stat(path.join(place.stateDir, name));
+      if (stat.isFile())
+        expect(await fs.readFile(path.join(place.stateDir, name), "utf8")).not.toContain(
+          "sk-host-secret",
+        );
+    }
+  });
+});
