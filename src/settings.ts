@@ -15,6 +15,11 @@ export const SANDBOX_MODES = ["auto", "bwrap", "off"] as const;
 /** One of {@link SANDBOX_MODES}. */
 export type SandboxMode = (typeof SANDBOX_MODES)[number];
 
+/** The web search providers (`--search-provider`): see README, Tools. */
+export const SEARCH_PROVIDERS = ["searxng", "brave"] as const;
+/** One of {@link SEARCH_PROVIDERS}. */
+export type SearchProviderName = (typeof SEARCH_PROVIDERS)[number];
+
 /** Default OpenAI-compatible endpoint. */
 export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 /** Default model. */
@@ -517,20 +522,20 @@ export const SETTINGS = {
   },
   allowWeb: {
     type: "boolean",
-    label: "web_fetch for any host",
+    label: "web tools for any host",
     flag: "allow-web",
     env: ["RAVENCLAWS_ALLOW_WEB"],
     toml: "tools.allow_web",
     user: true,
     default: false,
     typeText: "boolean",
-    help: "Offer web_fetch (public hosts only, unless --allowed-hosts)",
-    doc: "offer `web_fetch` for any public host",
+    help: "Offer web_fetch for any public host (web_search needs --search-provider)",
+    doc: "offer `web_fetch` for any public host (`web_search` needs `--search-provider`)",
     scope: "heartbeat",
   },
   allowedHosts: {
     type: "list",
-    label: "web_fetch allowed hosts",
+    label: "web allowed hosts",
     flag: "allowed-hosts",
     env: ["RAVENCLAWS_ALLOWED_HOSTS"],
     toml: "tools.allowed_hosts",
@@ -538,12 +543,57 @@ export const SETTINGS = {
     default: [],
     defaultText: "none",
     typeText: "list",
-    help: "Offer web_fetch for these hosts only (example.com, *.example.com)",
-    doc: "offer `web_fetch` for these hosts only (`example.com`, `*.example.com`)",
+    help: "Offer web_fetch for these hosts only (example.com, *.example.com; any port)",
+    doc: "offer `web_fetch` for these hosts only (`example.com`, `*.example.com`); ports are not part of the match",
     scope: "heartbeat",
     check: {
       test: (s) => /^(\*\.)?[A-Za-z0-9_.-]+$|^\[?[0-9A-Fa-f:.]+\]?$/.test(s),
       message: "be host names such as example.com or *.example.com (no scheme, port or path)",
+    },
+  },
+  searchProvider: {
+    type: "string",
+    label: "web search provider",
+    flag: "search-provider",
+    env: ["RAVENCLAWS_SEARCH_PROVIDER"],
+    toml: "tools.search_provider",
+    user: true,
+    defaultText: "none (no web_search)",
+    choices: SEARCH_PROVIDERS,
+    typeText: "provider",
+    help: "Offer web_search through this provider: searxng (needs --search-url) or brave (key in --search-key-env)",
+    doc: "offer `web_search` through `searxng` (your instance, `--search-url`) or `brave` (Brave Search API, key in the variable `--search-key-env` names)",
+    scope: "heartbeat",
+  },
+  searchUrl: {
+    type: "string",
+    label: "web search URL",
+    flag: "search-url",
+    env: ["RAVENCLAWS_SEARCH_URL"],
+    toml: "tools.search_url",
+    user: true,
+    defaultText: "none (brave: its public API)",
+    typeText: "http(s) URL",
+    help: "searxng: the instance's URL; brave: replaces the API endpoint (tests, proxies)",
+    doc: "`searxng`: the instance (its JSON API must be enabled); `brave`: replaces `https://api.search.brave.com/res/v1/web/search` (tests, proxies)",
+    scope: "heartbeat",
+    check: { test: isHttpUrl, message: "be an http:// or https:// URL" },
+  },
+  searchKeyEnv: {
+    type: "string",
+    label: "web search key variable",
+    flag: "search-key-env",
+    env: ["RAVENCLAWS_SEARCH_KEY_ENV"],
+    toml: "tools.search_key_env",
+    user: true,
+    default: "BRAVE_SEARCH_API_KEY",
+    typeText: "variable name",
+    help: "Name of the environment variable holding the search API key (brave); the key itself is never saved",
+    doc: "the NAME of the environment variable holding the Brave key; the key is read at start, never saved, never shown to tools",
+    scope: "heartbeat",
+    check: {
+      test: (s) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(s),
+      message: "be an environment variable name (letters, digits, _)",
     },
   },
   envAllow: {

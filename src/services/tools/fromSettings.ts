@@ -6,6 +6,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { UsageError } from "../../errors.js";
 import type { RunSettings } from "../../schemas/config.js";
+import { createSearchProvider } from "../search/index.js";
 import { createToolbox, type Toolbox } from "./index.js";
 import { type AskOperator, createTerminalPrompter } from "./prompt.js";
 import type { ShellConfinement } from "./sandbox/confinement.js";
@@ -142,9 +143,26 @@ export async function toolboxFromSettings(
     | "shellTimeout"
     | "sandbox"
     | "shellNetwork"
+    | "searchProvider"
+    | "searchUrl"
+    | "searchKeyEnv"
   >,
   place: ToolboxPlace,
 ): Promise<ConfiguredToolbox> {
+  const search = createSearchProvider(
+    { provider: settings.searchProvider, url: settings.searchUrl, keyEnv: settings.searchKeyEnv },
+    place.env ?? process.env,
+  );
+  if (settings.searchProvider && "problem" in search) {
+    throw new UsageError(`web_search cannot be offered: ${search.problem}.`, {
+      option: "--search-provider",
+      code: "search-unavailable",
+      hint: "Fix the search settings (README, Tools), or leave --search-provider unset for no web_search.",
+    });
+  }
+  const secrets = [settings.apiKey, search.provider ? search.secret : undefined].filter(
+    (s): s is string => Boolean(s),
+  );
   const interactive = Boolean(place.terminal.stdin.isTTY && place.terminal.stderr.isTTY);
   const ask: AskOperator | undefined = interactive
     ? createTerminalPrompter({
@@ -162,7 +180,7 @@ export async function toolboxFromSettings(
     {
       workdir: place.workdir,
       stateDir: place.stateDir,
-      secrets: settings.apiKey ? [settings.apiKey] : [],
+      secrets,
       protectedPaths,
     },
     {
@@ -173,6 +191,7 @@ export async function toolboxFromSettings(
         allow: settings.toolAllow,
       },
       web: { enabled: settings.allowWeb, allowedHosts: settings.allowedHosts },
+      search: search.provider ? { provider: search.provider } : { unavailable: search.problem },
       shell: {
         timeoutSec: settings.shellTimeout,
         envAllow: settings.envAllow,

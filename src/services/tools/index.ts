@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { ToolCallRequest } from "../../machines/toolLoop.types.js";
 import { createRedactor } from "../redact.js";
+import type { SearchProvider } from "../search/index.js";
 import { editFileTool } from "./editFile.js";
 import { detectInjection } from "./injection.js";
 import { listDirTool } from "./listDir.js";
@@ -25,6 +26,7 @@ import { createShellExecTool, type ShellOptions } from "./shellExec.js";
 import { findDestructive } from "./shellSafety.js";
 import type { AccessRequest, Tool, ToolContext, ToolOutcome } from "./types.js";
 import { createWebFetchTool, type WebOptions } from "./webFetch.js";
+import { createWebSearchTool } from "./webSearch.js";
 import { writeFileTool } from "./writeFile.js";
 
 export type { ToolCallRequest } from "../../machines/toolLoop.types.js";
@@ -73,6 +75,11 @@ export interface ToolboxOptions {
   policy?: PolicyConfig;
   /** web_fetch: offered only when `enabled` or `allowedHosts` is non-empty. */
   web?: WebOptions & { enabled?: boolean };
+  /**
+   * web_search: offered only with a provider (`--search-provider`);
+   * `unavailable` says why there is none (the refusal for calls).
+   */
+  search?: { provider?: SearchProvider; unavailable?: string };
   /** shell_exec settings; `unavailable`: not offered, and calls get this refusal. */
   shell?: ShellOptions & { unavailable?: string };
   /** Asks the operator about calls matching an `ask` rule; without it they are refused. */
@@ -90,6 +97,7 @@ export const BUILTIN_TOOL_NAMES = [
   "edit_file",
   "list_dir",
   "web_fetch",
+  "web_search",
 ] as const;
 
 /** Longest raw argument text echoed back in an `invalid` outcome. */
@@ -132,11 +140,15 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     editFileTool,
     listDirTool,
     createWebFetchTool(options.web),
+    createWebSearchTool(options.search?.provider),
   ];
   /** Why a known tool is not offered, for the refusal; undefined when it is offered. */
   const unavailable = (tool: Tool<unknown>): string | undefined => {
     if (tool.name === "web_fetch" && !options.tools && !webEnabled) {
       return "Refused: web_fetch is disabled. The operator can enable it with --allow-web or [tools] allowed_hosts; do not retry.";
+    }
+    if (tool.name === "web_search" && !options.tools && !options.search?.provider) {
+      return `Refused: web_search is not available: ${options.search?.unavailable ?? "no search provider is configured"}. The operator can set one with --search-provider; do not retry.`;
     }
     if (tool.name === "shell_exec" && !options.tools && options.shell?.unavailable) {
       return options.shell.unavailable;

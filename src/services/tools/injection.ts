@@ -46,7 +46,7 @@ const PATTERNS: InjectionPattern[] = [
   {
     name: "tool-call lookalike",
     pattern:
-      /"(?:tool_calls|function_call)"\s*:|<\/?(?:tool_call|function_calls|invoke|tool_use)\b|"name"\s*:\s*"(?:shell_exec|write_file|edit_file|read_file|list_dir|web_fetch)"/i,
+      /"(?:tool_calls|function_call)"\s*:|<\/?(?:tool_call|function_calls|invoke|tool_use)\b|"name"\s*:\s*"(?:shell_exec|write_file|edit_file|read_file|list_dir|web_fetch|web_search|browser)"/i,
   },
   {
     name: "hide from the user",

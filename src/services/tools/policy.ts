@@ -22,9 +22,33 @@ export {
 
 /** What each mode allows when no rule decides. */
 const MODE_DEFAULTS: Record<ToolMode, Record<AccessKind, boolean>> = {
-  "read-only": { read: true, fetch: true, write: false, edit: false, shell: false },
-  "workspace-write": { read: true, fetch: true, write: true, edit: true, shell: true },
-  full: { read: true, fetch: true, write: true, edit: true, shell: true },
+  "read-only": {
+    read: true,
+    fetch: true,
+    search: true,
+    browse: true,
+    write: false,
+    edit: false,
+    shell: false,
+  },
+  "workspace-write": {
+    read: true,
+    fetch: true,
+    search: true,
+    browse: true,
+    write: true,
+    edit: true,
+    shell: true,
+  },
+  full: {
+    read: true,
+    fetch: true,
+    search: true,
+    browse: true,
+    write: true,
+    edit: true,
+    shell: true,
+  },
 };
 
 /** The policy settings (`[tools]` in ravenclaws.toml). */
@@ -55,7 +79,7 @@ export interface Subject {
   /**
    * The names the target goes by: for paths the workspace-relative path as
    * given and as resolved (symlinks followed; absolute when outside); for
-   * shell the command; for fetch the host name.
+   * shell the command; for fetch and browse the host name; for search the query.
    */
   names: string[];
 }
@@ -130,7 +154,10 @@ function compileRule(rule: Rule): (subject: Subject) => boolean {
         });
     }
     case "fetch":
-      return (subject) => subject.names.some((host) => matchesWildcard(pattern, host, true));
+    case "browse":
+    case "search":
+      // Host names and queries compare without case.
+      return (subject) => subject.names.some((name) => matchesWildcard(pattern, name, true));
     default: {
       const matches = pathMatcher(pattern);
       return (subject) => subject.names.some(matches);
@@ -146,14 +173,17 @@ export async function subjectOf(access: AccessRequest, ctx: ToolContext): Promis
   switch (access.kind) {
     case "shell":
       return { kind: "shell", names: [access.target] };
-    case "fetch": {
+    case "search":
+      return { kind: "search", names: [access.target.replace(/\s+/g, " ").trim()] };
+    case "fetch":
+    case "browse": {
       let host: string;
       try {
         host = new URL(access.target).hostname.replace(/^\[|\]$/g, "").replace(/\.$/, "");
       } catch {
         host = access.target;
       }
-      return { kind: "fetch", names: [host.toLowerCase()] };
+      return { kind: access.kind, names: [host.toLowerCase()] };
     }
     default: {
       const real = await resolveInWorkspace(ctx, access.target, {
@@ -173,6 +203,10 @@ export function describeAccess(access: AccessRequest, subject: Subject): string 
       return `run the shell command: ${access.target}`;
     case "fetch":
       return `fetch ${access.target}`;
+    case "browse":
+      return `open ${access.target} in the browser`;
+    case "search":
+      return `search the web for ${JSON.stringify(access.target)}`;
     default:
       return `${access.kind} ${subject.names.at(-1) ?? access.target}`;
   }

@@ -12,7 +12,15 @@ export type ToolMode = (typeof TOOL_MODES)[number];
 export const DEFAULT_TOOL_MODE: ToolMode = "workspace-write";
 
 /** The rule kinds, as written in rules (`shell(…)`). */
-export const ACCESS_KINDS: readonly AccessKind[] = ["shell", "read", "write", "edit", "fetch"];
+export const ACCESS_KINDS: readonly AccessKind[] = [
+  "shell",
+  "read",
+  "write",
+  "edit",
+  "fetch",
+  "search",
+  "browse",
+];
 
 /** One parsed rule. */
 export interface Rule {

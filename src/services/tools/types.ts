@@ -2,11 +2,11 @@ import type { z } from "zod";
 import type { ToolCallRecord } from "../../machines/toolLoop.types.js";
 
 /** What a tool call does, as the policy rules see it (`shell(…)`, `read(…)`, …). */
-export type AccessKind = "shell" | "read" | "write" | "edit" | "fetch";
+export type AccessKind = "shell" | "read" | "write" | "edit" | "fetch" | "search" | "browse";
 
 /**
  * One access a tool is about to make: the rule kind and its target (a path as
- * the model sent it, a shell command, or a URL).
+ * the model sent it, a shell command, a URL, or a search query).
  */
 export interface AccessRequest {
   kind: AccessKind;
