@@ -19,6 +19,7 @@ import {
   runOptions,
 } from "./commands/run.js";
 import { showCommand } from "./commands/show.js";
+import { startCommand } from "./commands/start.js";
 import { statusCommand } from "./commands/status.js";
 import { stopCommand } from "./commands/stop.js";
 import { wakeCommand } from "./commands/wake.js";
@@ -114,6 +115,7 @@ export function buildParser(argv: string[]) {
     showCommand(nodeProcessEnvironment),
     logsCommand(nodeProcessEnvironment),
     stopCommand(nodeProcessEnvironment),
+    startCommand(nodeProcessEnvironment),
     wakeCommand(nodeProcessEnvironment),
     configCommand(nodeProcessEnvironment),
     demoCommand(nodeProcessEnvironment),

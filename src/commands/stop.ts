@@ -1,7 +1,9 @@
 /**
  * `ravenclaws stop <id>`: asks the process running a heartbeat (found through
  * its lock) to shut down with SIGTERM, as Ctrl-C in its terminal would, and
- * waits until it has saved its state and released the lock.
+ * waits until it has saved its state and released the lock. A heartbeat
+ * hosted by `serve` (its lock names the host's lease) is asked through a
+ * request file instead, so that only it stops, never the host.
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { UsageError } from "../errors.js";
@@ -50,8 +52,17 @@ export function stopCommand(environment: () => RunEnvironment) {
       const paths = await hb.requireHeartbeat(stateDir, id);
       const view = await hb.loadHeartbeat(paths, id);
       const pid = hb.localProcessOf(view);
-      hb.signalProcess(view, pid, "SIGTERM");
-      io.stderr.write(`Stopping heartbeat ${id} (pid ${pid})…\n`);
+      const hosted = view.process.running && view.process.hosted;
+      if (hosted) {
+        // A host (serve) runs many heartbeats: a signal would stop them all. It
+        // picks this request up within a second and stops this one only.
+        const { writeRequest } = await import("../host/files.js");
+        await writeRequest(stateDir, "stop", id, `ravenclaws stop (pid ${process.pid})`);
+        io.stderr.write(`Stopping heartbeat ${id} (hosted by pid ${pid})…\n`);
+      } else {
+        hb.signalProcess(view, pid, "SIGTERM");
+        io.stderr.write(`Stopping heartbeat ${id} (pid ${pid})…\n`);
+      }
 
       const deadline = Date.now() + timeout * 1000;
       for (;;) {
@@ -73,6 +84,10 @@ export function stopCommand(environment: () => RunEnvironment) {
       const file = after.file;
       if (!file) {
         io.stdout.write(`Heartbeat ${id} stopped before its first tick was saved.\n`);
+      } else if (file.status === "shutdown" && hosted) {
+        io.stdout.write(
+          `Heartbeat ${id} shut down at tick ${file.tick}; state saved. It stays stopped until \`ravenclaws start ${id}\`.\n`,
+        );
       } else if (file.status === "shutdown") {
         io.stdout.write(
           `Heartbeat ${id} shut down at tick ${file.tick}; state saved. Resume it with \`ravenclaws run --id ${id}\`.\n`,

@@ -1,7 +1,8 @@
 /**
  * `ravenclaws wake <id>`: tells the process running a heartbeat (found
  * through its lock) to start its next tick now, with SIGUSR2. Returns once the
- * signal is sent; the tick is journaled with wake reason `wake`.
+ * signal is sent; the tick is journaled with wake reason `wake`. A heartbeat
+ * hosted by `serve` gets a request file instead (picked up within a second).
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import type { RunEnvironment } from "./run.js";
@@ -40,7 +41,13 @@ export function wakeCommand(environment: () => RunEnvironment) {
         );
         return;
       }
-      hb.signalProcess(view, pid, "SIGUSR2");
+      if (view.process.running && view.process.hosted) {
+        // Never a signal to a host: the request file wakes this heartbeat only.
+        const { writeRequest } = await import("../host/files.js");
+        await writeRequest(stateDir, "wake", id, `ravenclaws wake (pid ${process.pid})`);
+      } else {
+        hb.signalProcess(view, pid, "SIGUSR2");
+      }
       io.stdout.write(
         `Woke heartbeat ${id} (pid ${pid}): its next tick starts now instead of ${hb.formatNextTick(file.nextTickAt, now)}.\n`,
       );
