@@ -20,12 +20,8 @@ import type {
   TickDigest,
 } from "../src/machines/heartbeat.types.js";
 import type { TranscriptEntry } from "../src/machines/toolLoop.types.js";
-import {
-  prepareHeartbeat,
-  type RuntimeEvents,
-  startHeartbeat,
-  wrapToolOutput,
-} from "../src/runtime.js";
+import { prepareHeartbeat, startHeartbeat } from "../src/runtime.js";
+import type { RuntimeEvents } from "../src/runtime.types.js";
 import type { StateFile } from "../src/schemas/stateFile.js";
 import { assessPrompt, SYSTEM_PROMPT } from "../src/services/prompts.js";
 import {
@@ -35,6 +31,7 @@ import {
   writeFileAtomic,
 } from "../src/services/store.js";
 import { createToolbox, type Toolbox } from "../src/services/tools/index.js";
+import { wrapToolOutput } from "../src/toolRound.js";
 import { originalTick } from "./original.js";
 import { type ModelApi, StubModel } from "./stubModel.js";
 

@@ -4,7 +4,6 @@
  * with canned, deterministic outputs. It counts the calls it gets.
  */
 
-import { PROGRESS_LIMIT } from "../src/machines/heartbeat.machine.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -12,6 +11,7 @@ import type {
   PlanOutput,
   TokenUsage,
 } from "../src/machines/heartbeat.types.js";
+import { PROGRESS_LIMIT } from "../src/machines/shared.js";
 import type { CallModelInput, CallModelOutput } from "../src/machines/toolLoop.types.js";
 import type { LlmService } from "../src/services/llm.js";
 

@@ -12,11 +12,11 @@ import {
   rescheduledNextTick,
   sleepUntil,
   startHeartbeat,
-  wrapToolOutput,
 } from "../src/runtime.js";
 import { createRedactor } from "../src/services/redact.js";
 import { HeartbeatStore, heartbeatPaths } from "../src/services/store.js";
 import { createToolbox } from "../src/services/tools/index.js";
+import { wrapToolOutput } from "../src/toolRound.js";
 import { tempDir } from "./support/cli.js";
 
 const usage = { calls: 1, promptTokens: 10, completionTokens: 5, totalTokens: 15 };

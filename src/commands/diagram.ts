@@ -34,7 +34,7 @@ export async function diagramHandler(
   io: Pick<RunEnvironment, "cwd" | "stdout" | "stderr">,
 ): Promise<void> {
   const format = argv.format ?? "mermaid";
-  const { heartbeatMachine } = await import("../machines/heartbeat.machine.js");
+  const { heartbeatMachine } = await import("../runtime.js");
   if (argv.embed === undefined) {
     io.stdout.write(
       format === "json" ? toDefinitionJson(heartbeatMachine) : toMermaid(heartbeatMachine),

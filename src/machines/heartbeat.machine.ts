@@ -14,7 +14,6 @@
 import { assign, setup } from "xstate";
 import type { ErrorInfo } from "../errors.js";
 import { insideActiveHours } from "./activeHours.js";
-import { PROGRESS_LIMIT } from "./heartbeat.constants.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -37,13 +36,9 @@ import type {
   TokenUsage,
   WakeReason,
 } from "./heartbeat.types.js";
-import {
-  addUsage,
-  asErrorInfo,
-  notProvided,
-  toolLoopMachine,
-  ZERO_USAGE,
-} from "./toolLoop.machine.js";
+import { notProvided } from "./notProvided.js";
+import { addUsage, asErrorInfo, PROGRESS_LIMIT, ZERO_USAGE } from "./shared.js";
+import { toolLoopMachine } from "./toolLoop.machine.js";
 import type { ToolLoopOutput } from "./toolLoop.types.js";
 
 /** How many recent tick digests are kept for the prompts. */
@@ -645,5 +640,3 @@ export const heartbeatMachine = setup({
     error: context.error,
   }),
 });
-
-export { HEARTBEAT_STATES, PROGRESS_LIMIT } from "./heartbeat.constants.js";

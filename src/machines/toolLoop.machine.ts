@@ -3,9 +3,9 @@
  * asks for, feed the results back, until it answers without tool calls or the
  * per-tick call budget is spent. Pure: actors are provided by the runtime.
  */
-import { assign, fromPromise, setup } from "xstate";
-import type { ErrorInfo } from "../errors.js";
-import type { TokenUsage } from "./heartbeat.types.js";
+import { assign, setup } from "xstate";
+import { notProvided } from "./notProvided.js";
+import { addUsage, asErrorInfo, ZERO_USAGE } from "./shared.js";
 import type {
   CallModelInput,
   CallModelOutput,
@@ -15,62 +15,6 @@ import type {
   ToolLoopInput,
   ToolLoopOutput,
 } from "./toolLoop.types.js";
-
-/** Placeholder for an actor the runtime (or a test) must provide. */
-export function notProvided<TOutput, TInput>(name: string) {
-  return fromPromise<TOutput, TInput>(async () => {
-    throw new Error(`actor "${name}" was not provided: supply it with machine.provide()`);
-  });
-}
-
-/** Adds two usage records. */
-export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
-  const estimatedCalls = (a.estimatedCalls ?? 0) + (b.estimatedCalls ?? 0);
-  return {
-    calls: a.calls + b.calls,
-    promptTokens: a.promptTokens + b.promptTokens,
-    completionTokens: a.completionTokens + b.completionTokens,
-    totalTokens: a.totalTokens + b.totalTokens,
-    ...(estimatedCalls > 0 ? { estimatedCalls } : {}),
-  };
-}
-
-/** Usage of nothing. */
-export const ZERO_USAGE: TokenUsage = {
-  calls: 0,
-  promptTokens: 0,
-  completionTokens: 0,
-  totalTokens: 0,
-};
-
-const isUsage = (value: unknown): value is TokenUsage =>
-  typeof value === "object" &&
-  value !== null &&
-  ["calls", "promptTokens", "completionTokens", "totalTokens"].every(
-    (key) => typeof (value as Record<string, unknown>)[key] === "number",
-  );
-
-/**
- * Normalises whatever an actor rejected with into {@link ErrorInfo}, keeping
- * the usage of an answered call so that it can be charged.
- */
-export function asErrorInfo(error: unknown): ErrorInfo {
-  if (typeof error === "object" && error !== null && "code" in error && "message" in error) {
-    const e = error as Partial<ErrorInfo>;
-    return {
-      code: String(e.code),
-      message: String(e.message),
-      fatal: e.fatal === true,
-      ...(typeof e.hint === "string" ? { hint: e.hint } : {}),
-      ...(isUsage(e.usage) ? { usage: e.usage } : {}),
-    };
-  }
-  return {
-    code: "internal",
-    message: error instanceof Error ? error.message : String(error),
-    fatal: false,
-  };
-}
 
 /** Calls with identical tool and arguments that trip the breaker. */
 export const BREAKER_REPEATS = 3;

@@ -3,7 +3,7 @@
  * at the boundary. The same schemas become the `response_format` JSON schemas.
  */
 import { z } from "zod";
-import { PROGRESS_LIMIT } from "../machines/heartbeat.constants.js";
+import { PROGRESS_LIMIT } from "../machines/shared.js";
 
 /** The assessment at the start of a tick. */
 export const AssessmentSchema = z.object({

@@ -15,7 +15,6 @@
 import OpenAI from "openai";
 import { z } from "zod";
 import { LlmError } from "../errors.js";
-import { PROGRESS_LIMIT } from "../machines/heartbeat.constants.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -23,6 +22,7 @@ import type {
   PlanOutput,
   TokenUsage,
 } from "../machines/heartbeat.types.js";
+import { PROGRESS_LIMIT } from "../machines/shared.js";
 import type {
   CallModelInput,
   CallModelOutput,

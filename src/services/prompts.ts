@@ -4,8 +4,9 @@
  * changes goes into the user message, which stays bounded: goal, time, tick,
  * the rolling summary and the last few digests, never the whole history.
  */
-import { PROGRESS_LIMIT } from "../machines/heartbeat.constants.js";
+
 import type { AssessInput, PlanInput, TickDigest } from "../machines/heartbeat.types.js";
+import { PROGRESS_LIMIT } from "../machines/shared.js";
 import type { CallModelInput } from "../machines/toolLoop.types.js";
 
 /** The stable system prompt. */

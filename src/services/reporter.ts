@@ -11,7 +11,7 @@
  */
 import type { HeartbeatContext, HeartbeatOutput } from "../machines/heartbeat.types.js";
 import type { ToolCallRecord } from "../machines/toolLoop.types.js";
-import type { RuntimeEvents } from "../runtime.js";
+import type { RuntimeEvents } from "../runtime.types.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import type { Redactor } from "./redact.js";
 import type { JournalEntry } from "./store.js";

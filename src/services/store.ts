@@ -25,7 +25,7 @@ import {
   UsageError,
 } from "../errors.js";
 // The state names only, to refuse a snapshot in a state the machine does not have.
-import { HEARTBEAT_STATES } from "../machines/heartbeat.constants.js";
+import { HEARTBEAT_STATES } from "../machines/shared.js";
 import {
   STATE_SCHEMA_VERSION,
   type StateFile,

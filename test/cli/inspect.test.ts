@@ -6,7 +6,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { HEARTBEAT_STATES } from "../../src/machines/heartbeat.machine.js";
+import { HEARTBEAT_STATES } from "../../src/machines/shared.js";
 import { DIAGRAM_END, DIAGRAM_START, embeddedDiagram } from "../../src/services/diagram.js";
 import { type CliProcess, cleanEnv, runCli, startCli } from "../support/cli.js";
 import { jsonMessage, scripted } from "../support/fakeOpenAI.js";

@@ -4,15 +4,12 @@
  * the tests settle by hand. Time is the production `readClock` and
  * `scheduleNextTick` (the real planner) with an injected clock the tests set.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
+import { sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeEach, describe, expect, it } from "vitest";
 import { type Actor, createActor, type Snapshot, toPromise, waitFor } from "xstate";
-import {
-  DIGESTS_KEPT,
-  HEARTBEAT_STATES,
-  heartbeatMachine,
-} from "../../src/machines/heartbeat.machine.js";
+import { DIGESTS_KEPT, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
 import type {
   AssessInput,
   AssessOutput,
@@ -28,7 +25,8 @@ import type {
   TickDigest,
   TokenUsage,
 } from "../../src/machines/heartbeat.types.js";
-import { addUsage, toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
+import { addUsage, HEARTBEAT_STATES } from "../../src/machines/shared.js";
+import { toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
 import type {
   CallModelInput,
   CallModelOutput,
@@ -1474,6 +1472,21 @@ describe("heartbeat: persisted snapshot", () => {
   });
 });
 
+/**
+ * The modules a source file imports: static imports, `export … from` and
+ * dynamic `import("…")`, with whether the import is for types only.
+ */
+function importsOf(text: string): { typeOnly: boolean; from: string }[] {
+  const found: { typeOnly: boolean; from: string }[] = [];
+  for (const m of text.matchAll(/^(?:import|export)\s+(type\s+)?[\s\S]*?from\s+"([^"]+)";/gm)) {
+    found.push({ typeOnly: Boolean(m[1]), from: m[2] ?? "" });
+  }
+  for (const m of text.matchAll(/\bimport\(\s*"([^"]+)"\s*\)/g)) {
+    found.push({ typeOnly: false, from: m[1] ?? "" });
+  }
+  return found;
+}
+
 describe("heartbeat: contract", () => {
   it("has exactly the states of the design, with the final ones final", () => {
     const states = heartbeatMachine.root.states;
@@ -1487,22 +1500,39 @@ describe("heartbeat: contract", () => {
 
   it("machine files import only xstate, types and the pure helpers", async () => {
     const dir = fileURLToPath(new URL("../../src/machines/", import.meta.url));
-    for (const file of ["heartbeat.machine.ts", "toolLoop.machine.ts"]) {
-      const text = await readFile(`${dir}${file}`, "utf8");
-      const imports = [...text.matchAll(/^import\s+(type\s+)?[\s\S]*?from\s+"([^"]+)";/gm)].map(
-        (m) => ({
-          typeOnly: Boolean(m[1]),
-          from: m[2],
-        }),
-      );
-      for (const { typeOnly, from } of imports) {
+    for (const file of ["heartbeat.machine.ts", "toolLoop.machine.ts", "notProvided.ts"]) {
+      for (const { typeOnly, from } of importsOf(await readFile(`${dir}${file}`, "utf8"))) {
         const allowed =
           from === "xstate" ||
           typeOnly ||
-          /(\.machine|\/activeHours|\/heartbeat\.constants)\.js$/.test(from ?? "");
+          /^\.\/([\w.]+\.machine|activeHours|shared|notProvided)\.js$/.test(from);
         expect(allowed, `${file} imports ${from}`).toBe(true);
       }
     }
+    // The shared helpers load nothing: services use them without xstate.
+    for (const file of ["shared.ts", "activeHours.ts"]) {
+      const runtime = importsOf(await readFile(`${dir}${file}`, "utf8")).filter((i) => !i.typeOnly);
+      expect(runtime, `${file} has runtime imports`).toEqual([]);
+    }
+  });
+
+  it("services and commands import no machine file, and services not the runtime", async () => {
+    const src = fileURLToPath(new URL("../../src/", import.meta.url));
+    const files = (await readdir(src, { recursive: true }))
+      .filter((f) => /^(services|commands)\/.*\.ts$/.test(f.split(sep).join("/")))
+      .map((f) => f.split(sep).join("/"));
+    expect(files).toContain("services/store.ts");
+    expect(files).toContain("commands/diagram.ts");
+    const offences: string[] = [];
+    for (const file of files) {
+      for (const { from } of importsOf(await readFile(`${src}${file}`, "utf8"))) {
+        if (/\.machine\.js$/.test(from)) offences.push(`${file} imports ${from}`);
+        if (file.startsWith("services/") && /(^|\/)runtime\.js$/.test(from)) {
+          offences.push(`${file} imports ${from}`);
+        }
+      }
+    }
+    expect(offences).toEqual([]);
   });
 });
 

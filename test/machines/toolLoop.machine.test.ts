@@ -5,12 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { createActor, toPromise, waitFor } from "xstate";
 import type { TokenUsage } from "../../src/machines/heartbeat.types.js";
-import {
-  addUsage,
-  asErrorInfo,
-  toolLoopMachine,
-  ZERO_USAGE,
-} from "../../src/machines/toolLoop.machine.js";
+import { addUsage, asErrorInfo, ZERO_USAGE } from "../../src/machines/shared.js";
+import { toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
 import type {
   CallModelInput,
   CallModelOutput,

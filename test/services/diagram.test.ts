@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { and, not, or, setup, stateIn } from "xstate";
-import { HEARTBEAT_STATES, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
+import { heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
+import { HEARTBEAT_STATES } from "../../src/machines/shared.js";
 import { toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
 import {
   DIAGRAM_END,

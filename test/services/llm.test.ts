@@ -1,8 +1,8 @@
 import type OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import { LlmError } from "../../src/errors.js";
-import { PROGRESS_LIMIT } from "../../src/machines/heartbeat.machine.js";
 import type { AssessInput, PlanInput } from "../../src/machines/heartbeat.types.js";
+import { PROGRESS_LIMIT } from "../../src/machines/shared.js";
 import type { CallModelInput } from "../../src/machines/toolLoop.types.js";
 import {
   createOpenAIClient,

@@ -6,7 +6,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ExitCode, StateFileError, type StateFileProblem } from "../../src/errors.js";
-import { HEARTBEAT_STATES, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
+import { heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
+import { HEARTBEAT_STATES } from "../../src/machines/shared.js";
 import {
   migrateV1,
   STATE_SCHEMA_VERSION,
