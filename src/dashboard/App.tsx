@@ -363,6 +363,13 @@ export function App() {
   const selectedRef = useRef(selected);
   selectedRef.current = selected;
 
+  // A confirmation goes after a few seconds; an error stays until dismissed.
+  useEffect(() => {
+    if (!message || message.error) return;
+    const timer = setTimeout(() => setMessage(null), 4000);
+    return () => clearTimeout(timer);
+  }, [message]);
+
   const report = useCallback((e: unknown) => {
     setMessage({ text: e instanceof Error ? e.message : String(e), error: true });
   }, []);

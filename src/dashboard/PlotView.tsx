@@ -31,7 +31,7 @@ export function Plot({ title, ticks, perTick, total, format }: PlotProps) {
       {
         width: width(),
         height: 180,
-        legend: { show: true },
+        legend: { show: false },
         cursor: { drag: { x: false, y: false } },
         scales: {
           x: { time: false },
@@ -87,7 +87,9 @@ export function Plot({ title, ticks, perTick, total, format }: PlotProps) {
   }, [ticks, perTick, total, format]);
   return (
     <section class="plot" aria-label={title}>
-      <h3>{title}</h3>
+      <h3>
+        {title} <span class="legend">▮ per tick · ━ total (right axis)</span>
+      </h3>
       <div ref={box} class="plot-box" />
     </section>
   );
