@@ -18,6 +18,7 @@ import {
   runHeartbeatCommand,
   runOptions,
 } from "./commands/run.js";
+import { serveCommand } from "./commands/serve.js";
 import { showCommand } from "./commands/show.js";
 import { startCommand } from "./commands/start.js";
 import { statusCommand } from "./commands/status.js";
@@ -116,6 +117,7 @@ export function buildParser(argv: string[]) {
     logsCommand(nodeProcessEnvironment),
     stopCommand(nodeProcessEnvironment),
     startCommand(nodeProcessEnvironment),
+    serveCommand(nodeProcessEnvironment),
     wakeCommand(nodeProcessEnvironment),
     configCommand(nodeProcessEnvironment),
     demoCommand(nodeProcessEnvironment),

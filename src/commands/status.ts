@@ -45,6 +45,14 @@ export async function stateDirOf(
   argv: LocationArgs,
   io: Pick<RunEnvironment, "cwd" | "env">,
 ): Promise<string> {
+  return (await locationsOf(argv, io)).stateDir;
+}
+
+/** The workdir and state dir `run` would use with these options (see {@link stateDirOf}). */
+export async function locationsOf(
+  argv: LocationArgs,
+  io: Pick<RunEnvironment, "cwd" | "env">,
+): Promise<{ workdir: string; stateDir: string }> {
   const [{ loadTomlConfig, resolveRunSettings }, { resolveLocations }, { SETTINGS }] =
     await Promise.all([
       import("../services/config.js"),
@@ -75,7 +83,7 @@ export async function stateDirOf(
         }
       : {}),
   });
-  return (await resolveLocations(settings, io.cwd)).stateDir;
+  return resolveLocations(settings, io.cwd);
 }
 
 /** Options of `status`. */
