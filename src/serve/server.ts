@@ -195,7 +195,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   async function machine(): Promise<string> {
     if (machineJson) return machineJson;
     const [{ heartbeatMachine }, diagram] = await Promise.all([
-      import("../machines/heartbeat.machine.js"),
+      import("../runtime.js"),
       import("../services/diagram.js"),
     ]);
     machineJson = JSON.stringify(diagram.machineDefinitions(heartbeatMachine));
