@@ -25,7 +25,7 @@ import type { RuntimeEvents } from "../src/runtime.types.js";
 import type { StateFile } from "../src/schemas/stateFile.js";
 import { assessPrompt, SYSTEM_PROMPT } from "../src/services/prompts.js";
 import {
-  HeartbeatStore,
+  FileHeartbeatStore,
   heartbeatPaths,
   type JournalEntry,
   writeFileAtomic,
@@ -228,7 +228,7 @@ async function makeWorkspace(root: string): Promise<Workspace> {
 /** Runs our real heartbeat (runtime + machine + store) for `ticks` back-to-back ticks. */
 async function runOurs(options: {
   id: string;
-  store: HeartbeatStore;
+  store: FileHeartbeatStore;
   model: ModelApi;
   toolbox: Toolbox | null;
   ticks: number;
@@ -259,7 +259,7 @@ type Kind = "busy" | "idle";
 type WriteOp = { kind: "save"; state: StateFile } | { kind: "append"; entries: JournalEntry[] };
 
 /** A store that records the writes it makes, so the baseline can make the same ones. */
-class RecordingStore extends HeartbeatStore {
+class RecordingStore extends FileHeartbeatStore {
   readonly ops: WriteOp[] = [];
 
   override save(state: StateFile): Promise<void> {
@@ -543,7 +543,7 @@ async function longRun(
   const started = performance.now();
   await runOurs({
     id: "long",
-    store: new HeartbeatStore(heartbeatPaths(ws.stateDir, "long")),
+    store: new FileHeartbeatStore(heartbeatPaths(ws.stateDir, "long")),
     model,
     toolbox: ws.toolbox,
     ticks: Math.max(late, busyUntil),
@@ -647,7 +647,7 @@ async function measureActors(
           { id: `a${i}`, goal: GOAL, settings: settingsFor(config.actorTicks, true) },
           {
             llm: model,
-            store: new HeartbeatStore(heartbeatPaths(dir, `a${i}`)),
+            store: new FileHeartbeatStore(heartbeatPaths(dir, `a${i}`)),
             toolbox: ws.toolbox,
             events: {
               persisted: () => {
@@ -720,7 +720,7 @@ async function measureColdStart(
   const ws = await makeWorkspace(path.join(tmp, "cold"));
   await runOurs({
     id: "demo",
-    store: new HeartbeatStore(heartbeatPaths(ws.stateDir, "demo")),
+    store: new FileHeartbeatStore(heartbeatPaths(ws.stateDir, "demo")),
     model: new StubModel({ busy: (t) => t % 2 === 1 }),
     toolbox: ws.toolbox,
     ticks: 3,
@@ -1003,7 +1003,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     const cpus = os.cpus();
     const where = (dir: string) => (dir === tmp ? "the OS temp dir (disk)" : `${fastRoot} (tmpfs)`);
     const notes = [
-      `model: StubModel, in-process, zero latency, canned outputs; persistence: the real HeartbeatStore (fsync'd writes), in ${where(tmp)} for overhead and in ${where(fastTmp)} for prompt and memory.`,
+      `model: StubModel, in-process, zero latency, canned outputs; persistence: the real FileHeartbeatStore (fsync'd writes), in ${where(tmp)} for overhead and in ${where(fastTmp)} for prompt and memory.`,
       `overhead: the real machine via prepareHeartbeat/provideActors with tools on (a busy tick makes 1 list_dir call; an idle tick only the assessment), ${config.overheadTicks} back-to-back ticks × ${config.overheadRounds} rounds, time between persists. Baselines: a plain async loop making the same stub calls and tool call, then either the same durable writes of the same sizes as our tick (recorded from our store: writeFileAtomic state writes keeping the replaced version as .prev like the store, fsync'd journal appends) or one writeFileAtomic of the ${int(busy.writesPerTick.stateBytes)}-byte state JSON.`,
       "prompt: system + user message of the assess request of a busy heartbeat; ours built with src/services/prompts.ts from the real machine's context (the stub rewrites the summary each busy tick, at most PROGRESS_LIMIT (1,000) characters, growing by about 85 characters a busy tick until then), the original's rebuilt from heartbeat.rs format strings and fed the same outputs; tokens estimated as chars / 4.",
       "calls: ours counted from the real machine; the original's derived from heartbeat.rs's loop (assess, plan, then run_agent_loop until a reply without tool calls: at least 3 per tick, it has no idle path), run against the same stub.",

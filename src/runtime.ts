@@ -403,9 +403,8 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
           const snapshot = persistedSnapshotOf(system);
           const at = new Date(now()).toISOString();
           const file = stateFileOf(snapshot, input, at, deps.prices, deps.savedSettings);
-          await deps.store.save(file);
           const entries = journalEntriesOf(snapshot.context, input, at, deps.prices);
-          await deps.store.append(entries);
+          await deps.store.commit(file, entries);
           deps.events?.persisted?.(file, entries);
         }),
       ),

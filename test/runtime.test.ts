@@ -14,7 +14,7 @@ import {
   startHeartbeat,
 } from "../src/runtime.js";
 import { createRedactor } from "../src/services/redact.js";
-import { HeartbeatStore, heartbeatPaths } from "../src/services/store.js";
+import { FileHeartbeatStore, heartbeatPaths } from "../src/services/store.js";
 import { createToolbox } from "../src/services/tools/index.js";
 import { wrapToolOutput } from "../src/toolRound.js";
 import { tempDir } from "./support/cli.js";
@@ -95,7 +95,7 @@ async function run(
   request: { goal?: string; settings?: HeartbeatSettings },
   llm = fakeLlm().llm,
 ) {
-  const store = new HeartbeatStore(heartbeatPaths(stateDir, id), {
+  const store = new FileHeartbeatStore(heartbeatPaths(stateDir, id), {
     redact: createRedactor(["sk-secret-123456"]),
   });
   await store.ensureDir();
@@ -158,7 +158,7 @@ describe("runtime", () => {
       { goal: "g", settings: settings({ maxTicks: 0 }) },
       fakeLlm({ completeAt: 1 }).llm,
     );
-    const store = new HeartbeatStore(heartbeatPaths(stateDir, "r3"));
+    const store = new FileHeartbeatStore(heartbeatPaths(stateDir, "r3"));
     const fake = fakeLlm();
     const running = await prepareHeartbeat(
       { id: "r3", goal: undefined, settings: settings() },

@@ -301,7 +301,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
 
   const [
     { createRedactor },
-    { HeartbeatStore, heartbeatPaths },
+    { FileHeartbeatStore, heartbeatPaths },
     { createOpenAIClient, LlmService },
   ] = await Promise.all([
     import("../services/redact.js"),
@@ -309,7 +309,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     import("../services/llm.js"),
   ]);
   const redact = createRedactor([settings.apiKey]);
-  const store = new HeartbeatStore(heartbeatPaths(stateDirPath, id), { redact });
+  const store = new FileHeartbeatStore(heartbeatPaths(stateDirPath, id), { redact });
   await store.ensureDir();
   // Listen before the lock shows this process to `ravenclaws wake`: an early
   // SIGUSR2 is queued instead of killing the process (its default action).

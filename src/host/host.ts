@@ -19,8 +19,8 @@ import { prepareHeartbeat, type RunningHeartbeat, startHeartbeat } from "../runt
 import type { StateFile } from "../schemas/stateFile.js";
 import type { LlmService } from "../services/llm.js";
 import {
+  FileHeartbeatStore,
   type HeartbeatLock,
-  HeartbeatStore,
   heartbeatPaths,
   type JournalEntry,
   loadStateFile,
@@ -68,7 +68,7 @@ export function heartbeatSettingsOf(settings: RunSettings): HeartbeatSettings {
 /** One hosted heartbeat: light while it sleeps (summary, store, lock), an actor only while it ticks. */
 interface Slot {
   id: string;
-  store: HeartbeatStore;
+  store: FileHeartbeatStore;
   lock: HeartbeatLock | null;
   workdir: string;
   summary: HeartbeatSummary;
@@ -387,13 +387,13 @@ class HeartbeatHost implements Host {
 
   // ---- hosting ------------------------------------------------------------
 
-  private newStore(id: string): HeartbeatStore {
-    return new HeartbeatStore(heartbeatPaths(this.options.stateDir, id), {
+  private newStore(id: string): FileHeartbeatStore {
+    return new FileHeartbeatStore(heartbeatPaths(this.options.stateDir, id), {
       redact: this.redact,
     });
   }
 
-  private newSlot(id: string, store: HeartbeatStore, workdir: string, goal: string): Slot {
+  private newSlot(id: string, store: FileHeartbeatStore, workdir: string, goal: string): Slot {
     return {
       id,
       store,

@@ -21,7 +21,6 @@ import {
   type LockHolder,
   PersistError,
   StateFileError,
-  type StateFileProblem,
   UsageError,
 } from "../errors.js";
 // The state names only, to refuse a snapshot in a state the machine does not have.
@@ -36,6 +35,26 @@ import {
 export { NotRegularFileError, openRegularFile, readRegularFile } from "./regularFile.js";
 
 import { crashPoint } from "./crashPoints.js";
+import type {
+  AcquireLockOptions,
+  HeartbeatLock,
+  HeartbeatPaths,
+  HeartbeatStore,
+  HeartbeatStoreBackend,
+  JournalEntry,
+  RecoverResult,
+} from "./store/types.js";
+
+export type {
+  AcquireLockOptions,
+  HeartbeatLock,
+  HeartbeatPaths,
+  HeartbeatStore,
+  HeartbeatStoreBackend,
+  JournalEntry,
+  RecoverResult,
+} from "./store/types.js";
+
 import { noRedaction, type Redactor } from "./redact.js";
 import { kindOf, NotRegularFileError, openRegularFile, readRegularFile } from "./regularFile.js";
 
@@ -58,14 +77,6 @@ export type StoreFs = Pick<
   | "unlink"
   | "utimes"
 >;
-
-/** Where one heartbeat's files live. */
-export interface HeartbeatPaths {
-  stateDir: string;
-  stateFile: string;
-  journal: string;
-  lock: string;
-}
 
 /** Paths of heartbeat `id` under `stateDir`. */
 export function heartbeatPaths(stateDir: string, id: string): HeartbeatPaths {
@@ -312,24 +323,7 @@ async function linkOrCopy(fs: StoreFs, from: string, to: string, text?: string):
   }
 }
 
-/** One JSON object per line in `heartbeat-<id>.jsonl`. */
-export type JournalEntry = { type: string; seq?: number; [key: string]: unknown };
-
-/** What {@link HeartbeatStore.recover} did. */
-export type RecoverResult =
-  | { action: "none"; reason: "healthy"; tick: number; message: string }
-  | { action: "none"; reason: "no-state"; message: string }
-  | {
-      action: "restored";
-      /** The tick of the previous version now in place. */
-      tick: number;
-      /** Where the unusable file went (null when the state file was missing). */
-      movedTo: string | null;
-      problem: StateFileProblem;
-      message: string;
-    };
-
-/** Options of {@link HeartbeatStore}. */
+/** Options of {@link FileHeartbeatStore}. */
 export interface HeartbeatStoreOptions {
   /** Applied to everything written, so a secret can never reach the state dir. */
   redact?: Redactor;
@@ -367,12 +361,12 @@ function hintFor(code: string | undefined, target: string): string {
 }
 
 /**
- * The state file and journal of one heartbeat. Writes are serialised, so a
- * shutdown write can never be overtaken by an earlier one; a failed write is
- * retried a few times, then reported as a {@link PersistError} naming the
- * path and the OS error.
+ * The file store of one heartbeat: its state file (with `.prev`), journal and
+ * lock in the state dir. Writes are serialised, so a shutdown write can never
+ * be overtaken by an earlier one; a failed write is retried a few times, then
+ * reported as a {@link PersistError} naming the path and the OS error.
  */
-export class HeartbeatStore {
+export class FileHeartbeatStore implements HeartbeatStore {
   private queue: Promise<unknown> = Promise.resolve();
   private journalSeq = -1;
   private tornTail = false;
@@ -481,6 +475,17 @@ export class HeartbeatStore {
     });
     await this.removeStaleTemps().catch(() => {});
     return lock;
+  }
+
+  /** Reads the state file (see {@link loadStateFile}) without changing what writes are fenced against. */
+  peek(): Promise<StateFile | null> {
+    return loadStateFile(this.paths.stateFile, this.fs);
+  }
+
+  /** Writes the state file, then appends the entries (see {@link HeartbeatStore.commit}). */
+  async commit(state: StateFile, entries: JournalEntry[]): Promise<void> {
+    await this.save(state);
+    await this.append(entries);
   }
 
   /** Writes the state file atomically, keeping the current one as `.prev`; fenced and retried. */
@@ -843,6 +848,21 @@ export class HeartbeatStore {
   }
 }
 
+/** The heartbeats of the state dir `stateDir`, each a {@link FileHeartbeatStore}. */
+export function fileStoreBackend(
+  stateDir: string,
+  options: HeartbeatStoreOptions = {},
+): HeartbeatStoreBackend {
+  return {
+    heartbeat: (id) => new FileHeartbeatStore(heartbeatPaths(stateDir, id), options),
+    async list() {
+      // heartbeats.ts reads the store's files: loaded when needed, not at startup.
+      const { listHeartbeatIds } = await import("./heartbeats.js");
+      return listHeartbeatIds(stateDir);
+    },
+  };
+}
+
 /** Parses journal text, skipping lines that are not whole JSON objects. */
 export function parseJournal(text: string): JournalEntry[] {
   const entries: JournalEntry[] = [];
@@ -863,19 +883,14 @@ export function parseJournal(text: string): JournalEntry[] {
 export const LOCK_REFRESH_MS = 5_000;
 export const LOCK_STALE_MS = 30_000;
 
-/** Options of {@link acquireLock}. */
-export interface LockOptions {
-  now?: () => number;
-  host?: string;
+/**
+ * Options of {@link acquireLock}: those of the interface (`lease` is the path
+ * of the host's lease file, which the lock file names; see
+ * {@link leaseMtimeOf}; `refreshMs` defaults to {@link LOCK_REFRESH_MS}), and
+ * the file system.
+ */
+export interface LockOptions extends AcquireLockOptions {
   fs?: StoreFs;
-  /** Refresh (and compromise check) interval; default {@link LOCK_REFRESH_MS}. */
-  refreshMs?: number;
-  /**
-   * A hosted heartbeat's lock: the path of the host's lease file, which the
-   * host refreshes for all its heartbeats. The lock file names it and is not
-   * refreshed itself; its liveness is the lease's (see {@link leaseMtimeOf}).
-   */
-  lease?: string;
 }
 
 /** The name of a host's lease file in its state dir (`serve`): one refresh for every hosted heartbeat. */
@@ -901,21 +916,6 @@ export async function leaseMtimeOf(
   if (typeof lease !== "string") return ownMtimeMs;
   const stat = await fs.stat(path.resolve(path.dirname(lockFile), lease)).catch(() => null);
   return stat ? stat.mtimeMs : 0;
-}
-
-/** A held heartbeat lock. */
-export interface HeartbeatLock {
-  holder: LockHolder;
-  /** Random token that tells this holder's lock file from any other. */
-  token: string;
-  /** Set once the lock was found gone or taken over. */
-  readonly compromised: LockCompromisedError | null;
-  /** Calls `listener` once when the lock is found compromised; returns an unsubscribe function. */
-  onCompromised(listener: (error: LockCompromisedError) => void): () => void;
-  /** Checks the lock file is still this holder's; throws {@link LockCompromisedError} if not. */
-  verify(): Promise<void>;
-  /** Releases the lock (removes the file if it is still ours). */
-  release(): Promise<void>;
 }
 
 function isAlive(pid: number): boolean {

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { LockCompromisedError, LockedError } from "../../src/errors.js";
 import {
   acquireLock,
-  HeartbeatStore,
+  FileHeartbeatStore,
   heartbeatPaths,
   LOCK_STALE_MS,
 } from "../../src/services/store.js";
@@ -157,7 +157,7 @@ describe("lock compromise", () => {
   });
 
   it("a store holding the lock refuses every write once the lock is compromised", async () => {
-    const store = new HeartbeatStore(heartbeatPaths(dir, "x"));
+    const store = new FileHeartbeatStore(heartbeatPaths(dir, "x"));
     await store.ensureDir();
     const lock = await store.acquireLock({ refreshMs: 20 });
     await fs.writeFile(file, JSON.stringify({ pid: 1, host: "h", since: "s", token: "t" }));
@@ -190,7 +190,7 @@ describe("lock compromise", () => {
     const live = `.heartbeat-x.json.${process.ppid}.0badc0de.tmp`;
     const other = `.heartbeat-y.json.${dead}.0badc0de.tmp`;
     for (const name of [...stale, live, other]) await fs.writeFile(path.join(dir, name), "x");
-    const store = new HeartbeatStore(heartbeatPaths(dir, "x"));
+    const store = new FileHeartbeatStore(heartbeatPaths(dir, "x"));
     const lock = await store.acquireLock();
     expect((await fs.readdir(dir)).sort()).toEqual([live, other, "heartbeat-x.lock"].sort());
     await lock.release();

@@ -17,7 +17,7 @@ import {
 } from "../../src/schemas/stateFile.js";
 import {
   checkStateFile,
-  HeartbeatStore,
+  FileHeartbeatStore,
   heartbeatPaths,
   type JournalEntry,
   loadStateFile,
@@ -53,8 +53,8 @@ async function listDir(dir: string): Promise<string[]> {
   return (await fs.readdir(dir)).sort();
 }
 
-function newStore(id = "hb1"): HeartbeatStore {
-  return new HeartbeatStore(heartbeatPaths(path.join(base, "state"), id));
+function newStore(id = "hb1"): FileHeartbeatStore {
+  return new FileHeartbeatStore(heartbeatPaths(path.join(base, "state"), id));
 }
 
 describe("heartbeatPaths", () => {
@@ -142,7 +142,7 @@ describe("the schemaVersion 1 fixture", () => {
     expect(readFileSync(FIXTURE, "utf8")).toBe(fixtureText);
   });
 
-  it("loads through a HeartbeatStore whose paths point at a copy", async () => {
+  it("loads through a FileHeartbeatStore whose paths point at a copy", async () => {
     const store = newStore("fixture-v1");
     await store.ensureDir();
     await fs.copyFile(FIXTURE, store.paths.stateFile);
@@ -195,7 +195,7 @@ describe("the schemaVersion 2 fixture", () => {
   });
 });
 
-describe("HeartbeatStore.save and load", () => {
+describe("FileHeartbeatStore.save and load", () => {
   it("round-trips a valid state file", async () => {
     const store = newStore("fixture-v1");
     await store.ensureDir();
@@ -430,7 +430,7 @@ describe("state files that contradict themselves", () => {
   });
 });
 
-describe("HeartbeatStore journal", () => {
+describe("FileHeartbeatStore journal", () => {
   const tick = (seq: number, extra: Record<string, unknown> = {}): JournalEntry => ({
     type: "tick",
     seq,
@@ -438,7 +438,7 @@ describe("HeartbeatStore journal", () => {
     ...extra,
   });
 
-  async function journalText(store: HeartbeatStore): Promise<string> {
+  async function journalText(store: FileHeartbeatStore): Promise<string> {
     return fs.readFile(store.paths.journal, "utf8");
   }
 

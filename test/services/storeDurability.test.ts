@@ -16,7 +16,7 @@ import {
 } from "../../src/errors.js";
 import type { StateFile } from "../../src/schemas/stateFile.js";
 import {
-  HeartbeatStore,
+  FileHeartbeatStore,
   type HeartbeatStoreOptions,
   heartbeatPaths,
   loadStateFile,
@@ -48,8 +48,8 @@ afterEach(async () => {
   await realFs.rm(base, { recursive: true, force: true });
 });
 
-function newStore(options: HeartbeatStoreOptions = {}): HeartbeatStore {
-  return new HeartbeatStore(heartbeatPaths(dir, ID), options);
+function newStore(options: HeartbeatStoreOptions = {}): FileHeartbeatStore {
+  return new FileHeartbeatStore(heartbeatPaths(dir, ID), options);
 }
 const listDir = async () => (await realFs.readdir(dir)).sort();
 const read = (file: string) => realFs.readFile(file, "utf8");
@@ -463,7 +463,7 @@ describe("disk faults (injected)", () => {
 
   it("a state dir that cannot be created is a usage error naming it (exit 2)", async () => {
     await realFs.writeFile(path.join(base, "file"), "x");
-    const store = new HeartbeatStore(heartbeatPaths(path.join(base, "file", "state"), ID));
+    const store = new FileHeartbeatStore(heartbeatPaths(path.join(base, "file", "state"), ID));
     const error = await store.ensureDir().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UsageError);
     expect(error).toMatchObject({ option: "--state-dir", exitCode: 2 });
