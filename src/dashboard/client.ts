@@ -57,7 +57,7 @@ export const api = {
   list: () => request<HeartbeatList>("/api/heartbeats"),
   detail: (id: string) => request<HeartbeatDetail>(`/api/heartbeats/${enc(id)}`),
   journal: (id: string) =>
-    request<JournalResponse>(`/api/heartbeats/${enc(id)}/journal?limit=1000`),
+    request<JournalResponse>(`/api/heartbeats/${enc(id)}/journal?limit=1000&type=tick`),
   machine: () => request<MachineResponse>("/api/machine"),
   /** POST a JSON body to a heartbeat action (`wake`, `stop`, `start`, `approve`, `deny`). */
   action: (id: string, action: string, body: Record<string, unknown> = {}) =>
