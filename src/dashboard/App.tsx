@@ -479,7 +479,7 @@ export function App() {
       setBusy(true);
       try {
         await api.action(selected, action, body);
-        setMessage({ text: `${action}: sent to ${selected}`, error: false });
+        setMessage(null);
         loadDetail(true);
       } catch (e) {
         report(e);
