@@ -245,6 +245,7 @@ export function journalEntriesOf(
       durationMs: Math.max(0, Date.parse(at) - Date.parse(t.startedAt)),
       goalComplete: t.assessment?.goalComplete ?? false,
       assessment: t.assessment?.assessment ?? null,
+      ...(t.assessment?.attention ? { attention: t.assessment.attention } : {}),
       plan: t.plan?.steps ?? null,
       result: t.result,
       errors: t.errors,

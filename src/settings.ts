@@ -20,6 +20,22 @@ export const SEARCH_PROVIDERS = ["searxng", "brave"] as const;
 /** One of {@link SEARCH_PROVIDERS}. */
 export type SearchProviderName = (typeof SEARCH_PROVIDERS)[number];
 
+/** The notification events (`--notify-on`): see README, Unattended runs. */
+export const NOTIFY_EVENTS = [
+  "approval-needed",
+  "failed",
+  "completed",
+  "budget",
+  "attention",
+  "ok",
+] as const;
+/** One of {@link NOTIFY_EVENTS}. */
+export type NotifyEventKind = (typeof NOTIFY_EVENTS)[number];
+/** The events that notify by default: all but `ok`. */
+export const NOTIFY_DEFAULT_EVENTS: readonly NotifyEventKind[] = NOTIFY_EVENTS.filter(
+  (e) => e !== "ok",
+);
+
 /** Default OpenAI-compatible endpoint. */
 export const DEFAULT_BASE_URL = "https://api.openai.com/v1";
 /** Default model. */
@@ -657,6 +673,69 @@ export const SETTINGS = {
     help: "Let sandboxed shell_exec commands reach the network (off: no network at all)",
     doc: "let sandboxed `shell_exec` commands reach the network (off: no network at all)",
     scope: "heartbeat",
+  },
+  notifyUrl: {
+    type: "string",
+    label: "notify URL",
+    flag: "notify-url",
+    env: ["RAVENCLAWS_NOTIFY_URL"],
+    toml: "notify.url",
+    user: true,
+    typeText: "http(s) URL",
+    defaultText: "none",
+    help: "POST one JSON event to this URL on the events of --notify-on (webhook, Slack, ntfy)",
+    doc: "POST one JSON event to this URL on the events of `--notify-on` (see [Unattended runs](#unattended-runs)); not saved with the heartbeat (a webhook URL is often a secret)",
+    scope: "run",
+    check: { test: isHttpUrl, message: "be an http:// or https:// URL" },
+  },
+  notifyTokenEnv: {
+    type: "string",
+    label: "notify token variable",
+    flag: "notify-token-env",
+    env: ["RAVENCLAWS_NOTIFY_TOKEN_ENV"],
+    toml: "notify.token_env",
+    user: true,
+    typeText: "variable name",
+    defaultText: "none",
+    help: "Name of the environment variable holding the bearer token sent to --notify-url",
+    doc: "the NAME of the environment variable whose value `--notify-url` gets as `Authorization: Bearer …` (the token itself is never a flag or a file)",
+    scope: "run",
+    check: {
+      test: (s) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(s),
+      message: "be an environment variable name (letters, digits, _), not the token itself",
+    },
+  },
+  notifyCommand: {
+    type: "string",
+    label: "notify command",
+    flag: "notify-command",
+    env: ["RAVENCLAWS_NOTIFY_COMMAND"],
+    toml: "notify.command",
+    user: true,
+    typeText: "shell command",
+    defaultText: "none",
+    help: "Run this command (sh -c, outside the tool sandbox) with each event as JSON on stdin",
+    doc: "run this command (`sh -c`, outside the tool sandbox, 10 s timeout, without the API key and notify token in its environment) with each event as JSON on stdin",
+    scope: "run",
+    nonEmpty: true,
+  },
+  notifyOn: {
+    type: "list",
+    label: "notify on",
+    flag: "notify-on",
+    env: ["RAVENCLAWS_NOTIFY_ON"],
+    toml: "notify.on",
+    user: true,
+    default: NOTIFY_DEFAULT_EVENTS,
+    defaultText: "all but ok",
+    typeText: "list of events",
+    help: `Events that notify: ${NOTIFY_EVENTS.join(", ")}`,
+    doc: `the events that notify: ${NOTIFY_EVENTS.map((e) => `\`${e}\``).join(", ")}; \`ok\` (every ordinary tick) only when listed`,
+    scope: "run",
+    check: {
+      test: (s) => (NOTIFY_EVENTS as readonly string[]).includes(s),
+      message: `be event names: ${NOTIFY_EVENTS.join(", ")}`,
+    },
   },
   json: {
     type: "boolean",

@@ -41,7 +41,7 @@ describe("the settings table", () => {
   });
 
   it("keeps toml keys in the Rust original's sections", () => {
-    expect([...tomlSections().keys()]).toEqual(["heartbeat", "llm", "tools"]);
+    expect([...tomlSections().keys()]).toEqual(["heartbeat", "llm", "tools", "notify"]);
     expect(tomlSections().get("heartbeat")).toEqual(
       expect.arrayContaining([
         "goal",

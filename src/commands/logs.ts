@@ -81,6 +81,15 @@ export function formatEntry(
     if (parts.length === 0) return null;
     return `run    ${formatDateTime(str(entry.at))}  ${clip(parts.join("; "), Math.max(30, width - 30))}`;
   }
+  if (type === "notify" || type === "notify-failed") {
+    const via = str(entry.transport) === "url" ? str(entry.target) : "--notify-command";
+    const attempts = num(entry.attempts);
+    const outcome =
+      type === "notify"
+        ? `sent${attempts > 1 ? ` (attempt ${attempts})` : ""}`
+        : `NOT sent after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${str(entry.error)}`;
+    return `notify ${formatDateTime(str(entry.at))}  ${str(entry.event)} to ${via}: ${clip(outcome, Math.max(30, width - 60))}`;
+  }
   const { type: _type, ...rest } = entry;
   return `${(type || "?").padEnd(6)} ${clip(JSON.stringify(rest), Math.max(30, width - 8))}`;
 }

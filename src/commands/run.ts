@@ -9,8 +9,10 @@ import * as path from "node:path";
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { HeartbeatFailedError, UsageError } from "../errors.js";
 import type { HeartbeatSettings } from "../machines/heartbeat.types.js";
+import type { RuntimeEvents } from "../runtime.js";
 import type { SavedSettings } from "../schemas/stateFile.js";
 import type { Inspection } from "../services/inspection.js";
+import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
 import {
   camelCase,
   defaultTextOf,
@@ -308,7 +310,11 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     import("../services/store.js"),
     import("../services/llm.js"),
   ]);
-  const redact = createRedactor([settings.apiKey]);
+  const { notifierFromSettings, notifyingEvents, notifyTokenOf } = await import(
+    "../services/notify/index.js"
+  );
+  const notifyToken = notifyTokenOf(settings, io.env);
+  const redact = createRedactor([settings.apiKey, notifyToken]);
   const store = new FileHeartbeatStore(heartbeatPaths(stateDirPath, id), { redact });
   await store.ensureDir();
   // Listen before the lock shows this process to `ravenclaws wake`: an early
@@ -323,6 +329,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     throw error;
   });
   let inspection: Inspection | null = null;
+  let notifier: Notifier | null = null;
   try {
     if (argv.recover) io.stderr.write(`ravenclaws: ${(await store.recover()).message}\n`);
     const stateDir = await fs.realpath(stateDirPath);
@@ -398,6 +405,17 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         })
       : null;
 
+    // Deliveries run beside the heartbeat; a failed one is journaled and shown, never fatal.
+    notifier = notifierFromSettings(settings, {
+      env: io.env,
+      cwd: io.cwd,
+      redact,
+      apiKey: settings.apiKey,
+      token: notifyToken,
+      journal: (entry) => store.append([entry]),
+      warn: (text) => reporter.note(text),
+    });
+    const events = notifier ? bothEvents(reporter, notifyingEvents(notifier)) : reporter;
     const toolbox = configured?.toolbox ?? null;
     if (configured?.notice) reporter.note(configured.notice);
     const { inspectionRequestOf, startInspection } = await import("../services/inspection.js");
@@ -427,7 +445,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         llm,
         store,
         toolbox,
-        events: reporter,
+        events,
         inspect: inspection?.inspect,
         prices: { input: settings.priceInput, output: settings.priceOutput },
         savedSettings: savedSettingsOf(settings),
@@ -541,8 +559,22 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
   } finally {
     unsubscribeWake?.();
     await inspection?.close();
+    // A completed or failed event gets a bounded time to leave before the process ends.
+    await notifier?.close();
     await lock.release();
   }
+}
+
+/** The reporter's events, and the notifier's after them. */
+function bothEvents(reporter: RuntimeEvents, notifying: NotifyingEvents): RuntimeEvents {
+  return {
+    state: (state, context) => reporter.state?.(state, context),
+    tool: (record, tick) => reporter.tool?.(record, tick),
+    persisted: (file, entries) => {
+      reporter.persisted?.(file, entries);
+      notifying.persisted(file, entries);
+    },
+  };
 }
 
 /** `run`'s yargs module, bound to the process it runs in. */

@@ -29,6 +29,8 @@ export interface Assessment {
   assessment: string;
   /** The updated rolling progress summary (bounded). */
   progressSummary: string;
+  /** What a human should know now, in one sentence (sent as an `attention` notification); null on an ordinary tick. */
+  attention?: string | null;
 }
 
 /** The plan for one tick. */

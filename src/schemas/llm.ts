@@ -17,6 +17,15 @@ export const AssessmentSchema = z.object({
   progressSummary: z
     .string()
     .describe(`the updated summary of all progress so far, at most ${PROGRESS_LIMIT} characters`),
+  // Required-but-nullable in the JSON schema (strict structured outputs need
+  // every key), yet a reply without it is accepted: older models and servers.
+  attention: z
+    .string()
+    .nullable()
+    .default(null)
+    .describe(
+      "null, unless a human should know something now (a decision only they can make, a problem they must fix, a finding they asked for): then one short sentence saying what",
+    ),
 });
 
 /** The plan for a tick. */

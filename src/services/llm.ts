@@ -543,6 +543,9 @@ function rejectsStructuredOutput(error: unknown): boolean {
   return /response_format|json_schema|structured|schema/i.test(error.message);
 }
 
+/** Longest `attention` text kept from an assessment (it becomes a notification). */
+export const ATTENTION_LIMIT = 500;
+
 /**
  * The model, as the heartbeat's phases use it.
  */
@@ -570,11 +573,15 @@ export class LlmService {
         ),
       signal,
     );
+    const { attention: said, ...rest } = value;
+    const attention = said?.trim().slice(0, ATTENTION_LIMIT);
     return {
       assessment: {
-        ...value,
+        ...rest,
         assessment: value.assessment.slice(0, 2000),
         progressSummary: value.progressSummary.slice(0, PROGRESS_LIMIT),
+        // Only present when the model flagged something: an ordinary tick's assessment is unchanged.
+        ...(attention ? { attention } : {}),
       },
       usage,
     };

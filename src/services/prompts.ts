@@ -50,7 +50,8 @@ Assess progress toward the goal.
 - goalComplete: true only if the goal is fully achieved now. Otherwise false.
 - actionNeeded: false if nothing needs doing this tick; then no plan is made and no tools run.
 - assessment: two or three sentences on where things stand.
-- progressSummary: rewrite the summary to cover all progress so far, at most ${PROGRESS_LIMIT} characters.`;
+- progressSummary: rewrite the summary to cover all progress so far, at most ${PROGRESS_LIMIT} characters.
+- attention: null on an ordinary tick. Only when a human should know something now (a decision only they can make, a problem they must fix, a finding the goal asks to report), one short sentence saying what; it is sent to them as a notification.`;
 }
 
 /** The planning request. */

@@ -136,10 +136,16 @@ function lastUserText(req: RecordedRequest | undefined): string {
   return last as string;
 }
 
-const ASSESSMENT_KEYS = ["actionNeeded", "assessment", "goalComplete", "progressSummary"];
+const ASSESSMENT_KEYS = [
+  "actionNeeded",
+  "assessment",
+  "attention",
+  "goalComplete",
+  "progressSummary",
+];
 
 describe("LlmService.assess: request", () => {
-  it("sends a strict json_schema response_format named assessment with the four required properties", async () => {
+  it("sends a strict json_schema response_format named assessment with its five required properties", async () => {
     const { fake, llm } = await setup(() => jsonMessage(DEFAULT_ASSESSMENT));
     await llm.assess(assessInput());
 
@@ -160,6 +166,8 @@ describe("LlmService.assess: request", () => {
     expect(schema.properties.actionNeeded.type).toBe("boolean");
     expect(schema.properties.assessment.type).toBe("string");
     expect(schema.properties.progressSummary.type).toBe("string");
+    // Strict mode needs every key: `attention` is required but may be null.
+    expect(schema.properties.attention.type).toEqual(["string", "null"]);
     expect(req?.body.tools).toBeUndefined();
     expect(classify(req as RecordedRequest)).toBe("assess");
   });
@@ -232,6 +240,29 @@ describe("LlmService.assess: request", () => {
 });
 
 describe("LlmService.assess: reply", () => {
+  it("keeps the assessment's attention (trimmed, clipped); null or blank leaves it out", async () => {
+    const base = {
+      goalComplete: false,
+      actionNeeded: false,
+      assessment: "The build broke.",
+      progressSummary: "Builds were green until today.",
+    };
+    const replies = [
+      { ...base, attention: "  The release needs your signature.  " },
+      { ...base, attention: "x".repeat(900) },
+      { ...base, attention: "   " },
+      { ...base, attention: null },
+    ];
+    const { llm } = await setup((_req, i) => jsonMessage(replies[i]));
+    expect((await llm.assess(assessInput())).assessment).toEqual({
+      ...base,
+      attention: "The release needs your signature.",
+    });
+    expect((await llm.assess(assessInput())).assessment.attention).toHaveLength(500);
+    expect((await llm.assess(assessInput())).assessment).toEqual(base);
+    expect((await llm.assess(assessInput())).assessment).toEqual(base);
+  });
+
   it("parses a valid reply into the assessment and counts usage", async () => {
     const reply = {
       goalComplete: false,
