@@ -33,6 +33,7 @@ import {
 import { createToolbox, type Toolbox } from "../src/services/tools/index.js";
 import { wrapToolOutput } from "../src/toolRound.js";
 import { originalTick } from "./original.js";
+import { measureOverviewLatency } from "./serveLatency.js";
 import { type ModelApi, StubModel } from "./stubModel.js";
 
 /** How much work each measurement does. */
@@ -52,6 +53,9 @@ export interface BenchConfig {
   actorTicks: number;
   /** Spawns per command for the cold start (after one warm-up spawn). */
   spawns: number;
+  /** Heartbeats hosted behind the API, and overview requests timed (`GET /api/heartbeats`). */
+  overviewHeartbeats: number;
+  overviewRequests: number;
 }
 
 /** The full bench (`npm run bench`). */
@@ -64,6 +68,8 @@ export const FULL_CONFIG: BenchConfig = {
   actors: 1000,
   actorTicks: 2,
   spawns: 10,
+  overviewHeartbeats: 1000,
+  overviewRequests: 200,
 };
 
 /** A reduced configuration (`--quick`) that proves the bench works; its figures mean little. */
@@ -76,6 +82,8 @@ export const QUICK_CONFIG: BenchConfig = {
   actors: 10,
   actorTicks: 2,
   spawns: 1,
+  overviewHeartbeats: 20,
+  overviewRequests: 10,
 };
 
 /** Targets from issue 5. */
@@ -86,6 +94,8 @@ export const TARGETS = {
   rssGrowthMb: 10,
   actorsRssMb: 300,
   coldStartRatio: 3,
+  /** Issue 14: the overview API with 1,000 heartbeats, p99. */
+  overviewMs: 100,
 } as const;
 
 /** One line of the table. */
@@ -856,6 +866,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     );
     const actors = await timed("actors", () => measureActors(fast, config, gc, log));
     const cold = await timed("cold start", () => measureColdStart(root, tmp, config, log));
+    const overview = await timed("overview API", () =>
+      measureOverviewLatency(
+        path.join(fastTmp, "overview"),
+        config.overviewHeartbeats,
+        config.overviewRequests,
+      ),
+    );
 
     const rows: BenchRow[] = [];
     for (const [kind, f] of [
@@ -1000,6 +1017,23 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
           },
     );
 
+    rows.push({
+      metric: `overview API \`GET /api/heartbeats\` with ${int(overview.heartbeats)} hosted heartbeats p50, ms`,
+      ours: fixed(overview.p50Ms),
+      other: `${fixed(overview.cpuMsPerRequest)} CPU ms/request`,
+      ratio: "-",
+      target: "-",
+      result: "info",
+    });
+    rows.push({
+      metric: `overview API \`GET /api/heartbeats\` with ${int(overview.heartbeats)} hosted heartbeats p99, ms`,
+      ours: fixed(overview.p99Ms),
+      other: "-",
+      ratio: "-",
+      target: `< ${TARGETS.overviewMs} ms`,
+      result: verdict(overview.p99Ms < TARGETS.overviewMs),
+    });
+
     const cpus = os.cpus();
     const where = (dir: string) => (dir === tmp ? "the OS temp dir (disk)" : `${fastRoot} (tmpfs)`);
     const notes = [
@@ -1009,6 +1043,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       "calls: ours counted from the real machine; the original's derived from heartbeat.rs's loop (assess, plan, then run_agent_loop until a reply without tool calls: at least 3 per tick, it has no idle path), run against the same stub.",
       `prompt and memory: one heartbeat, busy up to tick ${int(Math.max(...config.promptTicks))}, then 1 tick in ${config.memoryBusyEvery} busy (the others idle), RSS after global.gc(); ${int(config.actors)} actors, each with its own state file and journal, ${config.actorTicks} busy ticks each, RSS sampled every 20 ms.`,
       `cold start: median of ${config.spawns} spawns each, from a workdir holding one heartbeat.`,
+      `overview API: the real server (node:http) in front of the real host, which adopted ${int(overview.heartbeats)} sleeping heartbeats (clones of one that ticked once against the stub, due in a year); ${int(overview.requests)} sequential GET /api/heartbeats over one keep-alive connection after 20 warm-up requests, timed from request to last byte (${int(overview.bytes)} bytes each).`,
     ];
     const result: BenchResult = {
       date: new Date().toISOString(),
@@ -1029,7 +1064,15 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       seconds: (performance.now() - started) / 1000,
       sectionSeconds: sections,
       rows,
-      figures: { overhead: { busy, idle }, prompts, original, memory, actors, coldStart: cold },
+      figures: {
+        overhead: { busy, idle },
+        prompts,
+        original,
+        memory,
+        actors,
+        coldStart: cold,
+        overview,
+      },
       notes,
     };
     // Templates are large and only serve the baseline.

@@ -42,7 +42,7 @@ const row = (words: string) => {
 
 describe("npm run bench --quick", () => {
   it("reports overhead, prompt, calls, memory and cold start lines, each with ours, baseline, ratio, target and verdict", () => {
-    for (const word of ["overhead", "prompt", "calls", "memory", "cold start"]) {
+    for (const word of ["overhead", "prompt", "calls", "memory", "cold start", "overview API"]) {
       expect(result.rows.some((r) => r.metric.startsWith(word))).toBe(true);
     }
     for (const r of result.rows) {
@@ -115,7 +115,15 @@ describe("npm run bench --quick", () => {
     expect(json.machine.node).toBe(process.version);
     expect(json.machine.cpus).toBeGreaterThan(0);
     expect(Object.keys(json.figures)).toEqual(
-      expect.arrayContaining(["overhead", "prompts", "original", "memory", "actors", "coldStart"]),
+      expect.arrayContaining([
+        "overhead",
+        "prompts",
+        "original",
+        "memory",
+        "actors",
+        "coldStart",
+        "overview",
+      ]),
     );
   });
 });

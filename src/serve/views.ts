@@ -24,6 +24,8 @@ import type {
 export function statePath(value: unknown): string {
   let v = value;
   if (typeof v === "string") {
+    // Plain names are the common case: parse (and maybe throw) only what looks like JSON.
+    if (!v.startsWith("{") && !v.startsWith('"')) return v;
     try {
       v = JSON.parse(v);
     } catch {
