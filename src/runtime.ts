@@ -6,6 +6,7 @@
 import {
   type Actor,
   type ActorSystem,
+  type AnyActorRef,
   assign,
   createActor,
   fromPromise,
@@ -696,6 +697,25 @@ export async function prepareHeartbeat(
     prev: StateFile | null,
   ): RunningHeartbeat {
     let lastState: string | undefined;
+    // The tool loop's own states, for listeners that draw it (the dashboard).
+    let toolLoop: { ref: unknown; stop(): void } | undefined;
+    const watchToolLoop = (child: AnyActorRef | undefined) => {
+      if (child === toolLoop?.ref) return;
+      toolLoop?.stop();
+      toolLoop = undefined;
+      const listener = deps.events?.toolLoopState;
+      if (!child || !listener) return;
+      let last: string | undefined;
+      const report = (value: unknown) => {
+        const text = typeof value === "string" ? value : JSON.stringify(value);
+        if (text === last) return;
+        last = text;
+        listener(`executing.${text}`);
+      };
+      const sub = child.subscribe({ next: (s) => report(s.value), error: () => {} });
+      toolLoop = { ref: child, stop: () => sub.unsubscribe() };
+      report(child.getSnapshot().value);
+    };
     a.subscribe({
       next: (snap) => {
         const value = typeof snap.value === "string" ? snap.value : JSON.stringify(snap.value);
@@ -703,6 +723,7 @@ export async function prepareHeartbeat(
           lastState = value;
           deps.events?.state?.(value, snap.context);
         }
+        watchToolLoop((snap.children as Record<string, AnyActorRef | undefined>).execute);
       },
       error: () => {},
     });

@@ -11,6 +11,11 @@ import type { JournalEntry } from "./services/store.js";
 export interface RuntimeEvents {
   /** The heartbeat entered a state. */
   state?(state: string, context: HeartbeatContext): void;
+  /**
+   * The tool loop (the child statechart of `executing`) entered a state, as
+   * the dotted path from the heartbeat's root: `executing.calling`.
+   */
+  toolLoopState?(path: string): void;
   /** A tick (or the run) was persisted; `entries` are the journal lines written. */
   persisted?(file: StateFile, entries: JournalEntry[]): void;
   /** A tool call finished. */

@@ -631,6 +631,13 @@ class HeartbeatHost implements Host {
         savedSettings: savedSettingsOf(settings),
         events: {
           state: (state, context) => this.onState(slot, state, context),
+          toolLoopState: (path) => {
+            // Only while the heartbeat is in `executing` (a late report of a finished loop is dropped).
+            if (slot.summary.state !== "executing" && !slot.summary.state.startsWith("executing."))
+              return;
+            slot.summary.state = path;
+            this.emit({ type: "state", at: this.iso(), id: slot.id, summary: { ...slot.summary } });
+          },
           persisted: (file, entries) => this.onPersisted(slot, file, entries),
           tool: (record, tick) =>
             this.emit({
