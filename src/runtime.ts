@@ -408,6 +408,8 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
           const entries = journalEntriesOf(snapshot.context, input, at, deps.prices);
           await deps.store.commit(file, entries);
           deps.events?.persisted?.(file, entries);
+          // Every tick ends here: tools let go of what they hold for a tick (the browser).
+          await toolbox?.endTick();
         }),
       ),
       sleepUntil: fromPromise<SleepOutput, SleepInput>(({ input, signal }) =>

@@ -554,6 +554,8 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     } finally {
       unsubscribe();
       unsubscribeLock();
+      // The browser never outlives the run.
+      await toolbox?.close();
       reporter.close();
     }
   } finally {

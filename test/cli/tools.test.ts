@@ -6,6 +6,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
 import { StateFileSchema } from "../../src/schemas/stateFile.js";
+import { chromiumPath } from "../support/chromium.js";
 import { cleanEnv, runCli } from "../support/cli.js";
 import { message, type RecordedRequest, scripted, toolCalls } from "../support/fakeOpenAI.js";
 import { useCliHarness } from "../support/harness.js";
@@ -180,7 +181,7 @@ describe("tools through the CLI", () => {
     return offeredTools(first as RecordedRequest);
   };
 
-  it("offers exactly the five tools, and six with --allow-web", async () => {
+  it("offers exactly the five tools, and web_fetch (and the browser) with --allow-web", async () => {
     expect(await offered("five")).toEqual([
       "shell_exec",
       "read_file",
@@ -188,6 +189,7 @@ describe("tools through the CLI", () => {
       "edit_file",
       "list_dir",
     ]);
+    // The browser comes with the web when a Chromium is found (always in CI).
     expect(await offered("six", "--allow-web")).toEqual([
       "shell_exec",
       "read_file",
@@ -195,13 +197,14 @@ describe("tools through the CLI", () => {
       "edit_file",
       "list_dir",
       "web_fetch",
+      ...(chromiumPath ? ["browser"] : []),
     ]);
   });
 
   it("offers only what can succeed in read-only mode (web_fetch with --allowed-hosts)", async () => {
     expect(
       await offered("ro", "--tool-mode", "read-only", "--allowed-hosts", "docs.example.com"),
-    ).toEqual(["read_file", "list_dir", "web_fetch"]);
+    ).toEqual(["read_file", "list_dir", "web_fetch", ...(chromiumPath ? ["browser"] : [])]);
   });
 
   it("applies --deny rules and [tools] from ravenclaws.toml", async () => {

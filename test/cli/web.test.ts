@@ -2,11 +2,20 @@
  * The web tools end to end: the built CLI, the fake OpenAI server scripting
  * tool calls, a fake search provider on 127.0.0.1.
  */
+
+import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { cleanEnv, runCli } from "../support/cli.js";
-import { message, type RecordedRequest, scripted, toolCalls } from "../support/fakeOpenAI.js";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { describeWithChromium, processesWithEnv } from "../support/chromium.js";
+import { cleanEnv, runCli, startCli } from "../support/cli.js";
+import {
+  message,
+  type RecordedRequest,
+  type Reply,
+  scripted,
+  toolCalls,
+} from "../support/fakeOpenAI.js";
 import { useCliHarness } from "../support/harness.js";
 
 const API_KEY = "sk-test-WEB-0123456789abcdef";
@@ -117,5 +126,139 @@ describe("web_search through the CLI", () => {
     );
     expect(keyless.code).toBe(2);
     expect(keyless.stderr).toContain("MY_SEARCH_KEY");
+  });
+});
+
+describeWithChromium("the browser tool through the CLI", () => {
+  // A CLI run plus a Chromium launch on a loaded 2-core machine.
+  vi.setConfig({ testTimeout: 120_000 });
+  let site: Server;
+  let port: number;
+  const siteHits: string[] = [];
+  beforeEach(async () => {
+    siteHits.length = 0;
+    site = createServer((req, res) => {
+      siteHits.push(`${req.headers.host?.split(":")[0]}${req.url}`);
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(
+        `<title>Roost</title><p>static part</p><script>setTimeout(() => document.body.append("inserted by JavaScript"), 100)</script>`,
+      );
+    });
+    await new Promise<void>((resolve) => site.listen(0, "127.0.0.1", resolve));
+    port = (site.address() as AddressInfo).port;
+  });
+  afterEach(async () => {
+    await new Promise<void>((resolve) => site.close(() => resolve()));
+  });
+
+  it("reads JavaScript-inserted text, refuses a host outside --allowed-hosts, and leaves no Chromium behind", async () => {
+    const marker = randomUUID();
+    h.server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                {
+                  id: "open",
+                  name: "browser",
+                  arguments: { action: "open", url: `http://127.0.0.1:${port}/` },
+                },
+                { id: "text", name: "browser", arguments: { action: "text" } },
+                {
+                  id: "away",
+                  name: "browser",
+                  arguments: { action: "open", url: `http://localhost:${port}/` },
+                },
+              ])
+            : message("Done."),
+      }),
+    );
+    const result = await runCli(
+      h.runArgs("--id", "browse", "--max-ticks", "1", "--allowed-hosts", "127.0.0.1"),
+      { cwd: h.workdir, env: env({ BROWSER_TEST_RUN: marker }) },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const replies = toolReplies(h.server.chatRequests());
+    expect(replies.get("open")).toContain("Opened http://127.0.0.1");
+    expect(replies.get("text")).toContain('<data origin="tool:browser">');
+    expect(replies.get("text")).toContain("inserted by JavaScript");
+    expect(replies.get("away")).toContain(
+      "Refused: the host localhost is not in the allowed hosts (127.0.0.1)",
+    );
+    expect(siteHits.filter((hit) => hit.startsWith("localhost"))).toEqual([]);
+    expect(await processesWithEnv("BROWSER_TEST_RUN", marker)).toEqual([]);
+  });
+
+  it("closes Chromium when the run is stopped with SIGTERM mid-tick", async () => {
+    const marker = randomUUID();
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    h.server.setHandler(
+      scripted({
+        execute: async (n): Promise<Reply> => {
+          if (n === 1) {
+            return toolCalls([
+              {
+                id: "open",
+                name: "browser",
+                arguments: { action: "open", url: `http://127.0.0.1:${port}/` },
+              },
+            ]);
+          }
+          // The model "thinks" while the browser is open: the run is stopped now.
+          await held;
+          return message("Done.");
+        },
+      }),
+    );
+    const run = startCli(
+      h.runArgs("--id", "browse-term", "--max-ticks", "3", "--allowed-hosts", "127.0.0.1"),
+      { cwd: h.workdir, env: env({ BROWSER_TEST_RUN: marker }) },
+    );
+    try {
+      await expect
+        .poll(() => toolReplies(h.server.chatRequests()).get("open") ?? "", { timeout: 60_000 })
+        .toContain("Opened http://127.0.0.1");
+      expect((await processesWithEnv("BROWSER_TEST_RUN", marker)).length).toBeGreaterThan(1);
+      run.child.kill("SIGTERM");
+      const done = await run.exited;
+      expect(done.code, done.stderr).toBe(0);
+    } finally {
+      release?.();
+      run.child.kill("SIGKILL");
+    }
+    expect(await processesWithEnv("BROWSER_TEST_RUN", marker)).toEqual([]);
+  });
+
+  it("is not offered when no Chromium is found, with one notice saying how to install it", async () => {
+    h.server.setHandler(scripted({ execute: () => message("Done.") }));
+    const result = await runCli(
+      h.runArgs(
+        "--id",
+        "nobrowser",
+        "--max-ticks",
+        "1",
+        "--allow-web",
+        "--browser-path",
+        "/nonexistent/chromium",
+      ),
+      { cwd: h.workdir, env: env() },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const notices = result.stderr
+      .split("\n")
+      .filter((line) => line.includes("browser tool is not offered"));
+    expect(notices).toHaveLength(1);
+    expect(notices[0]).toContain("apt-get install chromium");
+    expect(notices[0]).toContain("--browser-path");
+    const offered = h.server
+      .chatRequests()
+      .flatMap((r) =>
+        (r.body?.tools ?? []).map((t: { function: { name: string } }) => t.function.name),
+      );
+    expect(offered).toContain("web_fetch");
+    expect(offered).not.toContain("browser");
   });
 });

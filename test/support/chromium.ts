@@ -86,3 +86,20 @@ export function describeWithChromium(name: string, body: () => void): void {
     describe.skip(`${name} (skipped: ${chromiumProblem})`, body);
   }
 }
+
+/**
+ * Pids of the processes whose environment holds `NAME=value`: give a CLI run
+ * a unique variable and find the Chromium it started (Chromium inherits the
+ * environment, less secrets) even after the CLI has exited.
+ */
+export async function processesWithEnv(name: string, value: string): Promise<number[]> {
+  const { readdir, readFile } = await import("node:fs/promises");
+  const needle = `${name}=${value}`;
+  const found: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const environ = await readFile(`/proc/${entry}/environ`, "utf8").catch(() => "");
+    if (environ.split("\0").includes(needle)) found.push(Number(entry));
+  }
+  return found;
+}

@@ -51,7 +51,9 @@ function onPath(name: string, envPath: string): string | undefined {
 }
 
 /** Result of {@link findChromium}: the executable, or why there is none. */
-export type ChromiumLookup = { path: string } | { path?: undefined; problem: string };
+export type ChromiumLookup =
+  | { path: string; problem?: undefined }
+  | { path?: undefined; problem: string };
 
 /**
  * Finds the Chromium executable: `configured` (a path, or a name looked up on

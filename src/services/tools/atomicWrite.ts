@@ -10,14 +10,14 @@ import { inDir, type OpenDir } from "./safeOpen.js";
  *
  * @param dir - The directory, opened by `openDirectory` (already confined).
  * @param name - The file name in it.
- * @param content - UTF-8 text.
+ * @param content - UTF-8 text, or bytes (a screenshot).
  * @param mode - Permission bits to keep (from the replaced file), if any.
  * @param signal - Aborts the write; the temp file is removed.
  */
 export async function atomicWrite(
   dir: OpenDir,
   name: string,
-  content: string,
+  content: string | Uint8Array,
   mode: number | undefined,
   signal?: AbortSignal,
 ): Promise<void> {

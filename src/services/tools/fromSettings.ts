@@ -6,11 +6,14 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { UsageError } from "../../errors.js";
 import type { RunSettings } from "../../schemas/config.js";
+import { findChromium } from "../browser/chromium.js";
+import { BrowserSession } from "../browser/session.js";
 import { createSearchProvider } from "../search/index.js";
 import { createToolbox, type Toolbox } from "./index.js";
 import { type AskOperator, createTerminalPrompter } from "./prompt.js";
 import type { ShellConfinement } from "./sandbox/confinement.js";
 import { BWRAP_PACKAGE, BwrapSandbox, SandboxUnavailable } from "./sandbox/runner.js";
+import { scrubEnv } from "./shellSafety.js";
 
 /** Where the toolbox acts and how it can reach the operator. */
 export interface ToolboxPlace {
@@ -146,6 +149,7 @@ export async function toolboxFromSettings(
     | "searchProvider"
     | "searchUrl"
     | "searchKeyEnv"
+    | "browserPath"
   >,
   place: ToolboxPlace,
 ): Promise<ConfiguredToolbox> {
@@ -176,6 +180,26 @@ export async function toolboxFromSettings(
     place.configFiles.filter((f): f is string => Boolean(f)).map(realOrResolved),
   );
   const confinement = await confineShell(settings, place, protectedPaths);
+  // The browser: with the web enabled, when a Chromium is found; else one notice.
+  const webEnabled = settings.allowWeb || settings.allowedHosts.length > 0;
+  let browser: { session?: BrowserSession; unavailable?: string } = {};
+  let browserNotice: string | undefined;
+  if (webEnabled) {
+    const chromium = findChromium(settings.browserPath, (place.env ?? process.env).PATH);
+    if (chromium.path) {
+      browser = {
+        session: new BrowserSession({
+          executablePath: chromium.path,
+          allowedHosts: settings.allowedHosts,
+          // Chromium gets no variable holding a secret (the API key, the search key).
+          env: scrubEnv(place.env ?? process.env, { secrets }).env,
+        }),
+      };
+    } else {
+      browser = { unavailable: chromium.problem };
+      browserNotice = `ravenclaws: the browser tool is not offered: ${chromium.problem}.`;
+    }
+  }
   const toolbox = createToolbox(
     {
       workdir: place.workdir,
@@ -192,6 +216,7 @@ export async function toolboxFromSettings(
       },
       web: { enabled: settings.allowWeb, allowedHosts: settings.allowedHosts },
       search: search.provider ? { provider: search.provider } : { unavailable: search.problem },
+      browser,
       shell: {
         timeoutSec: settings.shellTimeout,
         envAllow: settings.envAllow,
@@ -205,9 +230,10 @@ export async function toolboxFromSettings(
       ...(ask ? { ask } : {}),
     },
   );
+  const notice = [confinement.notice, browserNotice].filter(Boolean).join("\n");
   return {
     toolbox,
     shell: confinement.shell,
-    ...(confinement.notice ? { notice: confinement.notice } : {}),
+    ...(notice ? { notice } : {}),
   };
 }

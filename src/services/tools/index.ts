@@ -6,8 +6,10 @@
 
 import { z } from "zod";
 import type { ToolCallRequest } from "../../machines/toolLoop.types.js";
+import type { BrowserSession } from "../browser/session.js";
 import { createRedactor } from "../redact.js";
 import type { SearchProvider } from "../search/index.js";
+import { createBrowserTool } from "./browser.js";
 import { editFileTool } from "./editFile.js";
 import { detectInjection } from "./injection.js";
 import { listDirTool } from "./listDir.js";
@@ -67,6 +69,14 @@ export interface Toolbox {
    * @param signal - Aborts the call (the tick was stopped); combined with the context's.
    */
   call(toolCall: ToolCallRequest, signal?: AbortSignal): Promise<ToolOutcome>;
+  /**
+   * Ends the tick for the tools: releases what they hold for one tick (the
+   * browser and its context). Never throws. The runtime calls it whenever a
+   * tick ends (persisting), so a sleeping heartbeat holds no browser.
+   */
+  endTick(): Promise<void>;
+  /** Releases everything at the end of the run (same as {@link endTick} today). Never throws. */
+  close(): Promise<void>;
 }
 
 /** How the toolbox is set up. */
@@ -80,6 +90,11 @@ export interface ToolboxOptions {
    * `unavailable` says why there is none (the refusal for calls).
    */
   search?: { provider?: SearchProvider; unavailable?: string };
+  /**
+   * browser: offered only with a session (Chromium found) and the web
+   * enabled (as for web_fetch); `unavailable` says why there is no session.
+   */
+  browser?: { session?: BrowserSession; unavailable?: string };
   /** shell_exec settings; `unavailable`: not offered, and calls get this refusal. */
   shell?: ShellOptions & { unavailable?: string };
   /** Asks the operator about calls matching an `ask` rule; without it they are refused. */
@@ -98,6 +113,7 @@ export const BUILTIN_TOOL_NAMES = [
   "list_dir",
   "web_fetch",
   "web_search",
+  "browser",
 ] as const;
 
 /** Longest raw argument text echoed back in an `invalid` outcome. */
@@ -141,14 +157,21 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     listDirTool,
     createWebFetchTool(options.web),
     createWebSearchTool(options.search?.provider),
+    ...(options.browser?.session ? [createBrowserTool(options.browser.session)] : []),
   ];
   /** Why a known tool is not offered, for the refusal; undefined when it is offered. */
   const unavailable = (tool: Tool<unknown>): string | undefined => {
     if (tool.name === "web_fetch" && !options.tools && !webEnabled) {
       return "Refused: web_fetch is disabled. The operator can enable it with --allow-web or [tools] allowed_hosts; do not retry.";
     }
+    if (tool.name === "browser" && !options.tools && !webEnabled) {
+      return "Refused: the browser is disabled. The operator can enable it with --allow-web or [tools] allowed_hosts; do not retry.";
+    }
     if (tool.name === "web_search" && !options.tools && !options.search?.provider) {
       return `Refused: web_search is not available: ${options.search?.unavailable ?? "no search provider is configured"}. The operator can set one with --search-provider; do not retry.`;
+    }
+    if (tool.name === "browser" && !options.tools && !options.browser?.session) {
+      return `Refused: the browser is not available: ${options.browser?.unavailable ?? "no browser is set up"}. Do not retry; use web_fetch if it is offered.`;
     }
     if (tool.name === "shell_exec" && !options.tools && options.shell?.unavailable) {
       return options.shell.unavailable;
@@ -159,7 +182,19 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     return undefined;
   };
   const byName = new Map<string, Tool<unknown>>(known.map((tool) => [tool.name, tool]));
+  if (!byName.has("browser") && !options.tools && options.browser?.unavailable) {
+    const why = options.browser.unavailable;
+    byName.set("browser", {
+      name: "browser",
+      description: "",
+      schema: z.unknown(),
+      run: () => Promise.reject(new Error(why)),
+    });
+  }
   const offered = known.filter((tool) => unavailable(tool) === undefined);
+  const endTick = async (): Promise<void> => {
+    await Promise.all(known.map((tool) => tool.endTick?.().catch(() => undefined)));
+  };
   const definitions = offered.map(toDefinition);
 
   // One question at a time on the terminal, even when calls run in parallel.
@@ -300,5 +335,5 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     }
   }
 
-  return { definitions, call };
+  return { definitions, call, endTick, close: endTick };
 }

@@ -66,6 +66,8 @@ export interface Tool<Args = unknown> {
    * errors for failures; the toolbox turns them into answers to the model.
    */
   run(args: Args, ctx: ToolContext): Promise<string>;
+  /** Releases what the tool holds for one tick (the browser); called at the end of every tick. */
+  endTick?(): Promise<void>;
 }
 
 /**
