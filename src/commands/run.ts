@@ -572,6 +572,7 @@ function bothEvents(reporter: RuntimeEvents, notifying: NotifyingEvents): Runtim
   return {
     state: (state, context) => reporter.state?.(state, context),
     tool: (record, tick) => reporter.tool?.(record, tick),
+    toolLoopState: (path) => reporter.toolLoopState?.(path),
     persisted: (file, entries) => {
       reporter.persisted?.(file, entries);
       notifying.persisted(file, entries);

@@ -18,6 +18,7 @@ import type { HeartbeatContext, HeartbeatSettings } from "../machines/heartbeat.
 import { prepareHeartbeat, type RunningHeartbeat, startHeartbeat } from "../runtime.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import type { LlmService } from "../services/llm.js";
+import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
 import {
   FileHeartbeatStore,
   type HeartbeatLock,
@@ -121,6 +122,8 @@ class HeartbeatHost implements Host {
   private userConfig: { path: string; data: Record<string, unknown> } | null | undefined;
   private readonly llms = new Map<string, Pick<LlmService, "assess" | "plan" | "callWithTools">>();
   private readonly redact: (text: string) => string = (t) => t;
+  /** Each hosted heartbeat's notifier (null: none configured), kept across ticks for coalescing. */
+  private readonly notifiers = new Map<string, Notifier | null>();
 
   constructor(
     private readonly options: HostOptions,
@@ -377,6 +380,8 @@ class HeartbeatHost implements Host {
     const live = [...this.slots.values()].filter((s) => s.live);
     for (const slot of live) slot.live?.stop();
     await Promise.all(live.map((s) => s.live?.done.catch(() => {})));
+    // Pending notifications get their bounded wait before the locks go.
+    await Promise.all([...this.notifiers.values()].map((n) => n?.close()));
     const slots = [...this.slots.values()];
     for (let i = 0; i < slots.length; i += 256) {
       await Promise.all(slots.slice(i, i + 256).map((s) => s.lock?.release()));
@@ -620,6 +625,7 @@ class HeartbeatHost implements Host {
     const { savedSettingsOf } = await import("../services/config.js");
     const llm = await this.llmFor(settings);
     const toolbox = settings.tools ? await this.toolboxFor(slot, settings) : null;
+    const notifying = await this.notifyingFor(slot, settings);
     return prepareHeartbeat(
       { id: slot.id, goal, settings: heartbeatSettingsOf(settings) },
       {
@@ -638,7 +644,10 @@ class HeartbeatHost implements Host {
             slot.summary.state = path;
             this.emit({ type: "state", at: this.iso(), id: slot.id, summary: { ...slot.summary } });
           },
-          persisted: (file, entries) => this.onPersisted(slot, file, entries),
+          persisted: (file, entries) => {
+            this.onPersisted(slot, file, entries);
+            notifying?.persisted(file, entries);
+          },
           tool: (record, tick) =>
             this.emit({
               type: "tool",
@@ -650,6 +659,39 @@ class HeartbeatHost implements Host {
         },
       },
     );
+  }
+
+  /**
+   * The notification events of a hosted heartbeat (`--notify-url`,
+   * `--notify-command` from the host's environment or the user config), or
+   * null. A token variable that is missing is the heartbeat's problem, not
+   * the host's.
+   */
+  private async notifyingFor(slot: Slot, settings: RunSettings): Promise<NotifyingEvents | null> {
+    if (!this.notifiers.has(slot.id)) {
+      const [notify, { createRedactor }] = await Promise.all([
+        import("../services/notify/index.js"),
+        import("../services/redact.js"),
+      ]);
+      let notifier: Notifier | null = null;
+      try {
+        const token = notify.notifyTokenOf(settings, this.options.env);
+        notifier = notify.notifierFromSettings(settings, {
+          env: this.options.env,
+          cwd: this.options.stateDir,
+          redact: createRedactor([settings.apiKey, token]),
+          apiKey: settings.apiKey,
+          token,
+          journal: (entry) => slot.store.append([entry]),
+        });
+      } catch (error) {
+        this.setProblem(slot, toErrorInfo(error).message);
+      }
+      this.notifiers.set(slot.id, notifier);
+    }
+    const notifier = this.notifiers.get(slot.id);
+    const { notifyingEvents } = await import("../services/notify/index.js");
+    return notifier ? notifyingEvents(notifier, this.now) : null;
   }
 
   private onState(slot: Slot, state: string, context: HeartbeatContext): void {

@@ -1,4 +1,6 @@
 import * as fs from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createHost } from "../../src/host/host.js";
@@ -66,6 +68,42 @@ const journalTicks = async (stateDir: string, id: string) =>
   (await fs.readFile(path.join(stateDir, `heartbeat-${id}.jsonl`), "utf8"))
     .split("\n")
     .filter((l) => l.includes('"type":"tick"')).length;
+
+describe("host notifications", () => {
+  it("a hosted heartbeat notifies like a run: completed to RAVENCLAWS_NOTIFY_URL, delivered before close returns", async () => {
+    const hits: Array<{ event: string; heartbeatId: string }> = [];
+    const hook = createServer((req, res) => {
+      let raw = "";
+      req.on("data", (c: Buffer) => {
+        raw += c.toString();
+      });
+      req.on("end", () => {
+        hits.push(JSON.parse(raw));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise((resolve) => hook.close(() => resolve())));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
+    const place = await setup(
+      scripted({ assess: () => jsonMessage({ ...DEFAULT_ASSESSMENT, goalComplete: true }) }),
+    );
+    const host = await createHost({
+      stateDir: place.stateDir,
+      workdir: place.workdir,
+      env: {
+        RAVENCLAWS_CONFIG_DIR: path.join(place.workdir, "no-config"),
+        RAVENCLAWS_NOTIFY_URL: url,
+      },
+      defaults: { baseUrl: place.fake.baseURL, model: "fake", apiKey: undefined },
+    });
+    const done = until(host, allDone(host, 1));
+    await host.create({ id: "met", goal: "g", settings: { tickInterval: 0, tools: false } });
+    await done;
+    await host.close();
+    expect(hits.map((h) => [h.event, h.heartbeatId])).toEqual([["completed", "met"]]);
+  });
+});
 
 describe("host", () => {
   it("runs many heartbeats to completion, never more ticks at once than allowed", async () => {
