@@ -487,6 +487,35 @@ describe("events of a running heartbeat", () => {
     ]);
   });
 
+  it("approvalNeeded: the pending calls and the approve command, status executing", () => {
+    const sent: NotifyEvent[] = [];
+    const pending = [
+      {
+        callId: "c9",
+        tool: "shell_exec",
+        arguments: '{"command":"npm publish"}',
+        rule: "shell(npm publish*)",
+        since: "2026-12-01T00:00:00Z",
+      },
+    ];
+    notifyingEvents({ emit: (e) => sent.push(e) }, () => 0).approvalNeeded(
+      { id: "hb1", goal: "Ship it", tick: 2 },
+      pending,
+    );
+    expect(sent).toEqual([
+      expect.objectContaining({
+        event: "approval-needed",
+        heartbeatId: "hb1",
+        status: "executing",
+        reason: "awaiting-approval",
+        tick: 2,
+        pending,
+        approveCommand: "ravenclaws approve hb1",
+        text: 'ravenclaws: heartbeat hb1 waits for approval of shell_exec({"command":"npm publish"}): run `ravenclaws approve hb1` (or `ravenclaws deny hb1`)',
+      }),
+    ]);
+  });
+
   it("budget: 80% and 100% of --max-tokens once each; a resumed heartbeat does not repeat a crossed one", () => {
     const sent: NotifyEvent[] = [];
     const events = notifyingEvents({ emit: (e) => sent.push(e) });

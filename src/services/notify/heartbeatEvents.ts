@@ -8,6 +8,7 @@
 import type { StateFile } from "../../schemas/stateFile.js";
 import type { JournalEntry } from "../store.js";
 import {
+  approvalNeededEvent,
   attentionEvent,
   budgetEvent,
   completedEvent,
@@ -15,6 +16,7 @@ import {
   failedEvent,
   okEvent,
   oneLine,
+  type PendingCallInfo,
 } from "./event.js";
 import type { Notifier } from "./notifier.js";
 
@@ -24,6 +26,16 @@ const THRESHOLDS = [80, 100] as const;
 /** The part of the runtime's events the notifications need. */
 export interface NotifyingEvents {
   persisted(file: StateFile, entries: JournalEntry[]): void;
+  /**
+   * Tool calls wait for a decision (the approvals work calls this when the
+   * tool loop parks in its waiting state): sends `approval-needed` with the
+   * calls and the `ravenclaws approve <id>` command. Within a minute of the
+   * last one, the newer list replaces the held one (coalescing).
+   */
+  approvalNeeded(
+    heartbeat: { id: string; goal: string; tick: number },
+    pending: PendingCallInfo[],
+  ): void;
 }
 
 const str = (v: unknown) => (typeof v === "string" ? v : "");
@@ -39,6 +51,21 @@ export function notifyingEvents(
 ): NotifyingEvents {
   let budgetLevel: number | null = null;
   return {
+    approvalNeeded(heartbeat, pending) {
+      notifier.emit(
+        approvalNeededEvent(
+          {
+            heartbeatId: heartbeat.id,
+            goal: heartbeat.goal,
+            tick: heartbeat.tick,
+            status: "executing",
+            reason: "awaiting-approval",
+            time: new Date(now()).toISOString(),
+          },
+          pending,
+        ),
+      );
+    },
     persisted(file, entries) {
       const base: EventBase = {
         heartbeatId: file.id,
