@@ -29,7 +29,7 @@ import {
   heartbeatPaths,
   type JournalEntry,
   writeFileAtomic,
-} from "../src/services/store.js";
+} from "../src/services/store/index.js";
 import { createToolbox, type Toolbox } from "../src/services/tools/index.js";
 import { wrapToolOutput } from "../src/toolRound.js";
 import { originalTick } from "./original.js";

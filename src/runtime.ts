@@ -51,7 +51,7 @@ import {
 import type { LlmService } from "./services/llm.js";
 import { SYSTEM_PROMPT } from "./services/prompts.js";
 import { planNextTick } from "./services/schedule.js";
-import type { HeartbeatStore, JournalEntry } from "./services/store.js";
+import type { HeartbeatStore, JournalEntry } from "./services/store/index.js";
 import type { Toolbox } from "./services/tools/index.js";
 import { createToolRound } from "./toolRound.js";
 

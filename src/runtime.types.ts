@@ -5,7 +5,7 @@
 import type { HeartbeatContext } from "./machines/heartbeat.types.js";
 import type { ToolCallRecord } from "./machines/toolLoop.types.js";
 import type { StateFile } from "./schemas/stateFile.js";
-import type { JournalEntry } from "./services/store.js";
+import type { JournalEntry } from "./services/store/index.js";
 
 /** What the runtime tells the outside world while it runs. */
 export interface RuntimeEvents {

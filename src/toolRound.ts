@@ -10,7 +10,7 @@
  */
 import type { RunToolsInput, RunToolsOutput, ToolCallRecord } from "./machines/toolLoop.types.js";
 import { crashPoint } from "./services/crashPoints.js";
-import type { HeartbeatStore } from "./services/store.js";
+import type { HeartbeatStore } from "./services/store/index.js";
 import type { Toolbox } from "./services/tools/index.js";
 
 /** Longest tool argument or output text kept in records and the journal. */

@@ -14,7 +14,7 @@ import {
   startHeartbeat,
 } from "../src/runtime.js";
 import { createRedactor } from "../src/services/redact.js";
-import { FileHeartbeatStore, heartbeatPaths } from "../src/services/store.js";
+import { FileHeartbeatStore, heartbeatPaths } from "../src/services/store/index.js";
 import { createToolbox } from "../src/services/tools/index.js";
 import { wrapToolOutput } from "../src/toolRound.js";
 import { tempDir } from "./support/cli.js";

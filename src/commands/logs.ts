@@ -107,12 +107,12 @@ export async function readLines(
   let handle: fs.FileHandle;
   try {
     // Never blocks on a FIFO in the journal's place: refused as unusable (exit 3).
-    const { openRegularFile } = await import("../services/store.js");
+    const { openRegularFile } = await import("../services/store/index.js");
     const opened = await openRegularFile(file);
     if (!opened) return 0;
     handle = opened;
   } catch (error) {
-    const { NotRegularFileError } = await import("../services/store.js");
+    const { NotRegularFileError } = await import("../services/store/index.js");
     if (error instanceof NotRegularFileError) {
       throw new StateFileError(
         `The journal ${file} is ${error.kind}, not a regular file; it was not read.`,

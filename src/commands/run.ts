@@ -232,7 +232,7 @@ async function savedSettingsFor(
     await Promise.all([
       import("../services/config.js"),
       import("./status.js"),
-      import("../services/store.js"),
+      import("../services/store/index.js"),
     ]);
   const { settings } = resolveRunSettings({
     flags: { id: argv.id },
@@ -307,7 +307,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     { createOpenAIClient, LlmService },
   ] = await Promise.all([
     import("../services/redact.js"),
-    import("../services/store.js"),
+    import("../services/store/index.js"),
     import("../services/llm.js"),
   ]);
   const { notifierFromSettings, notifyingEvents, notifyTokenOf } = await import(

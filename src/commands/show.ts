@@ -18,7 +18,7 @@ export interface ShowArgs extends LocationArgs {
 /** The journal's latest `run` record (how shell_exec was confined), if any. */
 export async function lastRunRecord(journal: string): Promise<Record<string, unknown> | undefined> {
   const { readFile } = await import("node:fs/promises");
-  const { parseJournal } = await import("../services/store.js");
+  const { parseJournal } = await import("../services/store/index.js");
   const text = await readFile(journal, "utf8").catch(() => "");
   return parseJournal(text)
     .reverse()

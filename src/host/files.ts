@@ -15,7 +15,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { z } from "zod";
-import { HOST_LEASE_FILE, readRegularFile, writeFileAtomic } from "../services/store.js";
+import { HOST_LEASE_FILE, readRegularFile, writeFileAtomic } from "../services/store/index.js";
 
 /** The hosting record of one heartbeat. */
 export const HostRecordSchema = z.object({

@@ -25,7 +25,7 @@ import {
   heartbeatPaths,
   type JournalEntry,
   loadStateFile,
-} from "../services/store.js";
+} from "../services/store/index.js";
 import { ID_PATTERN, type RunSettings, SETTINGS, type SettingSpec } from "../settings.js";
 import { leasePath, readHostRecord, readRequests, setStopped, writeHostRecord } from "./files.js";
 import {
@@ -138,7 +138,7 @@ class HeartbeatHost implements Host {
   /** Takes the lease, adopts the heartbeats found, starts the scans. */
   async open(): Promise<void> {
     await fs.mkdir(this.options.stateDir, { recursive: true, mode: 0o700 });
-    const { acquireLock } = await import("../services/store.js");
+    const { acquireLock } = await import("../services/store/index.js");
     // The lease is itself a lock: two hosts of one state dir exclude each other.
     const leaseLock = await acquireLock(this.lease).catch((error: unknown) => {
       if (error instanceof LockedError) {

@@ -20,7 +20,7 @@ import {
   openRegularFile,
   parseJournal,
   readRegularFile,
-} from "./store.js";
+} from "./store/index.js";
 
 export { CommandFailedError, type CommandProblem } from "../errors.js";
 /** Who runs a heartbeat right now, judged from its lock the way `run` judges it. */

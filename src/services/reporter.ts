@@ -14,7 +14,7 @@ import type { ToolCallRecord } from "../machines/toolLoop.types.js";
 import type { RuntimeEvents } from "../runtime.types.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import type { Redactor } from "./redact.js";
-import type { JournalEntry } from "./store.js";
+import type { JournalEntry } from "./store/index.js";
 
 /** A stream as the reporter sees it: TTYs have `isTTY` and `columns`. */
 export type ReporterStream = NodeJS.WritableStream & { isTTY?: boolean; columns?: number };

@@ -7,7 +7,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseJournal, parseStateFile } from "../../src/services/store.js";
+import { parseJournal, parseStateFile } from "../../src/services/store/index.js";
 import { cleanEnv, runCli, startCli } from "../support/cli.js";
 import { message, scripted, toolCalls } from "../support/fakeOpenAI.js";
 import { useCliHarness } from "../support/harness.js";

@@ -8,7 +8,7 @@ import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { parseStateFile } from "../../src/services/store.js";
+import { parseStateFile } from "../../src/services/store/index.js";
 import { cleanEnv, runCli, startCli } from "../support/cli.js";
 import { useCliHarness } from "../support/harness.js";
 

@@ -5,7 +5,7 @@
  */
 import * as fs from "node:fs/promises";
 import { describe, expect, it } from "vitest";
-import { parseJournal } from "../../src/services/store.js";
+import { parseJournal } from "../../src/services/store/index.js";
 import { cleanEnv, runCli } from "../support/cli.js";
 import { classify, errorReply, type Reply, scripted } from "../support/fakeOpenAI.js";
 import { useCliHarness } from "../support/harness.js";

@@ -13,7 +13,7 @@ import {
   FileHeartbeatStore,
   heartbeatPaths,
   LOCK_STALE_MS,
-} from "../../src/services/store.js";
+} from "../../src/services/store/index.js";
 import { tempDir } from "../support/cli.js";
 
 let dir: string;

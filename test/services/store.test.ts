@@ -22,7 +22,7 @@ import {
   type JournalEntry,
   loadStateFile,
   writeFileAtomic,
-} from "../../src/services/store.js";
+} from "../../src/services/store/index.js";
 
 const FIXTURE = fileURLToPath(new URL("../fixtures/state-v1.json", import.meta.url));
 const fixtureText = readFileSync(FIXTURE, "utf8");

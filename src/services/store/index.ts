@@ -1,0 +1,39 @@
+/**
+ * The store of heartbeats: the {@link HeartbeatStore} interface and the file
+ * store that implements it, with its parts (state file, atomic writes,
+ * journal, lock, retries). Import the store from here.
+ */
+export { NotRegularFileError, openRegularFile, readRegularFile } from "../regularFile.js";
+export {
+  type AtomicWriteOptions,
+  type FileIdentity,
+  type StoreFs,
+  writeFileAtomic,
+} from "./atomicWrite.js";
+export { FileHeartbeatStore, fileStoreBackend, type HeartbeatStoreOptions } from "./fileStore.js";
+export { parseJournal } from "./journal.js";
+export {
+  acquireLock,
+  HOST_LEASE_FILE,
+  LOCK_REFRESH_MS,
+  LOCK_STALE_MS,
+  type LockOptions,
+  leaseMtimeOf,
+  lockNotAFile,
+} from "./lock.js";
+export {
+  checkStateFile,
+  heartbeatPaths,
+  loadStateFile,
+  parseStateFile,
+  prevPathOf,
+} from "./stateFile.js";
+export type {
+  AcquireLockOptions,
+  HeartbeatLock,
+  HeartbeatPaths,
+  HeartbeatStore,
+  HeartbeatStoreBackend,
+  JournalEntry,
+  RecoverResult,
+} from "./types.js";
