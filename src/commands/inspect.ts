@@ -23,7 +23,7 @@ export interface ReplayArgs {
  */
 export async function replayHandler(argv: ReplayArgs, io: RunEnvironment): Promise<void> {
   const { DEFAULT_INSPECT_PORT, openInBrowser, readInspectionLog, startInspectorServer } =
-    await import("../services/inspection.js");
+    await import("../services/inspection/index.js");
   const port = argv.port ?? DEFAULT_INSPECT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new UsageError(`--port must be a port number (0-65535), not ${argv.port}.`, {

@@ -11,7 +11,7 @@ import { HeartbeatFailedError, UsageError } from "../errors.js";
 import type { HeartbeatSettings } from "../machines/heartbeat.types.js";
 import type { RuntimeEvents } from "../runtime.js";
 import type { SavedSettings } from "../schemas/stateFile.js";
-import type { Inspection } from "../services/inspection.js";
+import type { Inspection } from "../services/inspection/index.js";
 import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
 import {
   camelCase,
@@ -418,7 +418,9 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     const events = notifier ? bothEvents(reporter, notifyingEvents(notifier)) : reporter;
     const toolbox = configured?.toolbox ?? null;
     if (configured?.notice) reporter.note(configured.notice);
-    const { inspectionRequestOf, startInspection } = await import("../services/inspection.js");
+    const { inspectionRequestOf, startInspection } = await import(
+      "../services/inspection/index.js"
+    );
     const inspectionRequest = inspectionRequestOf(argv, io.cwd);
     if (inspectionRequest) {
       inspection = await startInspection(inspectionRequest, {

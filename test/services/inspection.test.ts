@@ -34,7 +34,7 @@ import {
   serializeInspectionEvent,
   startInspection,
   startInspectorServer,
-} from "../../src/services/inspection.js";
+} from "../../src/services/inspection/index.js";
 import { createRedactor } from "../../src/services/redact.js";
 import { tempDir } from "../support/cli.js";
 
