@@ -6,7 +6,7 @@
  * emits only `ok`, which the notifier drops unless `--notify-on ok`.
  */
 import type { StateFile } from "../../schemas/stateFile.js";
-import type { JournalEntry } from "../store.js";
+import type { JournalEntry } from "../store/index.js";
 import {
   approvalNeededEvent,
   attentionEvent,
