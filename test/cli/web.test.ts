@@ -10,6 +10,8 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { describeWithChromium, processesWithEnv } from "../support/chromium.js";
 import { cleanEnv, runCli, startCli } from "../support/cli.js";
 import {
+  DEFAULT_ASSESSMENT,
+  jsonMessage,
   message,
   type RecordedRequest,
   type Reply,
@@ -98,6 +100,57 @@ describe("web_search through the CLI", () => {
     expect(reply).toContain("1. Corvus corax, the common raven\n   https://birds.example/raven");
   });
 
+  it("brave: sends the key from the named variable, which never reaches the state, journal or model", async () => {
+    const key = "brave-secret-KEY-0123456789";
+    const brave = createServer((req, res) => {
+      queries.push(String(req.headers["x-subscription-token"]));
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          web: { results: [{ title: `Echo ${key}`, url: "https://a.example/", description: "x" }] },
+        }),
+      );
+    });
+    await new Promise<void>((resolve) => brave.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(brave.address() as AddressInfo).port}/res/v1/web/search`;
+    h.server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([{ id: "b", name: "web_search", arguments: { query: "ravens" } }])
+            : message("Done."),
+      }),
+    );
+    try {
+      const result = await runCli(
+        h.runArgs(
+          "--id",
+          "brave",
+          "--max-ticks",
+          "1",
+          "--search-provider",
+          "brave",
+          "--search-url",
+          url,
+          "--search-key-env",
+          "MY_BRAVE_KEY",
+        ),
+        { cwd: h.workdir, env: env({ MY_BRAVE_KEY: key }) },
+      );
+      expect(result.code, result.stderr).toBe(0);
+    } finally {
+      await new Promise<void>((resolve) => brave.close(() => resolve()));
+    }
+    expect(queries).toEqual([key]);
+    const reply = toolReplies(h.server.chatRequests()).get("b") ?? "";
+    expect(reply).toContain("1. Echo [redacted]");
+    const state = JSON.stringify(await h.stateOf("brave"));
+    expect(state).toContain("MY_BRAVE_KEY");
+    expect(state).not.toContain(key);
+    expect(JSON.stringify(await h.journalOf("brave"))).not.toContain(key);
+    expect(JSON.stringify(h.server.requests)).not.toContain(key);
+  });
+
   it("is not offered without --search-provider, and exits 2 when brave has no key", async () => {
     h.server.setHandler(scripted({ execute: () => message("Done.") }));
     const plain = await runCli(h.runArgs("--id", "nosearch", "--max-ticks", "1", "--allow-web"), {
@@ -151,10 +204,23 @@ describeWithChromium("the browser tool through the CLI", () => {
     await new Promise<void>((resolve) => site.close(() => resolve()));
   });
 
-  it("reads JavaScript-inserted text, refuses a host outside --allowed-hosts, and leaves no Chromium behind", async () => {
+  it("reads JavaScript-inserted text, refuses a host outside --allowed-hosts, closes Chromium at the tick's end", async () => {
     const marker = randomUUID();
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let tickTwo = false;
     h.server.setHandler(
       scripted({
+        assess: async (n): Promise<Reply> => {
+          if (n === 2) {
+            // Tick 1 has ended: tick 2's first request waits while the test looks.
+            tickTwo = true;
+            await held;
+          }
+          return jsonMessage(DEFAULT_ASSESSMENT);
+        },
         execute: (n) =>
           n === 1
             ? toolCalls([
@@ -173,11 +239,22 @@ describeWithChromium("the browser tool through the CLI", () => {
             : message("Done."),
       }),
     );
-    const result = await runCli(
-      h.runArgs("--id", "browse", "--max-ticks", "1", "--allowed-hosts", "127.0.0.1"),
+    const run = startCli(
+      h.runArgs("--id", "browse", "--max-ticks", "2", "--allowed-hosts", "127.0.0.1"),
       { cwd: h.workdir, env: env({ BROWSER_TEST_RUN: marker }) },
     );
-    expect(result.code, result.stderr).toBe(0);
+    try {
+      await expect.poll(() => tickTwo, { timeout: 90_000 }).toBe(true);
+      // A tick that used the browser ends with Chromium closed (the CLI itself aside).
+      const left = await processesWithEnv("BROWSER_TEST_RUN", marker);
+      expect(left.filter((pid) => pid !== run.child.pid)).toEqual([]);
+      release?.();
+      const result = await run.exited;
+      expect(result.code, result.stderr).toBe(0);
+    } finally {
+      release?.();
+      run.child.kill("SIGKILL");
+    }
     const replies = toolReplies(h.server.chatRequests());
     expect(replies.get("open")).toContain("Opened http://127.0.0.1");
     expect(replies.get("text")).toContain('<data origin="tool:browser">');
@@ -221,7 +298,8 @@ describeWithChromium("the browser tool through the CLI", () => {
       await expect
         .poll(() => toolReplies(h.server.chatRequests()).get("open") ?? "", { timeout: 60_000 })
         .toContain("Opened http://127.0.0.1");
-      expect((await processesWithEnv("BROWSER_TEST_RUN", marker)).length).toBeGreaterThan(1);
+      const chromium = await processesWithEnv("BROWSER_TEST_RUN", marker);
+      expect(chromium.filter((pid) => pid !== run.child.pid).length).toBeGreaterThan(0);
       run.child.kill("SIGTERM");
       const done = await run.exited;
       expect(done.code, done.stderr).toBe(0);

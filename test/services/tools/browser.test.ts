@@ -134,6 +134,23 @@ describeWithChromium("the browser tool", () => {
     expect(hits).toEqual([]);
   });
 
+  it("without an allow-list (--allow-web) refuses loopback and private addresses", async () => {
+    const open = new BrowserSession({
+      executablePath: requireChromium(),
+      allowedHosts: [],
+      env: {},
+    });
+    const box = createToolbox(ctx, { web: { enabled: true }, browser: { session: open } });
+    for (const url of [`${allowed}/`, `${outside}/`, "http://10.0.0.1/", "http://[::1]/"]) {
+      const out = await browse({ action: "open", url }, box);
+      expect(out.status, url).toBe("refused");
+      expect(out.content).toContain("loopback, private or link-local");
+    }
+    expect(hits).toEqual([]);
+    // Refused before Chromium was started.
+    expect(open.running).toBe(false);
+  });
+
   it("refuses file:, data:, javascript:, chrome: and view-source: URLs", async () => {
     for (const url of [
       "file:///etc/passwd",
