@@ -236,6 +236,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     }
     if (first === "events" && parts.length === 1) {
       allow("GET");
+      if (method === "HEAD") {
+        res.statusCode = 200;
+        res.setHeader("Content-Type", "text/event-stream; charset=utf-8");
+        return void res.end();
+      }
       hub.attach(req, res);
       return;
     }

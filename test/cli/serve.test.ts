@@ -5,6 +5,7 @@
  * their journals have 3 ticks; `status --json` lists both; SIGTERM ends it
  * with exit 0 within 2 seconds. And a non-loopback --host gets a generated token.
  */
+import { readFile } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { HeartbeatDetail, JournalResponse } from "../../src/serve/api.types.js";
 import { type CliProcess, cleanEnv, readTree, runCli, startCli } from "../support/cli.js";
@@ -110,11 +111,32 @@ describe("ravenclaws serve", () => {
       ids.map((id) => [id, "completed", 3]).sort(),
     );
 
+    // A heartbeat asleep between ticks when SIGTERM comes: saved, and the exit is still prompt.
+    const sleeper = await api(`${url}/api/heartbeats`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        goal: "Sleep a while",
+        id: "sleeper",
+        tickInterval: 3600,
+        tools: false,
+      }),
+    });
+    expect(sleeper.status, sleeper.text).toBe(201);
+    await until(async () => {
+      const d = (await api(`${url}/api/heartbeats/sleeper`)).json as HeartbeatDetail;
+      return d.status === "sleeping" && d.tick === 1 ? d : undefined;
+    }, "sleeper asleep after tick 1");
+
     const sent = Date.now();
     serving.child.kill("SIGTERM");
     const exit = await serving.exited;
     expect(Date.now() - sent).toBeLessThan(2_000);
     expect(exit.code, exit.stderr).toBe(0);
+    expect(JSON.parse(await readFile(h.stateFile("sleeper"), "utf8"))).toMatchObject({
+      status: "sleeping",
+      tick: 1,
+    });
 
     // The key is in no response and no file of the state dir.
     for (const body of bodies) expect(body).not.toContain(KEY);
