@@ -122,6 +122,8 @@ export interface PendingApprovalCall {
   args: string;
   /** The `ask` rule that asked, when one did. */
   rule: string | null;
+  /** What the call would do, in words (`write notes.md`). */
+  what?: string;
   /** Since when it waits (ISO time). */
   since: string;
 }
@@ -325,7 +327,8 @@ export interface ApprovalEvent {
   id: string;
   kind: "pending" | "decided";
   callId: string;
-  tool: string;
+  /** The tool, when the host says. */
+  tool?: string;
   /** For `decided`. */
   decision?: "approve" | "deny";
   at: string;

@@ -61,7 +61,9 @@ export function apiEventsOf(event: HostEvent): ApiEvent[] {
             id: event.id,
             kind: event.decision === "pending" ? "pending" : "decided",
             callId: event.callId,
-            tool: (event as { tool?: string }).tool ?? "",
+            ...(typeof (event as unknown as { tool?: unknown }).tool === "string"
+              ? { tool: (event as unknown as { tool: string }).tool }
+              : {}),
             ...(event.decision === "pending" ? {} : { decision: event.decision }),
             at: event.at,
           },
