@@ -193,7 +193,11 @@ function Detail({ summary, detail, journal, machine, now, act, busy }: DetailPro
           {approvals.map((a) => (
             <div class="approval" key={a.callId} data-call={a.callId}>
               <div>
-                <b>{a.tool}</b> <code class="args">{a.args}</code>
+                <b>{a.tool}</b>
+                {a.what ? <span class="what"> · {a.what}</span> : null}
+                <div>
+                  <code class="args">{a.args}</code>
+                </div>
                 <div class="muted">
                   {a.rule ? `rule ${a.rule} · ` : ""}since {clockTime(a.since)}
                 </div>
