@@ -1521,7 +1521,7 @@ describe("heartbeat: contract", () => {
     const files = (await readdir(src, { recursive: true }))
       .filter((f) => /^(services|commands)\/.*\.ts$/.test(f.split(sep).join("/")))
       .map((f) => f.split(sep).join("/"));
-    expect(files).toContain("services/store.ts");
+    expect(files).toContain("services/store/fileStore.ts");
     expect(files).toContain("commands/diagram.ts");
     const offences: string[] = [];
     for (const file of files) {

@@ -1,5 +1,5 @@
 /**
- * The heartbeat lock (`acquireLock` in src/services/store.ts), on the real
+ * The heartbeat lock (`acquireLock` in src/services/store/lock.ts), on the real
  * file system.
  */
 import { spawn } from "node:child_process";
