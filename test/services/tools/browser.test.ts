@@ -4,6 +4,7 @@
  * (one Chromium launch) for the file; `127.0.0.1` is the allowed host and
  * `localhost` (same server, other name) the one outside the list.
  */
+import { randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -19,7 +20,7 @@ import {
   type ToolboxOptions,
 } from "../../../src/services/tools/index.js";
 import type { ToolContext, ToolOutcome } from "../../../src/services/tools/types.js";
-import { describeWithChromium, requireChromium } from "../../support/chromium.js";
+import { describeWithChromium, processesWithEnv, requireChromium } from "../../support/chromium.js";
 
 type Route = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -45,6 +46,7 @@ describeWithChromium("the browser tool", () => {
   let ctx: ToolContext;
   let session: BrowserSession;
   let n = 0;
+  const marker = randomUUID();
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -71,7 +73,7 @@ describeWithChromium("the browser tool", () => {
     session = new BrowserSession({
       executablePath: requireChromium(),
       allowedHosts: ["127.0.0.1"],
-      env: process.env,
+      env: { ...process.env, BROWSER_UNIT_MARKER: marker },
       actionTimeoutMs: 3_000,
     });
   });
@@ -255,4 +257,18 @@ describeWithChromium("the browser tool", () => {
     expect(after.status).toBe("error");
     expect(after.content).toContain('action "open"');
   });
+
+  it("starts a new Chromium when the old one died, and leaves none after close", async () => {
+    routes["/"] = html("<p>alive</p>");
+    expect((await browse({ action: "open", url: `${allowed}/` })).status).toBe("ok");
+    const pids = await processesWithEnv("BROWSER_UNIT_MARKER", marker);
+    expect(pids.length).toBeGreaterThan(0);
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    await expect.poll(() => session.running, { timeout: 15_000 }).toBe(false);
+    const again = await browse({ action: "open", url: `${allowed}/` });
+    expect(again.status, again.content).toBe("ok");
+    expect((await browse({ action: "text" })).content).toContain("alive");
+    await session.close();
+    expect(await processesWithEnv("BROWSER_UNIT_MARKER", marker)).toEqual([]);
+  }, 90_000);
 });
