@@ -475,13 +475,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   });
   server.headersTimeout = 20_000;
   server.requestTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, listenHost, () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port, listenHost, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    unsubscribe();
+    hub.close();
+    throw listenError(error, listenHost, options.port);
+  }
   const address = server.address() as AddressInfo;
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
@@ -497,6 +503,33 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       });
     },
   };
+}
+
+/** Why the server could not listen, as a usage error naming the option at fault (exit 2). */
+function listenError(error: unknown, listenHost: string, port: number): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "EADDRINUSE") {
+    return new UsageError(`Port ${port} on ${listenHost} is already in use.`, {
+      option: "--port",
+      code: "port-in-use",
+      hint: "Stop what uses it, or pass another --port (0 picks a free one).",
+    });
+  }
+  if (code === "EACCES") {
+    return new UsageError(`Not allowed to listen on port ${port} of ${listenHost}.`, {
+      option: "--port",
+      code: "port-not-allowed",
+      hint: "Ports below 1024 need privileges; pass a higher --port (0 picks a free one).",
+    });
+  }
+  if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND" || code === "EAI_AGAIN") {
+    return new UsageError(`Cannot listen on ${listenHost}: no such address on this machine.`, {
+      option: "--host",
+      code: "host-unavailable",
+      hint: "Pass an address of this machine (127.0.0.1, 0.0.0.0, ::1, or one of its interfaces).",
+    });
+  }
+  return error;
 }
 
 /** A host (or approvals) error as the API's answer: bad input 400 naming the field, unknown 404, busy 409. */
