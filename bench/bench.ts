@@ -32,6 +32,7 @@ import {
 } from "../src/services/store/index.js";
 import { createToolbox, type Toolbox } from "../src/services/tools/index.js";
 import { wrapToolOutput } from "../src/toolRound.js";
+import { FULL_HOSTING, HOSTING_TARGETS, measureHosting, QUICK_HOSTING } from "./hosting.js";
 import { originalTick } from "./original.js";
 import { measureOverviewLatency } from "./serveLatency.js";
 import { type ModelApi, StubModel } from "./stubModel.js";
@@ -866,6 +867,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     );
     const actors = await timed("actors", () => measureActors(fast, config, gc, log));
     const cold = await timed("cold start", () => measureColdStart(root, tmp, config, log));
+    const hosting = await timed("hosting", () =>
+      measureHosting(fastTmp, quick ? QUICK_HOSTING : FULL_HOSTING, log),
+    );
     const overview = await timed("overview API", () =>
       measureOverviewLatency(
         path.join(fastTmp, "overview"),
@@ -1034,6 +1038,35 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       result: verdict(overview.p99Ms < TARGETS.overviewMs),
     });
 
+    for (const r of hosting.rss) {
+      const big = r.count === Math.max(...hosting.rss.map((x) => x.count));
+      rows.push({
+        metric: `hosting: RSS with ${int(r.count)} sleeping hosted heartbeats, MB`,
+        ours: fixed(r.rssMb, 1),
+        other: `${fixed(r.baseMb, 1)} before; adopted in ${fixed(r.adoptSeconds, 1)} s; ${int(r.live)} live actors`,
+        ratio: "-",
+        target: big ? `< ${HOSTING_TARGETS.rss10kMb} MB` : "-",
+        result: big ? verdict(r.rssMb < HOSTING_TARGETS.rss10kMb) : "info",
+      });
+    }
+    const lt = hosting.lateness;
+    rows.push({
+      metric: `hosting: tick lateness p50 with ${int(lt.count)} heartbeats every ${lt.intervalSec} s, ms`,
+      ours: fixed(lt.p50Ms, 0),
+      other: `${int(lt.ticks)} ticks`,
+      ratio: "-",
+      target: "-",
+      result: "info",
+    });
+    rows.push({
+      metric: `hosting: tick lateness p99 with ${int(lt.count)} heartbeats every ${lt.intervalSec} s, ms`,
+      ours: fixed(lt.p99Ms, 0),
+      other: `max ${fixed(lt.maxMs, 0)}; ${hosting.maxConcurrentTicks} concurrent ticks`,
+      ratio: "-",
+      target: `< ${HOSTING_TARGETS.latenessP99Ms} ms`,
+      result: verdict(lt.p99Ms < HOSTING_TARGETS.latenessP99Ms),
+    });
+
     const cpus = os.cpus();
     const where = (dir: string) => (dir === tmp ? "the OS temp dir (disk)" : `${fastRoot} (tmpfs)`);
     const notes = [
@@ -1044,6 +1077,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       `prompt and memory: one heartbeat, busy up to tick ${int(Math.max(...config.promptTicks))}, then 1 tick in ${config.memoryBusyEvery} busy (the others idle), RSS after global.gc(); ${int(config.actors)} actors, each with its own state file and journal, ${config.actorTicks} busy ticks each, RSS sampled every 20 ms.`,
       `cold start: median of ${config.spawns} spawns each, from a workdir holding one heartbeat.`,
       `overview API: the real server (node:http) in front of the real host, which adopted ${int(overview.heartbeats)} sleeping heartbeats (clones of one that ticked once against the stub, due in a year); ${int(overview.requests)} sequential GET /api/heartbeats over one keep-alive connection after 20 warm-up requests, timed from request to last byte (${int(overview.bytes)} bytes each).`,
+      `hosting: each figure in its own process (bench/hostingChild.ts) in ${where(fastTmp)}: the heartbeats are clones of one that ticked once under a host, adopted by createHost as serve does; RSS after global.gc() with all of them asleep (no live actor). Lateness: ${int(hosting.lateness.count)} heartbeats due evenly over one ${hosting.lateness.intervalSec} s interval, tools off, the in-process StubModel (idle ticks), --max-concurrent-ticks ${hosting.maxConcurrentTicks}; lateness = when the tick starts assessing minus its nextTickAt, over two intervals; close with live ticks took ${fixed(hosting.lateness.closeSeconds, 2)} s.`,
     ];
     const result: BenchResult = {
       date: new Date().toISOString(),
@@ -1072,6 +1106,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
         actors,
         coldStart: cold,
         overview,
+        hosting,
       },
       notes,
     };

@@ -41,8 +41,33 @@ const row = (words: string) => {
 };
 
 describe("npm run bench --quick", () => {
+  it("reports the hosting figures: RSS of sleeping hosted heartbeats (no live actor) and tick lateness", () => {
+    const hosting = result.figures.hosting as {
+      rss: { count: number; hosted: number; live: number; sleeping: number }[];
+      lateness: { ticks: number; maxRunning: number };
+      maxConcurrentTicks: number;
+    };
+    for (const r of hosting.rss) {
+      expect(r.hosted).toBe(r.count);
+      expect(r.sleeping).toBe(r.count);
+      expect(r.live).toBe(0);
+    }
+    expect(hosting.lateness.ticks).toBeGreaterThan(0);
+    expect(hosting.lateness.maxRunning).toBeLessThanOrEqual(hosting.maxConcurrentTicks);
+    expect(row("hosting: RSS with 50").target).toBe("< 300 MB");
+    expect(row("hosting: tick lateness p99").target).toBe("< 1000 ms");
+  });
+
   it("reports overhead, prompt, calls, memory and cold start lines, each with ours, baseline, ratio, target and verdict", () => {
-    for (const word of ["overhead", "prompt", "calls", "memory", "cold start", "overview API"]) {
+    for (const word of [
+      "overhead",
+      "prompt",
+      "calls",
+      "memory",
+      "cold start",
+      "overview API",
+      "hosting",
+    ]) {
       expect(result.rows.some((r) => r.metric.startsWith(word))).toBe(true);
     }
     for (const r of result.rows) {

@@ -25,6 +25,7 @@ import {
   heartbeatPaths,
   type JournalEntry,
   loadStateFile,
+  removeStaleTempFiles,
 } from "../services/store/index.js";
 import { ID_PATTERN, type RunSettings, SETTINGS, type SettingSpec } from "../settings.js";
 import { leasePath, readHostRecord, readRequests, setStopped, writeHostRecord } from "./files.js";
@@ -66,10 +67,28 @@ export function heartbeatSettingsOf(settings: RunSettings): HeartbeatSettings {
   };
 }
 
+/**
+ * A hosted heartbeat's store. Rehydrating restores the snapshot saved in
+ * `persisting`, which repeats that persist; the state file already holds
+ * exactly that snapshot (seq, status `sleeping`), written by this host, so
+ * the repeat is skipped (the journal skips it by seq anyway). Everything
+ * else is the store `run` uses.
+ */
+class HostedStore extends FileHeartbeatStore {
+  /** The seq of a sleeping state file this host wrote and is about to restore. */
+  skipSeq: number | null = null;
+
+  override save(state: StateFile): Promise<void> {
+    const skip = this.skipSeq !== null && state.seq === this.skipSeq && state.status === "sleeping";
+    this.skipSeq = null;
+    return skip ? Promise.resolve() : super.save(state);
+  }
+}
+
 /** One hosted heartbeat: light while it sleeps (summary, store, lock), an actor only while it ticks. */
 interface Slot {
   id: string;
-  store: FileHeartbeatStore;
+  store: HostedStore;
   lock: HeartbeatLock | null;
   workdir: string;
   summary: HeartbeatSummary;
@@ -84,6 +103,13 @@ interface Slot {
   lockRetryAt: number;
   /** The `seq` of the state file last seen: a restore's repeated write is not a new tick. */
   seq: number;
+  /** This host wrote the state file with {@link Slot.seq} (and holds the lock since). */
+  wrote: boolean;
+  /**
+   * Its resolved settings, kept between ticks: the saved ones cannot change
+   * while the host holds the lock (only a `run` with other flags changes them).
+   */
+  settings: RunSettings | null;
   /** The tick in progress (queued into a slot), until its actor is dropped. */
   ticking: Promise<void> | null;
 }
@@ -392,13 +418,13 @@ class HeartbeatHost implements Host {
 
   // ---- hosting ------------------------------------------------------------
 
-  private newStore(id: string): FileHeartbeatStore {
-    return new FileHeartbeatStore(heartbeatPaths(this.options.stateDir, id), {
+  private newStore(id: string): HostedStore {
+    return new HostedStore(heartbeatPaths(this.options.stateDir, id), {
       redact: this.redact,
     });
   }
 
-  private newSlot(id: string, store: FileHeartbeatStore, workdir: string, goal: string): Slot {
+  private newSlot(id: string, store: HostedStore, workdir: string, goal: string): Slot {
     return {
       id,
       store,
@@ -410,6 +436,8 @@ class HeartbeatHost implements Host {
       stopping: false,
       lockRetryAt: 0,
       seq: -1,
+      wrote: false,
+      settings: null,
       ticking: null,
       summary: {
         id,
@@ -432,6 +460,7 @@ class HeartbeatHost implements Host {
   /** Every heartbeat of the state dir with a state file. */
   private async adoptAll(): Promise<void> {
     const names = await fs.readdir(this.options.stateDir).catch(() => [] as string[]);
+    await removeStaleTempFiles(this.options.stateDir, names);
     const ids = names
       .map((n) => /^heartbeat-(.+)\.json$/.exec(n)?.[1])
       .filter((id): id is string => !!id && ID_PATTERN.test(id));
@@ -463,16 +492,19 @@ class HeartbeatHost implements Host {
       slot.summary.status = "stopped";
       slot.summary.reason = "stopped";
     } else if (file.status !== "completed" && file.status !== "failed") {
-      await this.host(slot);
+      await this.host(slot, file);
     }
     this.emit({ type: "heartbeat.added", at: this.iso(), id, summary: { ...slot.summary } });
     return slot;
   }
 
   /** Takes the lock (hosted: it names the lease) and queues the tick when due. */
-  private async host(slot: Slot): Promise<void> {
+  private async host(slot: Slot, loaded?: StateFile): Promise<void> {
     try {
       slot.lock = await slot.store.acquireLock({ lease: this.lease });
+      // A `run` may have changed its saved settings (and the file) while it was not hosted.
+      slot.settings = null;
+      slot.wrote = false;
     } catch (error) {
       this.setProblem(slot, toErrorInfo(error).message);
       slot.lockRetryAt = this.now() + LOCKED_RETRY_MS;
@@ -480,7 +512,8 @@ class HeartbeatHost implements Host {
     }
     slot.lockRetryAt = 0;
     slot.summary.problem = null;
-    const file = await loadStateFile(slot.store.paths.stateFile).catch(() => null);
+    // Read again once the lock is ours (another process may have written it meanwhile), unless just read.
+    const file = loaded ?? (await loadStateFile(slot.store.paths.stateFile).catch(() => null));
     if (file) this.applyFile(slot, file);
     if (file && (file.status === "shutdown" || file.status === "executing")) {
       // Resumed (shutdown) or restored mid-tick: it goes on now, as `run --id` would.
@@ -574,6 +607,8 @@ class HeartbeatHost implements Host {
   private async tick(slot: Slot): Promise<void> {
     try {
       const settings = await this.resolveSaved(slot);
+      // Only a file this host wrote last (seq known since its last persist) is skipped.
+      slot.store.skipSeq = slot.wrote ? slot.seq : null;
       const running = await this.prepare(slot, settings, undefined);
       if (this.closed) return;
       slot.live = running;
@@ -712,6 +747,7 @@ class HeartbeatHost implements Host {
   private onPersisted(slot: Slot, file: StateFile, entries: JournalEntry[]): void {
     const repeated = file.seq <= slot.seq;
     this.applyFile(slot, file);
+    slot.wrote = true;
     const tick = entries.find((e) => e.type === "tick") as { status?: string } | undefined;
     if (tick?.status) slot.summary.lastOutcome = tick.status;
     this.onFirstPersist.get(slot.id)?.(file);
@@ -744,9 +780,11 @@ class HeartbeatHost implements Host {
 
   /** A hosted heartbeat's settings: the ones saved in its state file (the API key is the host's). */
   private async resolveSaved(slot: Slot): Promise<RunSettings> {
+    if (slot.settings) return slot.settings;
     const file = await loadStateFile(slot.store.paths.stateFile);
     if (!file) throw new Error(`The state file of ${slot.id} is gone.`);
-    return this.resolve({ id: slot.id }, file);
+    slot.settings = await this.resolve({ id: slot.id }, file);
+    return slot.settings;
   }
 
   private async llmFor(

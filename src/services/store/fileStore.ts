@@ -184,7 +184,8 @@ export class FileHeartbeatStore implements HeartbeatStore {
     lock.onCompromised((error) => {
       this.compromised ??= error;
     });
-    await this.removeStaleTemps().catch(() => {});
+    // A host takes thousands of locks at once: it cleans the whole dir once instead (removeStaleTempFiles).
+    if (!options.lease) await this.removeStaleTemps().catch(() => {});
     return lock;
   }
 
@@ -471,6 +472,20 @@ export class FileHeartbeatStore implements HeartbeatStore {
 }
 
 /** The heartbeats of the state dir `stateDir`, each a {@link FileHeartbeatStore}. */
+/**
+ * Removes the temp files that crashed writers (their pid is gone) left in a
+ * state dir, for every heartbeat at once: what a host does once at start in
+ * place of each store's own clean-up.
+ */
+export async function removeStaleTempFiles(stateDir: string, names: string[]): Promise<void> {
+  for (const name of names) {
+    const match = /^\.heartbeat-.+\.(?:json|lock)\.(?:prev\.)?(\d+)\.[0-9a-f]+\.tmp$/.exec(name);
+    const pid = Number(match?.[1]);
+    if (!match || !Number.isInteger(pid) || pid === process.pid || isAlive(pid)) continue;
+    await nodeFs.rm(path.join(stateDir, name), { force: true }).catch(() => {});
+  }
+}
+
 export function fileStoreBackend(
   stateDir: string,
   options: HeartbeatStoreOptions = {},

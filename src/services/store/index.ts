@@ -10,7 +10,12 @@ export {
   type StoreFs,
   writeFileAtomic,
 } from "./atomicWrite.js";
-export { FileHeartbeatStore, fileStoreBackend, type HeartbeatStoreOptions } from "./fileStore.js";
+export {
+  FileHeartbeatStore,
+  fileStoreBackend,
+  type HeartbeatStoreOptions,
+  removeStaleTempFiles,
+} from "./fileStore.js";
 export { parseJournal } from "./journal.js";
 export {
   acquireLock,
