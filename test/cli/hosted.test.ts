@@ -123,5 +123,5 @@ describe("heartbeats hosted by another process", () => {
     expect(started.stdout).toContain("hosted by serve");
     expect(started.code).toBe(0);
     expect(await exists(path.join(stateDir, "heartbeat-a.lock"))).toBe(true);
-  });
+  }, 120_000);
 });
