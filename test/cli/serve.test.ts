@@ -5,10 +5,10 @@
  * their journals have 3 ticks; `status --json` lists both; SIGTERM ends it
  * with exit 0 within 2 seconds. And a non-loopback --host gets a generated token.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { HeartbeatDetail, JournalResponse } from "../../src/serve/api.types.js";
-import { type CliProcess, cleanEnv, readTree, runCli, startCli } from "../support/cli.js";
+import { type CliProcess, cleanEnv, readTree, runCli, startCli, tempDir } from "../support/cli.js";
 import { useCliHarness } from "../support/harness.js";
 
 const h = useCliHarness();
@@ -170,5 +170,28 @@ describe("ravenclaws serve", () => {
     expect(ok.status).toBe(200);
     serving.child.kill("SIGTERM");
     expect((await serving.exited).code).toBe(0);
+  }, 30_000);
+
+  it("bad options exit 2 naming them: a short token, a port out of range, a port in use", async () => {
+    const short = await runCli(["serve", "--workdir", h.workdir, "--port", "0", "--token", "abc"], {
+      env: cleanEnv(),
+    });
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain("--token must be at least 16 characters");
+    const range = await runCli(["serve", "--workdir", h.workdir, "--port", "70000"], {
+      env: cleanEnv(),
+    });
+    expect(range.code).toBe(2);
+    expect(range.stderr).toContain("--port must be a whole number from 0 to 65535");
+    serving = startCli(["serve", "--workdir", h.workdir, "--port", "0"], { env: cleanEnv() });
+    const url = await firstLine(serving);
+    const other = await tempDir();
+    const busy = await runCli(["serve", "--workdir", other, "--port", new URL(url).port], {
+      env: cleanEnv(),
+    });
+    await rm(other, { recursive: true, force: true });
+    expect(busy.code, busy.stderr).toBe(2);
+    expect(busy.stderr).toContain("already in use");
+    expect(busy.stdout).toBe("");
   }, 30_000);
 });
