@@ -5,9 +5,12 @@
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
+import { approvalsCommand } from "./commands/approvals.js";
+import { approveCommand } from "./commands/approve.js";
 import { completionCommand } from "./commands/completion.js";
 import { configCommand } from "./commands/config.js";
 import { demoCommand } from "./commands/demo.js";
+import { denyCommand } from "./commands/deny.js";
 import { diagramCommand } from "./commands/diagram.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { logsCommand } from "./commands/logs.js";
@@ -119,6 +122,9 @@ export function buildParser(argv: string[]) {
     startCommand(nodeProcessEnvironment),
     serveCommand(nodeProcessEnvironment),
     wakeCommand(nodeProcessEnvironment),
+    approvalsCommand(nodeProcessEnvironment),
+    approveCommand(nodeProcessEnvironment),
+    denyCommand(nodeProcessEnvironment),
     configCommand(nodeProcessEnvironment),
     demoCommand(nodeProcessEnvironment),
     completionCommand(nodeProcessEnvironment),

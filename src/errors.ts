@@ -274,7 +274,9 @@ export type CommandProblem =
   | "signal-failed"
   | "stop-timeout"
   | "config-not-set"
-  | "not-found";
+  | "not-found"
+  | "nothing-pending"
+  | "already-decided";
 
 /** A `stop`/`wake` (or `config get`) that could not do what was asked; exit 1. */
 export class CommandFailedError extends RavenclawsError {

@@ -36,10 +36,15 @@ import type {
 } from "./machines/heartbeat.types.js";
 import { toolLoopMachine } from "./machines/toolLoop.machine.js";
 import type {
+  AwaitApprovalInput,
+  AwaitApprovalOutput,
   CallModelInput,
   CallModelOutput,
+  PendingApproval,
   RunToolsInput,
   RunToolsOutput,
+  ScreenCallsInput,
+  ScreenCallsOutput,
 } from "./machines/toolLoop.types.js";
 import type { RuntimeEvents } from "./runtime.types.js";
 import {
@@ -48,11 +53,12 @@ import {
   type StateFile,
   savedSettingsOfContext,
 } from "./schemas/stateFile.js";
+import { waitForDecisions } from "./services/approvalWait.js";
 import type { LlmService } from "./services/llm.js";
 import { SYSTEM_PROMPT } from "./services/prompts.js";
 import { planNextTick } from "./services/schedule.js";
 import type { HeartbeatStore, JournalEntry } from "./services/store/index.js";
-import type { Toolbox } from "./services/tools/index.js";
+import type { AskOperator, Toolbox } from "./services/tools/index.js";
 import { createToolRound } from "./toolRound.js";
 
 export type { RuntimeEvents } from "./runtime.types.js";
@@ -70,6 +76,8 @@ export interface RuntimeDeps {
   now?: () => number;
   /** US dollars per million input and output tokens, for the cost figure. */
   prices?: Prices;
+  /** How `ask` matches are decided; default: no timeout, fallback deny, no terminal. */
+  approvals?: ApprovalOptions;
   /** Inspection observer (`run --inspect`, `--inspect-log`); it sees the heartbeat and its children. */
   inspect?: Observer<InspectionEvent>;
   /**
@@ -77,6 +85,18 @@ export interface RuntimeDeps {
    * `settings` (never the API key). Default: what the context's settings imply.
    */
   savedSettings?: SavedSettings;
+}
+
+/** How calls an `ask` rule matches are decided. */
+export interface ApprovalOptions {
+  /** `--ask-timeout` in seconds; null: wait for ever. */
+  timeoutSec: number | null;
+  /** `--ask-fallback`: what a call that waited too long gets. */
+  fallback: "deny" | "allow";
+  /** The terminal prompt, when there is a terminal; it races the decision files. */
+  ask?: AskOperator | undefined;
+  /** How often the decision files are read while waiting (ms); default 250. */
+  pollMs?: number;
 }
 
 /** Prices per million tokens, in US dollars. */
@@ -279,6 +299,8 @@ export interface ProvideOptions {
    * the first tool round reads the journal and replays the calls it finished.
    */
   restoredAttempt?: string | undefined;
+  /** Set by `awaitApproval` to its checkpoint write, which a stop while waiting awaits. */
+  parking?: { written: Promise<void> | null };
 }
 
 /** The heartbeat actor's id in its actor system, where `persist` and the checkpoint find it. */
@@ -365,8 +387,54 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
       })
     : null;
 
+  const approvalOptions: ApprovalOptions = deps.approvals ?? { timeoutSec: null, fallback: "deny" };
+
+  const screenCalls = fromPromise<ScreenCallsOutput, ScreenCallsInput>(
+    guard(async (input) => {
+      if (!toolbox) return { pending: [] };
+      const since = new Date(now()).toISOString();
+      const pending: PendingApproval[] = [];
+      for (const call of input.calls) {
+        const match = await toolbox.screen(call);
+        if (match) {
+          pending.push({
+            callId: call.id,
+            tool: call.name,
+            arguments: call.arguments,
+            rule: match.rule,
+            what: match.what,
+            since,
+          });
+        }
+      }
+      return { pending };
+    }),
+  );
+
+  const awaitApproval = fromPromise<AwaitApprovalOutput, AwaitApprovalInput>(
+    guard(async (input, signal, system) => {
+      // The state file says `executing` with the loop in `awaitingApproval` at
+      // once: a crash, a reboot or a stop from here on restores the same calls.
+      const written = checkpoint(system);
+      if (options.parking) options.parking.written = written;
+      await written;
+      const id = persistedSnapshotOf(system).context.id;
+      return waitForDecisions({
+        input,
+        id,
+        signal,
+        store: deps.store,
+        now,
+        options: approvalOptions,
+        events: deps.events,
+      });
+    }),
+  );
+
   const execute = toolLoopMachine.provide({
     actors: {
+      screenCalls,
+      awaitApproval,
       callModel: fromPromise<CallModelOutput, CallModelInput>(
         guard((input, signal) => {
           checkBudget(input, input.spentTokens);
@@ -611,7 +679,9 @@ export async function prepareHeartbeat(
     inspect: deps.inspect,
   };
   const checkpointed = previous?.status === "executing" && previous.snapshot.status === "active";
+  const parking: { written: Promise<void> | null } = { written: null };
   const machine = provideActors(deps, {
+    parking,
     restoredAttempt: checkpointed
       ? (previous.snapshot.context.current as { startedAt?: string } | null)?.startedAt
       : undefined,
@@ -729,16 +799,69 @@ export async function prepareHeartbeat(
       },
       error: () => {},
     });
-    const done = toPromise(a) as Promise<HeartbeatOutput>;
+    let suspended: (output: HeartbeatOutput) => void = () => {};
+    const done = Promise.race([
+      toPromise(a) as Promise<HeartbeatOutput>,
+      new Promise<HeartbeatOutput>((resolve) => {
+        suspended = resolve;
+      }),
+    ]);
+    let suspending = false;
+    /**
+     * A stop while the tool loop waits for approval keeps the wait: the
+     * checkpoint written on entering `awaitingApproval` stays the state file
+     * (status `executing`), the stop is journaled as `suspend`, and the actor
+     * is stopped without a transition. `run --id` restores the same pending
+     * calls, and decisions given meanwhile are applied then.
+     */
+    const suspend = async () => {
+      suspending = true;
+      await parking.written?.catch(() => {});
+      const ctx = a.getSnapshot().context;
+      const pending = awaitingApprovalOf(a);
+      await deps.store
+        .append([
+          {
+            type: "suspend",
+            at: new Date(now()).toISOString(),
+            tick: ctx.tick,
+            reason: "signal",
+            pending: pending.map((p) => p.callId),
+          },
+        ])
+        .catch(() => {});
+      a.stop();
+      suspended({
+        status: "shutdown",
+        reason: "awaiting-approval",
+        tick: ctx.tick,
+        completed: ctx.completed,
+        usage: ctx.usage,
+        progress: ctx.progress,
+        error: null,
+      });
+    };
     return {
       actor: a,
       done,
       resumed,
       previous: prev,
-      stop: () => a.send({ type: "heartbeat.stop" }),
+      stop: () => {
+        if (suspending) return;
+        if (awaitingApprovalOf(a).length > 0) void suspend();
+        else a.send({ type: "heartbeat.stop" });
+      },
       wake: () => a.send({ type: "heartbeat.wake" }),
     };
   }
+}
+
+/** The calls the heartbeat's tool loop waits on (none unless it is in `awaitingApproval`). */
+export function awaitingApprovalOf(actor: Actor<typeof heartbeatMachine>): PendingApproval[] {
+  const loop = actor.getSnapshot().children.execute?.getSnapshot() as
+    | { value?: unknown; context?: { pending?: PendingApproval[] } }
+    | undefined;
+  return loop?.value === "awaitingApproval" ? (loop.context?.pending ?? []) : [];
 }
 
 /** Starts a prepared heartbeat: a restored snapshot resumes by itself, a new actor gets `heartbeat.start`. */

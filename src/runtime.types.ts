@@ -3,7 +3,11 @@
  * host): in their own module so that a listener need not import the runtime.
  */
 import type { HeartbeatContext } from "./machines/heartbeat.types.js";
-import type { ToolCallRecord } from "./machines/toolLoop.types.js";
+import type {
+  ApprovalDecision,
+  PendingApproval,
+  ToolCallRecord,
+} from "./machines/toolLoop.types.js";
 import type { StateFile } from "./schemas/stateFile.js";
 import type { JournalEntry } from "./services/store/index.js";
 
@@ -20,4 +24,13 @@ export interface RuntimeEvents {
   persisted?(file: StateFile, entries: JournalEntry[]): void;
   /** A tool call finished. */
   tool?(record: ToolCallRecord, tick: number): void;
+  /**
+   * Tool calls matched by `ask` rules wait for the operator (the state file
+   * already says so): the hook for the `approval-needed` notification.
+   * `again` is true when a restored heartbeat waits for calls it already
+   * announced (journaled `approval-needed`) before a crash or a stop.
+   */
+  approvalNeeded?(pending: PendingApproval[], tick: number, again: boolean): void;
+  /** The operator (or the timeout) decided a pending call; it is journaled. */
+  approvalDecided?(decision: ApprovalDecision, call: PendingApproval): void;
 }

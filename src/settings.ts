@@ -52,6 +52,23 @@ export const GOAL_MAX_BYTES = 16 * 1024;
 /** Longest goal read with `--goal-file`, in UTF-8 bytes. */
 export const GOAL_FILE_MAX_BYTES = 256 * 1024;
 
+/** A duration: seconds, or a number with `s`, `m`, `h` or `d` (`90s`, `10m`, `2h`, `1.5d`). */
+export const DURATION_PATTERN = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$/i;
+
+/** Seconds in a duration text ({@link DURATION_PATTERN}); null when it is not one. */
+export function durationSeconds(text: string): number | null {
+  const match = DURATION_PATTERN.exec(text);
+  if (!match) return null;
+  const unit = (match[2] ?? "s").toLowerCase();
+  const factor = unit === "d" ? 86_400 : unit === "h" ? 3_600 : unit === "m" ? 60 : 1;
+  return Number(match[1]) * factor;
+}
+
+const isPositiveDuration = (text: string) => (durationSeconds(text) ?? 0) > 0;
+
+/** What `--ask-fallback` gives a call nobody decided within `--ask-timeout`. */
+export const ASK_FALLBACKS = ["deny", "allow"] as const;
+
 /** One year, the longest tick interval. */
 export const YEAR_SECONDS = 365 * 24 * 3600;
 
@@ -515,11 +532,41 @@ export const SETTINGS = {
     default: [],
     defaultText: "none",
     typeText: "list",
-    help: "Tool rules that need a yes on the terminal (refused when not interactive)",
-    doc: "tool rules that need a yes on the terminal (refused when not interactive); every source's rules add up",
+    help: "Tool rules that need the operator's approval: the call waits for `ravenclaws approve` / `deny` (or a yes on the terminal)",
+    doc: "tool rules that need the operator's approval: the call waits (persisted) for `ravenclaws approve`/`deny` from any terminal, or a yes at the prompt when run on a terminal; every source's rules add up",
     scope: "heartbeat",
     merge: true,
     check: { test: isRule, message: `be rules written ${RULE_SYNTAX}` },
+  },
+  askTimeout: {
+    type: "string",
+    label: "ask timeout",
+    flag: "ask-timeout",
+    env: ["RAVENCLAWS_ASK_TIMEOUT"],
+    toml: "tools.ask_timeout",
+    user: true,
+    defaultText: "none (wait until decided)",
+    typeText: "duration (`90s`, `10m`, `2h`)",
+    help: "How long a tool call matched by an ask rule waits for approve/deny before --ask-fallback decides it (e.g. 10m)",
+    doc: "how long a tool call matched by an `ask` rule waits for `ravenclaws approve`/`deny` (or the terminal) before `--ask-fallback` decides it, journaled as `timeout`",
+    scope: "heartbeat",
+    nonEmpty: true,
+    trim: true,
+    check: { test: isPositiveDuration, message: "be a duration above 0 such as 90s, 10m or 2h" },
+  },
+  askFallback: {
+    type: "string",
+    label: "ask fallback",
+    flag: "ask-fallback",
+    env: ["RAVENCLAWS_ASK_FALLBACK"],
+    toml: "tools.ask_fallback",
+    user: true,
+    default: "deny",
+    choices: ASK_FALLBACKS,
+    typeText: "`deny` or `allow`",
+    help: "What a call that waited longer than --ask-timeout gets: deny or allow",
+    doc: "what a call that waited longer than `--ask-timeout` gets: `deny` (the model is told) or `allow`",
+    scope: "heartbeat",
   },
   toolAllow: {
     type: "list",

@@ -11,7 +11,7 @@
 import type { RunToolsInput, RunToolsOutput, ToolCallRecord } from "./machines/toolLoop.types.js";
 import { crashPoint } from "./services/crashPoints.js";
 import type { HeartbeatStore } from "./services/store/index.js";
-import type { Toolbox } from "./services/tools/index.js";
+import type { OperatorDecision, Toolbox } from "./services/tools/index.js";
 
 /** Longest tool argument or output text kept in records and the journal. */
 const TOOL_TEXT_LIMIT = 2_000;
@@ -170,7 +170,7 @@ export function createToolRound(deps: ToolRoundDeps): ToolRound {
             ]);
           }
           if (signal.aborted) break;
-          outcome = await deps.toolbox.call(call, signal);
+          outcome = await deps.toolbox.call(call, signal, operatorDecisionOf(input, call.id));
           // The process dies as the tool finishes, before its result is journaled.
           crashPoint("tool:before-result");
         }
@@ -205,4 +205,17 @@ export function createToolRound(deps: ToolRoundDeps): ToolRound {
       return { results, replies };
     },
   };
+}
+
+/** The operator's decision on one call of a tool round, as the toolbox takes it. */
+function operatorDecisionOf(input: RunToolsInput, callId: string): OperatorDecision | undefined {
+  const d = input.approvals?.find((a) => a.callId === callId);
+  if (!d) return undefined;
+  const by =
+    d.via === "timeout"
+      ? "nobody answered in time; the --ask-timeout fallback"
+      : d.by
+        ? `${d.by.user}, pid ${d.by.pid}${d.via === "terminal" ? ", at the terminal" : ""}`
+        : d.via;
+  return { decision: d.decision, reason: d.reason, by };
 }

@@ -16,6 +16,7 @@ import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
 import {
   camelCase,
   defaultTextOf,
+  durationSeconds,
   type RunSettingKey,
   type RunSettings,
   SETTINGS,
@@ -451,6 +452,11 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         inspect: inspection?.inspect,
         prices: { input: settings.priceInput, output: settings.priceOutput },
         savedSettings: savedSettingsOf(settings),
+        approvals: {
+          timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,
+          fallback: settings.askFallback === "allow" ? "allow" : "deny",
+          ask: configured?.ask,
+        },
       },
     );
 

@@ -4,6 +4,7 @@
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import type { StateFile } from "../schemas/stateFile.js";
+import { waitingRoundOf } from "../services/awaiting.js";
 import type { HeartbeatView } from "../services/heartbeats.js";
 import { describeShellConfinement } from "../services/tools/sandbox/confinement.js";
 import type { RunEnvironment } from "./run.js";
@@ -64,6 +65,7 @@ export function showJson(
     id: view.id,
     state,
     ...fields,
+    awaitingApproval: waitingRoundOf(view.file)?.pending ?? [],
     settings: snapshot?.context.settings ?? null,
     savedSettings: view.file?.settings ?? null,
     shell: lastRun?.shell ?? null,
@@ -124,6 +126,13 @@ export async function renderShow(
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));
   if (file.reason) field("reason", file.reason);
+  const waiting = hb.waitingRoundOf(file);
+  for (const call of waiting?.pending ?? []) {
+    field(
+      "awaiting",
+      `${call.tool} wants to ${hb.clip(call.what, 120)} (ask rule "${call.rule}", call ${call.callId}, since ${hb.formatDateTime(call.since)}): ravenclaws approve ${view.id} --call ${call.callId}`,
+    );
+  }
   field("saved", (await savedFlagsOf(file.settings)) || "the defaults");
   if (lastRun?.shell) field("shell", describeShellConfinement(lastRun.shell));
   field("state file", paths.stateFile);

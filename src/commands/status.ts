@@ -4,6 +4,7 @@
  * the CLI's cold start is measured on this command.
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
+import { waitingRoundOf } from "../services/awaiting.js";
 import type { HeartbeatView } from "../services/heartbeats.js";
 import type { RunEnvironment } from "./run.js";
 
@@ -110,6 +111,15 @@ export interface StatusRow {
   createdAt: string | null;
   updatedAt: string | null;
   stateFile: string;
+  /** Tool calls waiting for the operator's approval (empty when none). */
+  awaitingApproval: Array<{
+    callId: string;
+    tool: string;
+    arguments: string;
+    rule: string;
+    what: string;
+    since: string;
+  }>;
   /** Set when the state file cannot be used. */
   error?: { code: string; message: string };
 }
@@ -133,6 +143,7 @@ export function statusRow(view: HeartbeatView, state: string): StatusRow {
     createdAt: file?.createdAt ?? null,
     updatedAt: file?.updatedAt ?? null,
     stateFile: view.paths.stateFile,
+    awaitingApproval: waitingRoundOf(file)?.pending ?? [],
   };
 }
 
@@ -186,6 +197,7 @@ export async function printStatus(
         createdAt: null,
         updatedAt: null,
         stateFile: error.path,
+        awaitingApproval: [],
         error: { code: error.code, message: error.message },
       });
     }

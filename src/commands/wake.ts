@@ -34,6 +34,14 @@ export function wakeCommand(environment: () => RunEnvironment) {
       // A running heartbeat whose saved next tick is ahead is asleep (also one resumed from
       // `shutdown`, which sleeps before its first write).
       const asleep = !!file?.nextTickAt && Date.parse(file.nextTickAt) > now;
+      const waiting = hb.waitingRoundOf(file);
+      if (waiting) {
+        // Waking would not decide anything: the tick waits for the operator.
+        io.stdout.write(
+          `Heartbeat ${id} (pid ${pid}) is in tick ${waiting.tick} waiting for approval of ${waiting.pending.length} tool call${waiting.pending.length === 1 ? "" : "s"}; there is nothing to wake. Decide: ravenclaws approve ${id}  or  ravenclaws deny ${id} (\`ravenclaws approvals\` lists them).\n`,
+        );
+        return;
+      }
       if (!file?.nextTickAt || !asleep) {
         // The heartbeat only listens for a wake while it sleeps; mid-tick it would be lost.
         io.stdout.write(

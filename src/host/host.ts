@@ -27,7 +27,13 @@ import {
   loadStateFile,
   removeStaleTempFiles,
 } from "../services/store/index.js";
-import { ID_PATTERN, type RunSettings, SETTINGS, type SettingSpec } from "../settings.js";
+import {
+  durationSeconds,
+  ID_PATTERN,
+  type RunSettings,
+  SETTINGS,
+  type SettingSpec,
+} from "../settings.js";
 import { leasePath, readHostRecord, readRequests, setStopped, writeHostRecord } from "./files.js";
 import {
   type ControlResult,
@@ -670,7 +676,34 @@ class HeartbeatHost implements Host {
         now: this.now,
         prices: { input: settings.priceInput, output: settings.priceOutput },
         savedSettings: savedSettingsOf(settings),
+        // No terminal here: `ask` matches wait for approve/deny (decision files) or the timeout.
+        approvals: {
+          timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,
+          fallback: settings.askFallback === "allow" ? "allow" : "deny",
+        },
         events: {
+          approvalNeeded: (pending) => {
+            slot.summary.pendingApprovals = pending.length;
+            for (const call of pending) {
+              this.emit({
+                type: "approval",
+                at: this.iso(),
+                id: slot.id,
+                callId: call.callId,
+                decision: "pending",
+              });
+            }
+          },
+          approvalDecided: (decision) => {
+            slot.summary.pendingApprovals = Math.max(0, slot.summary.pendingApprovals - 1);
+            this.emit({
+              type: "approval",
+              at: this.iso(),
+              id: slot.id,
+              callId: decision.callId,
+              decision: decision.decision,
+            });
+          },
           state: (state, context) => this.onState(slot, state, context),
           toolLoopState: (path) => {
             // Only while the heartbeat is in `executing` (a late report of a finished loop is dropped).
@@ -824,7 +857,7 @@ class HeartbeatHost implements Host {
       userConfigDir: this.userConfig ? path.dirname(this.userConfig.path) : undefined,
       secretFiles: [],
       env: this.options.env,
-      // No operator terminal: `ask` rules deny (until approvals are wired in).
+      // No operator terminal: `ask` matches wait for `ravenclaws approve`/`deny` (see prepare).
       terminal: { stdin: nonTty(), stderr: nonTty() },
     });
     return configured.toolbox;

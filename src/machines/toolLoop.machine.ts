@@ -1,16 +1,22 @@
 /**
- * The execute phase as a child statechart: call the model, run the tools it
- * asks for, feed the results back, until it answers without tool calls or the
- * per-tick call budget is spent. Pure: actors are provided by the runtime.
+ * The execute phase as a child statechart: call the model, screen the tools
+ * it asks for against the `ask` rules (waiting for the operator's decisions
+ * when one matches), run them, feed the results back, until it answers
+ * without tool calls or the per-tick call budget is spent. Pure: actors are
+ * provided by the runtime.
  */
 import { assign, setup } from "xstate";
 import { notProvided } from "./notProvided.js";
 import { addUsage, asErrorInfo, ZERO_USAGE } from "./shared.js";
 import type {
+  AwaitApprovalInput,
+  AwaitApprovalOutput,
   CallModelInput,
   CallModelOutput,
   RunToolsInput,
   RunToolsOutput,
+  ScreenCallsInput,
+  ScreenCallsOutput,
   ToolLoopContext,
   ToolLoopInput,
   ToolLoopOutput,
@@ -50,6 +56,12 @@ export function estimateCallTokens(context: ToolLoopContext): number {
   return Math.ceil(chars / 4);
 }
 
+/** The tool calls of the model's last reply. */
+const lastCalls = (context: ToolLoopContext) => {
+  const last = context.transcript.at(-1);
+  return last?.role === "assistant" ? last.toolCalls : [];
+};
+
 const appendNote = (result: string | null, note: string) =>
   `${result ? `${result}\n` : ""}(${note})`;
 
@@ -63,6 +75,8 @@ export const toolLoopMachine = setup({
   actors: {
     callModel: notProvided<CallModelOutput, CallModelInput>("callModel"),
     runTools: notProvided<RunToolsOutput, RunToolsInput>("runTools"),
+    screenCalls: notProvided<ScreenCallsOutput, ScreenCallsInput>("screenCalls"),
+    awaitApproval: notProvided<AwaitApprovalOutput, AwaitApprovalInput>("awaitApproval"),
   },
   actions: {
     recordModelCall: assign(({ context }, params: { output: CallModelOutput }) => ({
@@ -117,6 +131,18 @@ export const toolLoopMachine = setup({
         ),
       };
     }),
+    /** Calls an `ask` rule matched: the round waits for the operator. */
+    parkCalls: assign((_, params: { output: ScreenCallsOutput }) => ({
+      pending: params.output.pending,
+      approvals: [],
+    })),
+    /** Nothing to ask: the round runs as it is. */
+    clearApprovals: assign(() => ({ pending: [], approvals: [] })),
+    /** The operator (or the timeout) decided every pending call. */
+    recordDecisions: assign((_, params: { output: AwaitApprovalOutput }) => ({
+      pending: [],
+      approvals: params.output.decisions,
+    })),
     noteBudgetSpent: assign(({ context }) => ({
       stoppedBy: "budget" as const,
       result: appendNote(
@@ -143,6 +169,7 @@ export const toolLoopMachine = setup({
     }),
   },
   guards: {
+    needsApproval: (_, params: { output: ScreenCallsOutput }) => params.output.pending.length > 0,
     wantsTools: (_, params: { output: CallModelOutput }) => params.output.toolCalls.length > 0,
     repeatsToolCall: ({ context }, params: { output: CallModelOutput }) =>
       repeatedCall(context.transcript, params.output.toolCalls) !== undefined,
@@ -160,6 +187,8 @@ export const toolLoopMachine = setup({
     usage: ZERO_USAGE,
     callUsages: [],
     toolCalls: [],
+    pending: [],
+    approvals: [],
     result: null,
     error: null,
     stoppedBy: null,
@@ -197,7 +226,7 @@ export const toolLoopMachine = setup({
           },
           {
             guard: { type: "wantsTools", params: ({ event }) => ({ output: event.output }) },
-            target: "acting",
+            target: "screening",
             actions: { type: "recordModelCall", params: ({ event }) => ({ output: event.output }) },
           },
           {
@@ -208,19 +237,57 @@ export const toolLoopMachine = setup({
         onError: { target: "done", actions: "recordError" },
       },
     },
+    screening: {
+      invoke: {
+        id: "screenCalls",
+        src: "screenCalls",
+        input: ({ context }) => ({
+          calls: lastCalls(context),
+          tick: context.tick,
+          iteration: context.iteration,
+          attempt: context.attempt,
+        }),
+        onDone: [
+          {
+            guard: { type: "needsApproval", params: ({ event }) => ({ output: event.output }) },
+            target: "awaitingApproval",
+            actions: { type: "parkCalls", params: ({ event }) => ({ output: event.output }) },
+          },
+          { target: "acting", actions: "clearApprovals" },
+        ],
+        onError: { target: "done", actions: "recordError" },
+      },
+    },
+    // Persisted like any other state: the runtime's actor checkpoints the
+    // heartbeat on entry, so a restore waits for the same calls.
+    awaitingApproval: {
+      invoke: {
+        id: "awaitApproval",
+        src: "awaitApproval",
+        input: ({ context }) => ({
+          pending: context.pending ?? [],
+          tick: context.tick,
+          iteration: context.iteration,
+          attempt: context.attempt,
+        }),
+        onDone: {
+          target: "acting",
+          actions: { type: "recordDecisions", params: ({ event }) => ({ output: event.output }) },
+        },
+        onError: { target: "done", actions: ["recordError", "clearApprovals"] },
+      },
+    },
     acting: {
       invoke: {
         id: "runTools",
         src: "runTools",
-        input: ({ context }) => {
-          const last = context.transcript.at(-1);
-          return {
-            calls: last?.role === "assistant" ? last.toolCalls : [],
-            tick: context.tick,
-            iteration: context.iteration,
-            attempt: context.attempt,
-          };
-        },
+        input: ({ context }) => ({
+          calls: lastCalls(context),
+          tick: context.tick,
+          iteration: context.iteration,
+          attempt: context.attempt,
+          approvals: context.approvals ?? [],
+        }),
         onDone: [
           {
             guard: "callsLeft",

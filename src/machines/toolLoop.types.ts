@@ -50,6 +50,10 @@ export type ToolLoopStop = "iterations" | "budget" | "breaker";
 
 export interface ToolLoopContext extends ToolLoopInput {
   transcript: TranscriptEntry[];
+  /** Calls of the current round that wait for the operator (`awaitingApproval`); empty otherwise. */
+  pending?: PendingApproval[];
+  /** The operator's decisions for the current round's calls, passed to `runTools`. */
+  approvals?: ApprovalDecision[];
   /** Model calls made so far. */
   iteration: number;
   usage: TokenUsage;
@@ -99,10 +103,65 @@ export interface RunToolsInput {
   iteration: number;
   /** The tick attempt (see {@link ToolLoopInput.attempt}). */
   attempt: string;
+  /** Decisions on the calls an `ask` rule matched (absent in checkpoints written before approvals). */
+  approvals?: ApprovalDecision[];
 }
 export interface RunToolsOutput {
   /** One per call, in the order of the calls. */
   results: ToolCallRecord[];
   /** Full texts returned to the model, by call id (records may be truncated). */
   replies: Record<string, string>;
+}
+
+/** One tool call an `ask` rule matched, waiting for the operator's decision. */
+export interface PendingApproval {
+  callId: string;
+  /** The tool's name (`write_file`). */
+  tool: string;
+  /** The arguments as the model gave them (raw JSON text). */
+  arguments: string;
+  /** The `ask` rule that matched (`write(**)`). */
+  rule: string;
+  /** What the call would do, in words (`write notes.md`). */
+  what: string;
+  /** When the call started waiting (ISO time, a clock reading of the runtime). */
+  since: string;
+}
+
+/** The operator's answer to one pending call. */
+export interface ApprovalDecision {
+  callId: string;
+  decision: "approve" | "deny";
+  /** Why (a denial's reason reaches the model); null when none was given. */
+  reason: string | null;
+  /** Where the answer came from: a command (`approve`/`deny`, the API), the terminal prompt, or the timeout's fallback. */
+  via: "command" | "terminal" | "timeout";
+  /** Who decided (user name and pid of the deciding process); null for a timeout. */
+  by: { user: string; pid: number } | null;
+  /** When it was decided (ISO time). */
+  at: string;
+}
+
+/** Input of `screenCalls`: the calls the model just asked for. */
+export interface ScreenCallsInput {
+  calls: ToolCallRequest[];
+  tick: number;
+  iteration: number;
+  attempt: string;
+}
+/** Output of `screenCalls`: the calls that need the operator's approval (none: the round runs). */
+export interface ScreenCallsOutput {
+  pending: PendingApproval[];
+}
+
+/** Input of `awaitApproval`: what waits, and which round it belongs to. */
+export interface AwaitApprovalInput {
+  pending: PendingApproval[];
+  tick: number;
+  iteration: number;
+  attempt: string;
+}
+/** Output of `awaitApproval`: one decision per pending call. */
+export interface AwaitApprovalOutput {
+  decisions: ApprovalDecision[];
 }

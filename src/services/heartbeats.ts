@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { CommandFailedError, type LockHolder, StateFileError, UsageError } from "../errors.js";
 import { ID_PATTERN } from "../schemas/config.js";
 import type { StateFile } from "../schemas/stateFile.js";
+import { waitingRoundOf } from "./awaiting.js";
 import {
   type HeartbeatPaths,
   heartbeatPaths,
@@ -23,6 +24,7 @@ import {
 } from "./store/index.js";
 
 export { CommandFailedError, type CommandProblem } from "../errors.js";
+export { waitingRoundOf } from "./awaiting.js";
 /** Who runs a heartbeat right now, judged from its lock the way `run` judges it. */
 export type ProcessInfo =
   | { running: false }
@@ -247,13 +249,22 @@ const PAST_REASON: Record<string, string> = {
 /**
  * A heartbeat's state in a few words: `running (pid N)` while a live process
  * holds its lock, else the state file's status (with the reason it ended), or
- * `not running` for a file that says sleeping but has no process (killed).
+ * `not running` for a file that says sleeping but has no process (killed);
+ * `awaiting approval (N calls)` is added while tool calls wait for the operator.
  */
 export function describeState(view: Pick<HeartbeatView, "file" | "process">): string {
   const proc = view.process;
+  const waiting = waitingRoundOf(view.file);
+  const awaiting = waiting
+    ? `awaiting approval (${waiting.pending.length} call${waiting.pending.length === 1 ? "" : "s"})`
+    : null;
   if (proc.running) {
-    return proc.local ? `running (pid ${proc.pid})` : `running on ${proc.host} (pid ${proc.pid})`;
+    const running = proc.local
+      ? `running (pid ${proc.pid})`
+      : `running on ${proc.host} (pid ${proc.pid})`;
+    return awaiting ? `${running}, ${awaiting}` : running;
   }
+  if (awaiting) return `${awaiting}, not running`;
   const file = view.file;
   if (!file) return "no state file";
   if (file.status === "sleeping") return "not running";

@@ -10,7 +10,11 @@
  * Colours only on a TTY and only when `NO_COLOR` is unset or empty.
  */
 import type { HeartbeatContext, HeartbeatOutput } from "../machines/heartbeat.types.js";
-import type { ToolCallRecord } from "../machines/toolLoop.types.js";
+import type {
+  ApprovalDecision,
+  PendingApproval,
+  ToolCallRecord,
+} from "../machines/toolLoop.types.js";
 import type { RuntimeEvents } from "../runtime.types.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import type { Redactor } from "./redact.js";
@@ -101,6 +105,7 @@ export class Reporter implements RuntimeEvents {
   private readonly outStyle: (style: Style, text: string) => string;
   private readonly now: () => number;
   private status: Live | null = null;
+  private id: string | undefined;
   /** Whether the status line is on screen now. */
   private drawn = false;
   private timer: NodeJS.Timeout | undefined;
@@ -181,6 +186,7 @@ export class Reporter implements RuntimeEvents {
     stateFile: string;
     model: string;
   }): void {
+    this.id = info.id;
     if (!this.quiet) {
       this.line(
         `${this.style("bold", `ravenclaws: heartbeat ${info.id}`)} ${info.resumed ? `resumed at tick ${info.tick}` : "started"} · model ${info.model}\n` +
@@ -216,6 +222,34 @@ export class Reporter implements RuntimeEvents {
       this.draw();
     }
     this.event({ event: "state", state, tick });
+  }
+
+  /** Tool calls wait for the operator: said even with --quiet, since the run waits on somebody. */
+  approvalNeeded(pending: PendingApproval[], tick: number, again = false): void {
+    const id = this.id ?? "<id>";
+    for (const call of pending) {
+      this.line(
+        `${this.style("cyan", `[tick ${tick}]`)}   ${this.style("yellow", "awaiting approval")}: ${call.tool} wants to ${oneLine(call.what, 100)} (ask rule "${call.rule}", call ${call.callId})`,
+      );
+    }
+    this.line(
+      `ravenclaws: decide from any terminal: ravenclaws approve ${id}  or  ravenclaws deny ${id} --reason "…"`,
+    );
+    this.event({ event: "approval-needed", tick, id, pending, again });
+  }
+
+  /** A pending call was decided. */
+  approvalDecided(decision: ApprovalDecision, call: PendingApproval): void {
+    if (!this.quiet) {
+      const who =
+        decision.via === "timeout"
+          ? "the --ask-timeout fallback"
+          : `${decision.by?.user ?? "?"} (pid ${decision.by?.pid ?? "?"})${decision.via === "terminal" ? " at the terminal" : ""}`;
+      this.line(
+        `ravenclaws: ${call.tool} ${call.callId} ${decision.decision === "approve" ? "approved" : "denied"} by ${who}${decision.reason ? `: ${oneLine(decision.reason, 120)}` : ""}`,
+      );
+    }
+    this.event({ event: "approval", ...decision });
   }
 
   tool(record: ToolCallRecord, tick: number): void {
@@ -301,11 +335,13 @@ export class Reporter implements RuntimeEvents {
         ? reason === "goal-met"
           ? `Heartbeat completed: goal met at tick ${output.tick}.${failedTicks}`
           : `Heartbeat completed after ${plural(output.tick, "tick")} (max ticks reached).${failedTicks}`
-        : output.status === "shutdown"
-          ? `Heartbeat shut down at tick ${output.tick}; state saved. Resume it with --id.${failedTicks}`
-          : reason === "last-tick-failed"
-            ? `Heartbeat failed at tick ${output.tick}: max ticks reached, but the last tick failed.${failedTicks}`
-            : `Heartbeat failed at tick ${output.tick} (${reason}).${failedTicks}`;
+        : output.status === "shutdown" && reason === "awaiting-approval"
+          ? `Heartbeat stopped at tick ${output.tick} while tool calls await approval; they stay pending (\`ravenclaws approvals\`). Resume it with --id.`
+          : output.status === "shutdown"
+            ? `Heartbeat shut down at tick ${output.tick}; state saved. Resume it with --id.${failedTicks}`
+            : reason === "last-tick-failed"
+              ? `Heartbeat failed at tick ${output.tick}: max ticks reached, but the last tick failed.${failedTicks}`
+              : `Heartbeat failed at tick ${output.tick} (${reason}).${failedTicks}`;
     const usage = `Tokens: ${output.usage.totalTokens} in ${plural(output.usage.calls, "model call")}.`;
     const progress = output.progress ? `\nFinal progress: ${output.progress}` : "";
     if (this.options.json) {

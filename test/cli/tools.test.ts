@@ -225,7 +225,16 @@ describe("tools through the CLI", () => {
       }),
     );
     const result = await runCli(
-      args("--id", "rules", "--max-ticks", "1", "--deny", "shell(git push*)"),
+      args(
+        "--id",
+        "rules",
+        "--max-ticks",
+        "1",
+        "--deny",
+        "shell(git push*)",
+        "--ask-timeout",
+        "1s",
+      ),
       {
         cwd: h.workdir,
         env: env(),
@@ -235,8 +244,11 @@ describe("tools through the CLI", () => {
     const replies = toolReplies(h.server.chatRequests());
     expect(replies.get("w")).toContain('the deny rule "write(notes/**)" matches');
     expect(replies.get("s")).toContain('the deny rule "shell(git push*)" matches');
-    // Not a terminal: an ask rule is a refusal.
-    expect(replies.get("p")).toContain("there is no interactive terminal to ask");
+    // Not a terminal: an ask rule waits for approve/deny; nobody answers within --ask-timeout,
+    // and the fallback (deny) decides, journaled as a timeout.
+    expect(replies.get("p")).toContain("nobody answered within 1 s (--ask-timeout)");
+    const decision = (await h.journalOf("rules")).find((e) => e.type === "approval");
+    expect(decision).toMatchObject({ callId: "p", decision: "deny", via: "timeout", by: null });
     await expect(fs.access(path.join(h.workdir, "flag"))).rejects.toThrow();
   });
 

@@ -8,7 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeEach, describe, expect, it } from "vitest";
-import { type Actor, createActor, type Snapshot, toPromise, waitFor } from "xstate";
+import { type Actor, createActor, fromPromise, type Snapshot, toPromise, waitFor } from "xstate";
 import { DIGESTS_KEPT, heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
 import type {
   AssessInput,
@@ -32,6 +32,7 @@ import type {
   CallModelOutput,
   RunToolsInput,
   RunToolsOutput,
+  ScreenCallsOutput,
 } from "../../src/machines/toolLoop.types.js";
 import { rescheduledNextTick, timeImplementations } from "../../src/runtime.js";
 import { fake, must, pending, type Responder } from "../support/fakeActors.js";
@@ -212,7 +213,11 @@ function harness(options: HarnessOptions = {}) {
   });
   const sleepUntil = fake<SleepOutput, SleepInput>(options.sleepUntil ?? (() => pending()));
   const execute = toolLoopMachine.provide({
-    actors: { callModel: callModel.logic, runTools: runTools.logic },
+    actors: {
+      callModel: callModel.logic,
+      runTools: runTools.logic,
+      screenCalls: fromPromise(async (): Promise<ScreenCallsOutput> => ({ pending: [] })),
+    },
   });
   const machine = heartbeatMachine.provide({
     actors: {

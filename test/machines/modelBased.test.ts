@@ -48,10 +48,15 @@ import type {
 } from "../../src/machines/heartbeat.types.js";
 import { toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
 import type {
+  AwaitApprovalInput,
+  AwaitApprovalOutput,
   CallModelInput,
   CallModelOutput,
+  PendingApproval,
   RunToolsInput,
   RunToolsOutput,
+  ScreenCallsInput,
+  ScreenCallsOutput,
   ToolLoopContext,
   ToolLoopInput,
   ToolLoopOutput,
@@ -833,6 +838,14 @@ modelBasedSuite(heartbeatSpec);
 // ---------------------------------------------------------------------------
 
 const READ_CALL = { id: "call_1", name: "read_file", arguments: '{"path":"NOTES.md"}' };
+const PENDING_READ: PendingApproval = {
+  callId: READ_CALL.id,
+  tool: READ_CALL.name,
+  arguments: READ_CALL.arguments,
+  rule: "read(NOTES.md)",
+  what: "read NOTES.md",
+  since: iso(T0),
+};
 
 /** Representative outputs of the tool loop's invoked actors, by invoke id. */
 const TOOL_LOOP_OUTPUTS: Record<string, readonly unknown[]> = {
@@ -854,12 +867,44 @@ const TOOL_LOOP_OUTPUTS: Record<string, readonly unknown[]> = {
       replies: { [READ_CALL.id]: '<data origin="tool:read_file">\n# Notes\n</data>' },
     } satisfies RunToolsOutput,
   ],
+  screenCalls: [
+    { pending: [] } satisfies ScreenCallsOutput,
+    { pending: [PENDING_READ] } satisfies ScreenCallsOutput,
+  ],
+  awaitApproval: [
+    {
+      decisions: [
+        {
+          callId: READ_CALL.id,
+          decision: "approve",
+          reason: null,
+          via: "command",
+          by: { user: "ops", pid: 4242 },
+          at: iso(T0 + 60_000),
+        },
+      ],
+    } satisfies AwaitApprovalOutput,
+    {
+      decisions: [
+        {
+          callId: READ_CALL.id,
+          decision: "deny",
+          reason: null,
+          via: "timeout",
+          by: null,
+          at: iso(T0 + 600_000),
+        },
+      ],
+    } satisfies AwaitApprovalOutput,
+  ],
 };
 
 const toolLoop = toolLoopMachine.provide({
   actors: {
     callModel: never<CallModelOutput, CallModelInput>(),
     runTools: never<RunToolsOutput, RunToolsInput>(),
+    screenCalls: never<ScreenCallsOutput, ScreenCallsInput>(),
+    awaitApproval: never<AwaitApprovalOutput, AwaitApprovalInput>(),
   },
 });
 
@@ -887,6 +932,21 @@ function toolLoopInvariant(step: StepRecord) {
       ctx.usage.totalTokens,
       "within the tick's token budget while running",
     ).toBeLessThanOrEqual(ctx.tokenBudget);
+  }
+  const waiting = step.after.value === "awaitingApproval";
+  expect(
+    (ctx.pending ?? []).length > 0,
+    "calls are pending exactly while the loop awaits approval",
+  ).toBe(waiting);
+  if (step.after.value === "acting") {
+    const last = ctx.transcript.at(-1);
+    const calls = last?.role === "assistant" ? last.toolCalls : [];
+    for (const decision of ctx.approvals ?? []) {
+      expect(
+        calls.some((c) => c.id === decision.callId),
+        "decisions belong to the round about to run",
+      ).toBe(true);
+    }
   }
   if (!step.before || !step.event) return;
   const before = (step.before as ToolLoopSnapshot).context;

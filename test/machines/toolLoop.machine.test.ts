@@ -8,10 +8,14 @@ import type { TokenUsage } from "../../src/machines/heartbeat.types.js";
 import { addUsage, asErrorInfo, ZERO_USAGE } from "../../src/machines/shared.js";
 import { toolLoopMachine } from "../../src/machines/toolLoop.machine.js";
 import type {
+  AwaitApprovalInput,
+  AwaitApprovalOutput,
   CallModelInput,
   CallModelOutput,
   RunToolsInput,
   RunToolsOutput,
+  ScreenCallsInput,
+  ScreenCallsOutput,
   ToolCallRecord,
   ToolCallRequest,
   ToolLoopInput,
@@ -68,15 +72,29 @@ const okTools: Responder<RunToolsInput, RunToolsOutput> = (input) => ({
   replies: Object.fromEntries(input.calls.map((c) => [c.id, `reply ${c.id}`])),
 });
 
+/** Default screenCalls: no `ask` rule matches. */
+const noneAsked: Responder<ScreenCallsInput, ScreenCallsOutput> = () => ({ pending: [] });
+
 function loop(options: {
   input?: Partial<ToolLoopInput>;
   callModel: Responder<CallModelInput, CallModelOutput>;
   runTools?: Responder<RunToolsInput, RunToolsOutput>;
+  screenCalls?: Responder<ScreenCallsInput, ScreenCallsOutput>;
+  awaitApproval?: Responder<AwaitApprovalInput, AwaitApprovalOutput>;
 }) {
   const callModel = fake<CallModelOutput, CallModelInput>(options.callModel);
   const runTools = fake<RunToolsOutput, RunToolsInput>(options.runTools ?? okTools);
+  const screenCalls = fake<ScreenCallsOutput, ScreenCallsInput>(options.screenCalls ?? noneAsked);
+  const awaitApproval = fake<AwaitApprovalOutput, AwaitApprovalInput>(
+    options.awaitApproval ?? (() => pending()),
+  );
   const machine = toolLoopMachine.provide({
-    actors: { callModel: callModel.logic, runTools: runTools.logic },
+    actors: {
+      callModel: callModel.logic,
+      runTools: runTools.logic,
+      screenCalls: screenCalls.logic,
+      awaitApproval: awaitApproval.logic,
+    },
   });
   const actor = createActor(machine, { input: { ...INPUT, ...options.input } });
   const states: string[] = [];
@@ -88,7 +106,7 @@ function loop(options: {
     error: () => {},
   });
   actor.start();
-  return { actor, callModel, runTools, states };
+  return { actor, callModel, runTools, screenCalls, awaitApproval, states };
 }
 
 describe("toolLoop machine", () => {
@@ -136,9 +154,9 @@ describe("toolLoop machine", () => {
     });
     const output = await toPromise(t.actor);
 
-    expect(t.states).toEqual(["calling", "acting", "calling", "done"]);
+    expect(t.states).toEqual(["calling", "screening", "acting", "calling", "done"]);
     expect(t.runTools.calls.map((c) => c.input)).toEqual([
-      { calls: [c1], tick: 4, iteration: 1, attempt: INPUT.attempt },
+      { calls: [c1], tick: 4, iteration: 1, attempt: INPUT.attempt, approvals: [] },
     ]);
     expect(t.callModel.calls.length).toBe(2);
     expect(must(t.callModel.calls[1]).input.transcript).toEqual([
@@ -203,6 +221,7 @@ describe("toolLoop machine", () => {
       tick: 4,
       iteration: 1,
       attempt: INPUT.attempt,
+      approvals: [],
     });
     expect(must(t.callModel.calls[1]).input.transcript).toEqual([
       { role: "assistant", content: null, toolCalls: [a, b] },
@@ -228,10 +247,13 @@ describe("toolLoop machine", () => {
     expect(output.error).toBe(null);
     expect(t.states).toEqual([
       "calling",
+      "screening",
       "acting",
       "calling",
+      "screening",
       "acting",
       "calling",
+      "screening",
       "acting",
       "done",
     ]);
@@ -415,5 +437,95 @@ describe("toolLoop machine: breaker and per-tick budget", () => {
     expect(t.callModel.calls).toHaveLength(1);
     expect(output.stoppedBy).toBe("budget");
     expect(output.usage.totalTokens).toBe(120);
+  });
+
+  describe("approvals", () => {
+    const w = call("w1", "write_file", '{"path":"out.md","content":"hi"}');
+    const parked = {
+      callId: "w1",
+      tool: "write_file",
+      arguments: w.arguments,
+      rule: "write(**)",
+      what: "write out.md",
+      since: "2026-01-01T00:00:05.000Z",
+    };
+    const approved = {
+      callId: "w1",
+      decision: "approve" as const,
+      reason: null,
+      via: "command" as const,
+      by: { user: "ops", pid: 42 },
+      at: "2026-01-01T00:01:00.000Z",
+    };
+
+    it("a call an ask rule matches parks the loop in awaitingApproval with the pending call, until decided", async () => {
+      const t = loop({
+        callModel: (_i, index) => (index === 0 ? wants([w]) : answer("written")),
+        screenCalls: () => ({ pending: [parked] }),
+      });
+      await waitFor(t.actor, (s) => s.matches("awaitingApproval"));
+      expect(t.actor.getSnapshot().context.pending).toEqual([parked]);
+      expect(must(t.awaitApproval.calls[0]).input).toEqual({
+        pending: [parked],
+        tick: 4,
+        iteration: 1,
+        attempt: INPUT.attempt,
+      });
+      expect(t.runTools.calls.length, "nothing runs before the decision").toBe(0);
+
+      must(t.awaitApproval.calls[0]).resolve({ decisions: [approved] });
+      const output = await toPromise(t.actor);
+      expect(t.states).toEqual([
+        "calling",
+        "screening",
+        "awaitingApproval",
+        "acting",
+        "calling",
+        "done",
+      ]);
+      expect(must(t.runTools.calls[0]).input.approvals).toEqual([approved]);
+      expect(output.result).toBe("written");
+    });
+
+    it("a restored snapshot waits for the same pending calls", async () => {
+      const t = loop({
+        callModel: () => wants([w]),
+        screenCalls: () => ({ pending: [parked] }),
+      });
+      await waitFor(t.actor, (s) => s.matches("awaitingApproval"));
+      const persisted = JSON.parse(JSON.stringify(t.actor.getPersistedSnapshot()));
+      t.actor.stop();
+
+      const again = fake<AwaitApprovalOutput, AwaitApprovalInput>(() => pending());
+      const restored = createActor(
+        toolLoopMachine.provide({
+          actors: {
+            callModel: fake<CallModelOutput, CallModelInput>(() => answer("ok")).logic,
+            runTools: fake<RunToolsOutput, RunToolsInput>(okTools).logic,
+            screenCalls: fake<ScreenCallsOutput, ScreenCallsInput>(noneAsked).logic,
+            awaitApproval: again.logic,
+          },
+        }),
+        { snapshot: persisted, input: INPUT },
+      );
+      restored.start();
+      expect(restored.getSnapshot().value).toBe("awaitingApproval");
+      await waitFor(restored, () => again.calls.length > 0);
+      expect(must(again.calls[0]).input.pending).toEqual([parked]);
+      restored.stop();
+    });
+
+    it("a failed wait ends the loop with the error", async () => {
+      const t = loop({
+        callModel: () => wants([w]),
+        screenCalls: () => ({ pending: [parked] }),
+        awaitApproval: () => {
+          throw { code: "io", message: "cannot read decisions", fatal: false };
+        },
+      });
+      const output = await toPromise(t.actor);
+      expect(output.error).toEqual({ code: "io", message: "cannot read decisions", fatal: false });
+      expect(t.runTools.calls.length).toBe(0);
+    });
   });
 });

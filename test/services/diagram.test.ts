@@ -100,7 +100,14 @@ describe("toMermaid (heartbeat)", () => {
     expect(block).toContain(`[*] --> toolLoop_${toolLoopMachine.root.initial?.target[0]?.key}`);
     expect(block).toContain("toolLoop_acting --> toolLoop_done : runTools error");
     expect(
-      block.some((l) => /toolLoop_calling --> toolLoop_acting : callModel done \[.+\]/.test(l)),
+      block.some((l) => /toolLoop_calling --> toolLoop_screening : callModel done \[.+\]/.test(l)),
+    ).toBe(true);
+    expect(
+      block.some((l) =>
+        /toolLoop_screening --> toolLoop_awaitingApproval : screenCalls done \[needsApproval\]/.test(
+          l,
+        ),
+      ),
     ).toBe(true);
     expect(block).toContain("toolLoop_done --> [*]");
     // No tool-loop state leaks outside the composite.

@@ -48,6 +48,8 @@ export interface ConfiguredToolbox {
   shell: ShellConfinement;
   /** What to tell the operator at start (a warning for `off`, a notice when shell_exec is not offered). */
   notice?: string;
+  /** The terminal prompt for `ask` rules, when stdin and stderr are terminals. */
+  ask?: AskOperator;
 }
 
 /**
@@ -235,5 +237,6 @@ export async function toolboxFromSettings(
     toolbox,
     shell: confinement.shell,
     ...(notice ? { notice } : {}),
+    ...(ask ? { ask } : {}),
   };
 }

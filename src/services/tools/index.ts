@@ -68,7 +68,11 @@ export interface Toolbox {
    *
    * @param signal - Aborts the call (the tick was stopped); combined with the context's.
    */
-  call(toolCall: ToolCallRequest, signal?: AbortSignal): Promise<ToolOutcome>;
+  call(
+    toolCall: ToolCallRequest,
+    signal?: AbortSignal,
+    approval?: OperatorDecision,
+  ): Promise<ToolOutcome>;
   /**
    * Ends the tick for the tools: releases what they hold for one tick (the
    * browser and its context). Never throws. The runtime calls it whenever a
@@ -77,6 +81,28 @@ export interface Toolbox {
   endTick(): Promise<void>;
   /** Releases everything at the end of the run (same as {@link endTick} today). Never throws. */
   close(): Promise<void>;
+  /**
+   * Whether an `ask` rule matches the call's access, checked before the round
+   * runs so the tool loop can wait for the operator: the rule and what the
+   * call would do, or null (no ask rule matches, or the call will be answered
+   * without running: unknown tool, bad arguments, a deny rule, a path refused).
+   * Never throws.
+   */
+  screen(toolCall: ToolCallRequest): Promise<AskMatch | null>;
+}
+
+/** An `ask` rule that matches a call (see {@link Toolbox.screen}). */
+export interface AskMatch {
+  rule: string;
+  what: string;
+}
+
+/** The operator's answer to a call an `ask` rule matched, given before the call runs. */
+export interface OperatorDecision {
+  decision: "approve" | "deny";
+  reason: string | null;
+  /** Who answered, in words (`ops (pid 4242)`, `the terminal`, `the --ask-timeout fallback`). */
+  by: string;
 }
 
 /** How the toolbox is set up. */
@@ -210,7 +236,7 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
   async function authorize(
     toolName: string,
     access: AccessRequest,
-    callCtx: ToolContext,
+    callCtx: ToolContext & { approval?: OperatorDecision | undefined },
   ): Promise<void> {
     if (access.kind === "shell") {
       const pattern = findDestructive(access.target);
@@ -238,6 +264,14 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
       );
     }
     const ruleText = rule?.text ?? "";
+    const decided = callCtx.approval;
+    if (decided?.decision === "approve") return;
+    if (decided?.decision === "deny") {
+      throw new PolicyRefusal(
+        `Refused by the operator (${decided.by}): ${toolName} would ${what}; the ask rule "${ruleText}" was answered no.${decided.reason ? ` Reason: ${decided.reason.replace(/[.!?]?$/, ".")}` : ""} Do not retry it.`,
+        `ask ${ruleText}`,
+      );
+    }
     if (!options.ask) {
       throw new PolicyRefusal(
         `Refused: the ask rule "${ruleText}" needs the operator's approval (${toolName} would ${what}), and there is no interactive terminal to ask. Do not retry it.`,
@@ -256,7 +290,43 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     }
   }
 
-  async function call(toolCall: ToolCallRequest, signal?: AbortSignal): Promise<ToolOutcome> {
+  /** The tool and its parsed arguments, or null when the call will be answered without running. */
+  function parseCall(toolCall: ToolCallRequest): { tool: Tool<unknown>; args: unknown } | null {
+    const tool = byName.get(toolCall.name);
+    if (!tool || unavailable(tool) || toolCall.argumentsError !== undefined) return null;
+    if (typeof toolCall.arguments !== "string") return null;
+    try {
+      const json = toolCall.arguments.trim() === "" ? {} : JSON.parse(toolCall.arguments);
+      const parsed = tool.schema.safeParse(json);
+      return parsed.success ? { tool, args: parsed.data } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function screen(toolCall: ToolCallRequest): Promise<AskMatch | null> {
+    const found = parseCall(toolCall);
+    if (!found) return null;
+    try {
+      const access = found.tool.access?.(found.args) ?? found.tool.firstAccess?.(found.args);
+      if (!access) return null;
+      if (access.kind === "shell" && findDestructive(access.target)) return null;
+      const callCtx: ToolContext = { ...ctx, allowOutsideWorkdir: mode === "full" };
+      const subject = await subjectOf(access, callCtx);
+      const { verdict, rule } = policy.decide(subject);
+      if (verdict !== "ask") return null;
+      return { rule: rule?.text ?? "", what: describeAccess(access, subject) };
+    } catch {
+      // Refused (a path outside the workspace, …): the round answers it without asking.
+      return null;
+    }
+  }
+
+  async function call(
+    toolCall: ToolCallRequest,
+    signal?: AbortSignal,
+    approval?: OperatorDecision,
+  ): Promise<ToolOutcome> {
     const outcome = (status: ToolOutcome["status"], content: string): ToolOutcome => {
       const clean = redactSecrets(content);
       const result: ToolOutcome = {
@@ -317,10 +387,11 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
       }
       const callSignal =
         signal && ctx.signal ? AbortSignal.any([ctx.signal, signal]) : (signal ?? ctx.signal);
-      const callCtx: ToolContext = {
+      const callCtx: ToolContext & { approval?: OperatorDecision } = {
         ...ctx,
         ...(callSignal ? { signal: callSignal } : {}),
         allowOutsideWorkdir: mode === "full",
+        ...(approval ? { approval } : {}),
       };
       callCtx.authorize = (access) => authorize(tool.name, access, callCtx);
       const access = tool.access?.(parsed.data);
@@ -335,5 +406,5 @@ export function createToolbox(ctx: ToolContext, options: ToolboxOptions = {}): T
     }
   }
 
-  return { definitions, call, endTick, close: endTick };
+  return { definitions, call, screen, endTick, close: endTick };
 }

@@ -58,6 +58,12 @@ export interface Tool<Args = unknown> {
    * `null` check their accesses themselves through `ctx.authorize`.
    */
   access?(args: Args): AccessRequest | null;
+  /**
+   * For tools whose `access` is null because they check each access as they
+   * go (web_fetch and its redirects): the first access, which the tool loop
+   * screens against the `ask` rules before the round runs.
+   */
+  firstAccess?(args: Args): AccessRequest | null;
   /** The rule kind of this tool, for deciding whether a tool mode offers it. */
   kind?: AccessKind;
   /**

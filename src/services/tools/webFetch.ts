@@ -167,6 +167,7 @@ export function createWebFetchTool(options: WebOptions = {}): Tool<WebFetchArgs>
     kind: "fetch",
     // Every hop is checked in `run`, the first one included.
     access: () => null,
+    firstAccess: (args) => ({ kind: "fetch", target: args.url }),
     async run(args, ctx) {
       let url: URL;
       try {
