@@ -830,7 +830,7 @@ export async function prepareHeartbeat(
           },
         ])
         .catch(() => {});
-      a.stop();
+      // Settled first: stopping the actor completes it without an output.
       suspended({
         status: "shutdown",
         reason: "awaiting-approval",
@@ -840,6 +840,7 @@ export async function prepareHeartbeat(
         progress: ctx.progress,
         error: null,
       });
+      a.stop();
     };
     return {
       actor: a,

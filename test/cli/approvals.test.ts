@@ -105,25 +105,38 @@ describe("approvals", () => {
     expect(await listed()).toEqual([]);
   }, 120_000);
 
-  it('deny --reason "not now": the file is not written and the model reads the reason', async () => {
+  it('stop keeps the wait; deny --reason "not now" given while stopped applies on resume: no file, the model reads the reason', async () => {
     await setUp();
     const run = startCli(h.runArgs("--id", "dn", "--goal", "Write out.md"), {
       cwd: h.workdir,
       env: env(),
     });
     await run.waitForOutput("awaiting approval", 30_000);
+    const wake = await runCli(["wake", "dn", "--workdir", h.workdir], { env: env() });
+    expect(wake.stdout).toMatch(/waiting for approval of 1 tool call/);
+    const stop = await runCli(["stop", "dn", "--workdir", h.workdir], { env: env() });
+    expect(stop.code, stop.stderr).toBe(0);
+    const stopped = await run.exited;
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toMatch(/while tool calls await approval/);
+    expect((await h.journalOf("dn")).filter((e) => e.type === "suspend")).toMatchObject([
+      { pending: ["w1"] },
+    ]);
+
     const deny = await runCli(["deny", "dn", "--reason", "not now", "--workdir", h.workdir], {
       env: env(),
     });
     expect(deny.code, deny.stderr).toBe(0);
-    const done = await run.exited;
-    expect(done.code, done.stderr).toBe(0);
+    expect(deny.stdout).toMatch(/not running: the decision applies when it resumes/);
+    const resumed = await runCli(h.runArgs("--id", "dn"), { cwd: h.workdir, env: env() });
+    expect(resumed.code, resumed.stderr).toBe(0);
     await expect(fs.stat(path.join(h.workdir, "out.md"))).rejects.toThrow();
     const executes = h.server.chatRequests().filter((r) => classify(r) === "execute");
     expect(executes).toHaveLength(2);
     expect(JSON.stringify(executes[1]?.body)).toContain("not now");
+    expect(await h.stateOf("dn")).toMatchObject({ status: "completed", tick: 1 });
     const again = await runCli(["deny", "dn", "--workdir", h.workdir], { env: env() });
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/no tool call waiting/);
-  }, 60_000);
+  }, 120_000);
 });
