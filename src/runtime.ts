@@ -418,10 +418,11 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
       const written = checkpoint(system);
       if (options.parking) options.parking.written = written;
       await written;
-      const id = persistedSnapshotOf(system).context.id;
+      const { id, goal } = persistedSnapshotOf(system).context;
       return waitForDecisions({
         input,
         id,
+        goal,
         signal,
         store: deps.store,
         now,

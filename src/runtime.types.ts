@@ -30,7 +30,12 @@ export interface RuntimeEvents {
    * `again` is true when a restored heartbeat waits for calls it already
    * announced (journaled `approval-needed`) before a crash or a stop.
    */
-  approvalNeeded?(pending: PendingApproval[], tick: number, again: boolean): void;
+  approvalNeeded?(
+    pending: PendingApproval[],
+    tick: number,
+    again: boolean,
+    heartbeat: { id: string; goal: string },
+  ): void;
   /** The operator (or the timeout) decided a pending call; it is journaled. */
   approvalDecided?(decision: ApprovalDecision, call: PendingApproval): void;
 }

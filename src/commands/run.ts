@@ -416,7 +416,10 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       journal: (entry) => store.append([entry]),
       warn: (text) => reporter.note(text),
     });
-    const events = notifier ? bothEvents(reporter, notifyingEvents(notifier)) : reporter;
+    const { notifyApprovalNeeded } = await import("../services/approvalWait.js");
+    const events = notifier
+      ? bothEvents(reporter, notifyingEvents(notifier), notifyApprovalNeeded)
+      : reporter;
     const toolbox = configured?.toolbox ?? null;
     if (configured?.notice) reporter.note(configured.notice);
     const { inspectionRequestOf, startInspection } = await import(
@@ -576,11 +579,20 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
 }
 
 /** The reporter's events, and the notifier's after them. */
-function bothEvents(reporter: RuntimeEvents, notifying: NotifyingEvents): RuntimeEvents {
+function bothEvents(
+  reporter: RuntimeEvents,
+  notifying: NotifyingEvents,
+  notifyApprovalNeeded: typeof import("../services/approvalWait.js").notifyApprovalNeeded,
+): RuntimeEvents {
   return {
     state: (state, context) => reporter.state?.(state, context),
     tool: (record, tick) => reporter.tool?.(record, tick),
     toolLoopState: (path) => reporter.toolLoopState?.(path),
+    approvalNeeded: (pending, tick, again, heartbeat) => {
+      reporter.approvalNeeded?.(pending, tick, again, heartbeat);
+      notifyApprovalNeeded(notifying, pending, tick, again, heartbeat);
+    },
+    approvalDecided: (decision, call) => reporter.approvalDecided?.(decision, call),
     persisted: (file, entries) => {
       reporter.persisted?.(file, entries);
       notifying.persisted(file, entries);

@@ -17,6 +17,7 @@ import { CommandFailedError, LockedError, toErrorInfo, UsageError } from "../err
 import type { HeartbeatContext, HeartbeatSettings } from "../machines/heartbeat.types.js";
 import { prepareHeartbeat, type RunningHeartbeat, startHeartbeat } from "../runtime.js";
 import type { StateFile } from "../schemas/stateFile.js";
+import { notifyApprovalNeeded } from "../services/approvalWait.js";
 import type { LlmService } from "../services/llm.js";
 import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
 import {
@@ -682,8 +683,9 @@ class HeartbeatHost implements Host {
           fallback: settings.askFallback === "allow" ? "allow" : "deny",
         },
         events: {
-          approvalNeeded: (pending) => {
+          approvalNeeded: (pending, tick, again, heartbeat) => {
             slot.summary.pendingApprovals = pending.length;
+            if (notifying) notifyApprovalNeeded(notifying, pending, tick, again, heartbeat);
             for (const call of pending) {
               this.emit({
                 type: "approval",

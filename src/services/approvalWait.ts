@@ -30,13 +30,20 @@ export interface WaitRequest {
   input: AwaitApprovalInput;
   /** The heartbeat's id (its decision files). */
   id: string;
+  /** The heartbeat's goal, for the `approval-needed` event. */
+  goal?: string;
   signal: AbortSignal;
   store: Pick<HeartbeatStore, "append" | "readJournal" | "paths">;
   now: () => number;
   options: WaitOptions;
   events?:
     | {
-        approvalNeeded?(pending: PendingApproval[], tick: number, again: boolean): void;
+        approvalNeeded?(
+          pending: PendingApproval[],
+          tick: number,
+          again: boolean,
+          heartbeat: { id: string; goal: string },
+        ): void;
         approvalDecided?(decision: ApprovalDecision, call: PendingApproval): void;
       }
     | undefined;
@@ -116,6 +123,7 @@ export async function waitForDecisions(request: WaitRequest): Promise<AwaitAppro
     input.pending.filter((p) => !decided.has(p.callId)),
     input.tick,
     announced,
+    { id, goal: request.goal ?? "" },
   );
 
   const fileOf = (callId: string) => decisionFileOf(stateDir, id, input, callId);
@@ -214,4 +222,41 @@ export async function waitForDecisions(request: WaitRequest): Promise<AwaitAppro
       .map((p) => decided.get(p.callId))
       .filter((d): d is ApprovalDecision => d !== undefined),
   };
+}
+
+/**
+ * Passes the runtime's `approvalNeeded` to the notifier (`approval-needed`,
+ * with the calls and the approve command), except for a restored wait whose
+ * calls were announced before.
+ */
+export function notifyApprovalNeeded(
+  notifying: {
+    approvalNeeded(
+      heartbeat: { id: string; goal: string; tick: number },
+      pending: Array<{
+        callId: string;
+        tool: string;
+        arguments: string;
+        rule: string | null;
+        since: string;
+      }>,
+    ): void;
+  },
+  pending: PendingApproval[],
+  tick: number,
+  again: boolean,
+  heartbeat: { id: string; goal: string },
+): void {
+  if (again || pending.length === 0) return;
+  notifying.approvalNeeded(
+    // Ticks finished: the calls belong to the tick in progress.
+    { ...heartbeat, tick: tick - 1 },
+    pending.map(({ callId, tool, arguments: args, rule, since }) => ({
+      callId,
+      tool,
+      arguments: args.length > 2_000 ? `${args.slice(0, 2_000)}…` : args,
+      rule,
+      since,
+    })),
+  );
 }

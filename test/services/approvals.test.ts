@@ -14,8 +14,10 @@ import {
   decisionFileOf,
   listPendingApprovals,
 } from "../../src/services/approvals.js";
-import { waitForDecisions } from "../../src/services/approvalWait.js";
-import { HeartbeatStore, heartbeatPaths } from "../../src/services/store/index.js";
+import { notifyApprovalNeeded, waitForDecisions } from "../../src/services/approvalWait.js";
+import type { NotifyEvent } from "../../src/services/notify/event.js";
+import { notifyingEvents } from "../../src/services/notify/heartbeatEvents.js";
+import { FileHeartbeatStore, heartbeatPaths } from "../../src/services/store/index.js";
 
 const ATTEMPT = "2030-01-01T00:00:00.000Z";
 const CALL: PendingApproval = {
@@ -119,8 +121,11 @@ describe("listPendingApprovals / decideApproval", () => {
 
 describe("waitForDecisions", () => {
   const input: AwaitApprovalInput = { pending: [CALL], tick: 1, iteration: 1, attempt: ATTEMPT };
-  const storeOf = (id: string) => new HeartbeatStore(heartbeatPaths(stateDir, id));
-  const base = (store: HeartbeatStore, extra: Partial<Parameters<typeof waitForDecisions>[0]>) => ({
+  const storeOf = (id: string) => new FileHeartbeatStore(heartbeatPaths(stateDir, id));
+  const base = (
+    store: FileHeartbeatStore,
+    extra: Partial<Parameters<typeof waitForDecisions>[0]>,
+  ) => ({
     input,
     id: "a",
     signal: new AbortController().signal,
@@ -200,5 +205,26 @@ describe("waitForDecisions", () => {
     expect(out2.decisions).toMatchObject([
       { decision: "approve", via: "terminal", by: { pid: process.pid } },
     ]);
+  });
+});
+
+describe("approval-needed notification", () => {
+  it("carries the pending calls and the exact approve command", () => {
+    const sent: NotifyEvent[] = [];
+    const events = notifyingEvents({ emit: (e) => sent.push(e) }, () => Date.parse(CALL.since));
+    notifyApprovalNeeded(events, [CALL], 3, false, { id: "a", goal: "Write out.md" });
+    // A restored wait for calls already announced does not notify again.
+    notifyApprovalNeeded(events, [CALL], 3, true, { id: "a", goal: "Write out.md" });
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({
+      event: "approval-needed",
+      heartbeatId: "a",
+      goal: "Write out.md",
+      tick: 2,
+      status: "executing",
+      approveCommand: "ravenclaws approve a",
+      pending: [{ callId: "w1", tool: "write_file", arguments: CALL.arguments, rule: "write(**)" }],
+    });
+    expect(sent[0]?.text).toContain("ravenclaws approve a");
   });
 });
