@@ -175,13 +175,11 @@ class HeartbeatHost implements Host {
     // The lease is itself a lock: two hosts of one state dir exclude each other.
     const leaseLock = await acquireLock(this.lease).catch((error: unknown) => {
       if (error instanceof LockedError) {
-        throw new UsageError(
-          `Another host already serves ${this.options.stateDir} (${this.lease} is held).`,
-          {
-            option: "--state-dir",
-            code: "host-running",
-            hint: "Stop that `ravenclaws serve` first, or serve another state dir.",
-          },
+        throw new LockedError(
+          `Another host already serves ${this.options.stateDir}: ${this.lease} is held by ${error.holder ? `pid ${error.holder.pid} on ${error.holder.host}` : "another process"}.`,
+          this.lease,
+          error.holder,
+          { hint: "Stop that `ravenclaws serve` first, or serve another state dir." },
         );
       }
       throw error;

@@ -200,6 +200,8 @@ describe("host", () => {
       option: "nope",
     });
     await expect(host.create({ goal: " " })).rejects.toMatchObject({ option: "goal" });
+    // One host per state dir: the second finds the lease held (exit 3, like a held lock).
+    await expect(open(place)).rejects.toMatchObject({ code: "state-locked" });
   });
 
   it("never stores the API key with a heartbeat", async () => {
