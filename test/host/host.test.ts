@@ -231,4 +231,33 @@ describe("host", () => {
         );
     }
   });
+
+  it("does not host a heartbeat whose lock another process (a run) holds, and takes it once released", async () => {
+    const place = await setup();
+    let host = await open(place);
+    const slept = until(
+      host,
+      (e) => e.type === "state" && e.summary.status === "sleeping" && e.summary.tick === 1,
+    );
+    await host.create({ id: "shared", goal: "g", settings: { tickInterval: 3600, tools: false } });
+    await slept;
+    await host.close();
+    // A `run` of the same id holds its lock (an ordinary, refreshed one).
+    const { FileHeartbeatStore, heartbeatPaths } = await import(
+      "../../src/services/store/index.js"
+    );
+    const store = new FileHeartbeatStore(heartbeatPaths(place.stateDir, "shared"));
+    const lock = await store.acquireLock();
+    host = await open(place);
+    const [row] = host.list();
+    expect(row?.status).toBe("unavailable");
+    expect(row?.problem).toContain("already running");
+    const taken = until(host, (e) => e.type === "state" && e.summary.status === "sleeping");
+    await lock.release();
+    await taken;
+    const held = JSON.parse(
+      await fs.readFile(path.join(place.stateDir, "heartbeat-shared.lock"), "utf8"),
+    );
+    expect(held.lease).toBe("host.lease");
+  });
 });
