@@ -18,6 +18,7 @@ import { notifyApprovalNeeded, waitForDecisions } from "../../src/services/appro
 import type { NotifyEvent } from "../../src/services/notify/event.js";
 import { notifyingEvents } from "../../src/services/notify/heartbeatEvents.js";
 import { FileHeartbeatStore, heartbeatPaths } from "../../src/services/store/index.js";
+import { createToolbox } from "../../src/services/tools/index.js";
 
 const ATTEMPT = "2030-01-01T00:00:00.000Z";
 const CALL: PendingApproval = {
@@ -226,5 +227,47 @@ describe("approval-needed notification", () => {
       pending: [{ callId: "w1", tool: "write_file", arguments: CALL.arguments, rule: "write(**)" }],
     });
     expect(sent[0]?.text).toContain("ravenclaws approve a");
+  });
+});
+
+describe("the toolbox with approvals", () => {
+  it("screens a call an ask rule matches, runs it once approved, and refuses it with the reason once denied", async () => {
+    const workdir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "rc-ask-")));
+    try {
+      const box = createToolbox(
+        { workdir, stateDir: path.join(workdir, ".ravenclaws") },
+        { policy: { ask: ["write(**)"] } },
+      );
+      const write = (id: string, file: string) => ({
+        id,
+        name: "write_file",
+        arguments: JSON.stringify({ path: file, content: "hi" }),
+      });
+      expect(await box.screen(write("a", "a.md"))).toEqual({
+        rule: "write(**)",
+        what: "write a.md",
+      });
+      expect(await box.screen({ id: "r", name: "read_file", arguments: '{"path":"a.md"}' })).toBe(
+        null,
+      );
+      const approved = await box.call(write("a", "a.md"), undefined, {
+        decision: "approve",
+        reason: null,
+        by: "ops, pid 1",
+      });
+      expect(approved.status).toBe("ok");
+      expect(await fs.readFile(path.join(workdir, "a.md"), "utf8")).toBe("hi");
+      const denied = await box.call(write("b", "b.md"), undefined, {
+        decision: "deny",
+        reason: "not now",
+        by: "ops, pid 1",
+      });
+      expect(denied.status).toBe("refused");
+      expect(denied.content).toContain("Refused by the operator (ops, pid 1)");
+      expect(denied.content).toContain("Reason: not now.");
+      await expect(fs.stat(path.join(workdir, "b.md"))).rejects.toThrow();
+    } finally {
+      await fs.rm(workdir, { recursive: true, force: true });
+    }
   });
 });
