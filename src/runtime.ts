@@ -26,14 +26,18 @@ import type {
   HeartbeatOutput,
   HeartbeatSettings,
   LifetimeBudget,
+  ObserveInput,
+  ObserveOutput,
   PersistInput,
   PlanInput,
   PlanOutput,
+  Prices,
   ResumeRecord,
   SleepInput,
   SleepOutput,
   TokenUsage,
 } from "./machines/heartbeat.types.js";
+import { dailyCapReached, dayOf, startOfNextDay, usageCost } from "./machines/idle.js";
 import { toolLoopMachine } from "./machines/toolLoop.machine.js";
 import type {
   AwaitApprovalInput,
@@ -78,6 +82,12 @@ export interface RuntimeDeps {
   prices?: Prices;
   /** How `ask` matches are decided; default: no timeout, fallback deny, no terminal. */
   approvals?: ApprovalOptions;
+  /**
+   * What a tick sees when it begins (the `observe` actor): the workspace
+   * fingerprint (when asked) and the checklist. Default: nothing (every tick
+   * asks the model, no checklist).
+   */
+  observe?: (input: ObserveInput, signal: AbortSignal) => Promise<ObserveOutput>;
   /** Inspection observer (`run --inspect`, `--inspect-log`); it sees the heartbeat and its children. */
   inspect?: Observer<InspectionEvent>;
   /**
@@ -99,19 +109,14 @@ export interface ApprovalOptions {
   pollMs?: number;
 }
 
-/** Prices per million tokens, in US dollars. */
-export interface Prices {
-  input?: number | undefined;
-  output?: number | undefined;
-}
+export type { Prices } from "./machines/heartbeat.types.js";
 
-/** Cost in US dollars of the given usage, or undefined without prices. */
+/**
+ * Cost in US dollars of the given usage, or undefined without prices; cached
+ * prompt tokens at `--price-cached-input` when set.
+ */
 export function costOf(usage: TokenUsage, prices: Prices | undefined): number | undefined {
-  if (prices?.input === undefined && prices?.output === undefined) return undefined;
-  const dollars =
-    (usage.promptTokens * (prices.input ?? 0) + usage.completionTokens * (prices.output ?? 0)) /
-    1_000_000;
-  return Math.round(dollars * 1e6) / 1e6;
+  return usageCost(usage, prices);
 }
 
 /** A rough token count of a prompt built from `input` (4 characters a token, plus the system prompt). */
@@ -190,11 +195,16 @@ export function timeImplementations(now: () => number = Date.now) {
     scheduleNextTick: assign<HeartbeatContext, HeartbeatEvent, unknown, HeartbeatEvent, never>(
       ({ context }) => {
         if (context.outcome?.status !== "sleeping") return {};
+        // A daily cap reached: the next tick is due when the next day starts (in the heartbeat's zone).
+        const due =
+          context.outcome.reason === "daily-budget"
+            ? startOfNextDay(Date.parse(context.now), context.settings.timezone)
+            : context.nextTickAt;
         const plan = planNextTick({
           settings: context.settings,
           consecutiveFailures: context.consecutiveFailures,
-          due: context.nextTickAt,
-          lastTickEndedAt: context.digests.at(-1)?.at ?? null,
+          due,
+          lastTickEndedAt: context.lastTickAt ?? context.digests.at(-1)?.at ?? null,
           now: context.now,
         });
         return {
@@ -243,6 +253,15 @@ function withCost(usage: TokenUsage, prices: Prices | undefined) {
   return costUsd === undefined ? usage : { ...usage, costUsd };
 }
 
+/** Usage for the journal: with its cost, and the cached tokens' share of the prompt tokens. */
+function journalUsage(usage: TokenUsage, prices: Prices | undefined) {
+  const cachedShare =
+    usage.cachedTokens && usage.promptTokens > 0
+      ? Math.round((usage.cachedTokens / usage.promptTokens) * 1000) / 1000
+      : undefined;
+  return { ...withCost(usage, prices), ...(cachedShare !== undefined ? { cachedShare } : {}) };
+}
+
 /** The journal lines for one persist: the tick just finished (or cut short), skipped ticks, and the end of the run. */
 export function journalEntriesOf(
   ctx: HeartbeatContext,
@@ -259,7 +278,18 @@ export function journalEntriesOf(
       type: "tick",
       seq: input.seq,
       tick: t.number,
-      status: t.interrupted ? "interrupted" : t.errors.length > 0 ? "failed" : idle ? "idle" : "ok",
+      status: t.interrupted
+        ? "interrupted"
+        : t.quiet
+          ? "quiet"
+          : t.errors.length > 0
+            ? "failed"
+            : idle
+              ? "idle"
+              : "ok",
+      calls: t.usage.calls,
+      ...(t.quiet ? { reason: t.quiet } : {}),
+      ...(t.due?.length ? { checklistDue: t.due.map((task) => task.task) } : {}),
       wakeReason: t.wakeReason,
       startedAt: t.startedAt,
       finishedAt: at,
@@ -270,8 +300,8 @@ export function journalEntriesOf(
       plan: t.plan?.steps ?? null,
       result: t.result,
       errors: t.errors,
-      usage: withCost(t.usage, prices),
-      totalUsage: withCost(ctx.usage, prices),
+      usage: journalUsage(t.usage, prices),
+      totalUsage: journalUsage(ctx.usage, prices),
       modelCalls: t.modelCalls,
       toolCalls: t.toolCalls.map((c) => ({ callId: c.callId, name: c.name, status: c.status })),
       next: input.status,
@@ -279,6 +309,24 @@ export function journalEntriesOf(
     });
   }
   for (const skip of ctx.skipped ?? []) entries.push({ type: "skip", seq: input.seq, ...skip });
+  if (input.status === "sleeping" && input.reason === "daily-budget" && ctx.current) {
+    const day = ctx.day;
+    entries.push({
+      type: "daily-budget",
+      seq: input.seq,
+      at,
+      day: day?.date ?? dayOf(Date.parse(at), ctx.settings.timezone),
+      cap: dailyCapReached(ctx.settings, day ?? null, ctx.now),
+      usage: journalUsage(
+        day?.usage ?? { calls: 0, promptTokens: 0, completionTokens: 0, totalTokens: 0 },
+        prices,
+      ),
+      maxTokensPerDay: ctx.settings.maxTokensPerDay ?? 0,
+      maxCostPerDay: ctx.settings.maxCostPerDay ?? 0,
+      timezone: ctx.settings.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
+      nextTickAt: ctx.nextTickAt,
+    });
+  }
   if (input.status !== "sleeping") {
     entries.push({
       type: "end",
@@ -481,6 +529,13 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
           await toolbox?.endTick();
         }),
       ),
+      observe: fromPromise<ObserveOutput, ObserveInput>(
+        guard((input, signal) =>
+          deps.observe
+            ? deps.observe(input, signal)
+            : Promise.resolve({ fingerprint: null, checklist: null }),
+        ),
+      ),
       sleepUntil: fromPromise<SleepOutput, SleepInput>(({ input, signal }) =>
         sleepUntil(input.until, signal, now),
       ),
@@ -496,11 +551,11 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
  * back exactly the saved time).
  */
 export function rescheduledNextTick(
-  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests" | "consecutiveFailures">,
+  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests" | "consecutiveFailures" | "lastTickAt">,
   settings: HeartbeatSettings,
 ): string | null {
   if (!ctx.nextTickAt) return null;
-  const lastTickAt = ctx.digests.at(-1)?.at;
+  const lastTickAt = ctx.lastTickAt ?? ctx.digests.at(-1)?.at;
   if (!lastTickAt) return ctx.nextTickAt;
   const planned = planNextTick({
     settings,
@@ -529,7 +584,7 @@ function scheduleChanged(saved: Partial<HeartbeatSettings>, settings: HeartbeatS
 
 /** The saved `nextTickAt`, or replanned when this run's schedule differs from the saved one. */
 function resumedNextTick(
-  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests" | "consecutiveFailures"> & {
+  ctx: Pick<HeartbeatContext, "nextTickAt" | "digests" | "consecutiveFailures" | "lastTickAt"> & {
     settings: Partial<HeartbeatSettings>;
   },
   settings: HeartbeatSettings,
@@ -554,6 +609,10 @@ function resumeRecordOf(file: StateFile, settings: HeartbeatSettings): ResumeRec
     consecutiveFailures: file.status === "failed" ? 0 : ctx.consecutiveFailures,
     digests: ctx.digests,
     seq: Math.max(ctx.seq, file.seq),
+    quiet: (ctx.quiet as ResumeRecord["quiet"]) ?? null,
+    lastTickAt: (ctx.lastTickAt as string | null | undefined) ?? null,
+    ...(ctx.checklist ? { checklist: ctx.checklist as ResumeRecord["checklist"] } : {}),
+    day: (ctx.day as ResumeRecord["day"]) ?? null,
   };
 }
 

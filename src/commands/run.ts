@@ -2,7 +2,7 @@
  * `ravenclaws run`: start a heartbeat, or resume one with `--id`. Also the
  * Rust original's `ravenclaws --heartbeat …` spelling.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
@@ -286,6 +286,21 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       hint: "Set OPENAI_API_KEY (or pass --api-key), or point --base-url at a local server such as http://localhost:11434/v1.",
     });
   }
+  if (
+    settings.maxCostPerDay > 0 &&
+    settings.priceInput === undefined &&
+    settings.priceOutput === undefined &&
+    settings.priceCachedInput === undefined
+  ) {
+    throw new UsageError(
+      `--max-cost-per-day ${settings.maxCostPerDay} needs prices to count the cost.`,
+      {
+        option: "--max-cost-per-day",
+        code: "cost-cap-needs-prices",
+        hint: "Add --price-input and --price-output (US dollars per million tokens), or use --max-tokens-per-day.",
+      },
+    );
+  }
   if (settings.cron) {
     const { validateCron } = await import("../services/schedule.js");
     validateCron(settings.cron, settings.timezone ?? null);
@@ -432,6 +447,17 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         note: (text) => reporter.note(text),
       });
     }
+    const [{ parseDuration }, { checklistPath, readChecklist }, { workspaceFingerprint }] =
+      await Promise.all([
+        import("../services/duration.js"),
+        import("../services/checklist.js"),
+        import("../services/fingerprint.js"),
+      ]);
+    const prices = {
+      input: settings.priceInput,
+      output: settings.priceOutput,
+      cachedInput: settings.priceCachedInput,
+    };
     const heartbeatSettings: HeartbeatSettings = {
       maxTicks: settings.maxTicks,
       tickIntervalSec: settings.tickInterval,
@@ -444,7 +470,35 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       cron: settings.cron ?? null,
       activeHours: settings.activeHours ?? null,
       timezone: settings.timezone ?? null,
+      idleRecheckSec: parseDuration(settings.idleRecheck) ?? 0,
+      maxTokensPerDay: settings.maxTokensPerDay,
+      maxCostPerDay: settings.maxCostPerDay,
+      prices: prices,
     };
+    const checklistFile = checklistPath(
+      workdir,
+      settings.checklist ? path.resolve(workdir, settings.checklist) : null,
+    );
+    // A checklist named on purpose must exist; none may be a FIFO or a directory (never read blocking).
+    const firstChecklist = await readChecklist(checklistFile, settings.checklistMaxBytes).catch(
+      (error: unknown) => {
+        throw new UsageError(
+          `The checklist ${checklistFile} cannot be read: ${error instanceof Error ? error.message : String(error)}.`,
+          {
+            option: "--checklist",
+            code: "checklist-unreadable",
+            hint: "Point --checklist at a regular file, or remove what is in the way of HEARTBEAT.md.",
+          },
+        );
+      },
+    );
+    if (!firstChecklist && settings.checklist) {
+      throw new UsageError(`The checklist ${checklistFile} does not exist.`, {
+        option: "--checklist",
+        code: "checklist-missing",
+        hint: "Create it, or drop --checklist to use HEARTBEAT.md in the workdir when there is one.",
+      });
+    }
     const running = await prepareHeartbeat(
       { id, goal: settings.goal, settings: heartbeatSettings },
       {
@@ -453,7 +507,17 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         toolbox,
         events,
         inspect: inspection?.inspect,
-        prices: { input: settings.priceInput, output: settings.priceOutput },
+        prices,
+        observe: async (input, signal) => {
+          const checklist = await readChecklist(checklistFile, settings.checklistMaxBytes);
+          if (!input.fingerprint) return { fingerprint: null, checklist };
+          const workspace = await workspaceFingerprint(workdir, { stateDir, signal });
+          // The checklist counts as part of the workspace even when it lives elsewhere.
+          const fingerprint = checklist
+            ? `${workspace}:${createHash("sha256").update(JSON.stringify(checklist)).digest("hex").slice(0, 16)}`
+            : workspace;
+          return { fingerprint, checklist };
+        },
         savedSettings: savedSettingsOf(settings),
         approvals: {
           timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,

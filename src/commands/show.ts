@@ -68,6 +68,8 @@ export function showJson(
     awaitingApproval: waitingRoundOf(view.file)?.pending ?? [],
     settings: snapshot?.context.settings ?? null,
     savedSettings: view.file?.settings ?? null,
+    checklist: checklistOf(snapshot?.context ?? null),
+    today: snapshot?.context.day ?? null,
     shell: lastRun?.shell ?? null,
     process: view.process,
     files: {
@@ -76,6 +78,31 @@ export function showJson(
       lock: view.paths.lock,
     },
   };
+}
+
+/** The checklist tasks a snapshot's context knows, with their last run and next due time (null = due now). */
+export function checklistOf(context: Record<string, unknown> | null): Array<{
+  task: string;
+  everySec: number;
+  source: string;
+  lastRunAt: string | null;
+  nextDueAt: string | null;
+}> {
+  const checklist = context?.checklist as
+    | {
+        tasks: Array<{ task: string; everySec: number; source: string }>;
+        runs: Record<string, string>;
+      }
+    | undefined;
+  if (!checklist) return [];
+  return checklist.tasks.map((t) => {
+    const last = checklist.runs[t.task] ?? null;
+    return {
+      ...t,
+      lastRunAt: last,
+      nextDueAt: last ? new Date(Date.parse(last) + t.everySec * 1000).toISOString() : null,
+    };
+  });
 }
 
 const indent = (text: string, prefix = "  ") =>
@@ -118,11 +145,28 @@ export async function renderShow(
   field(
     "tokens",
     `${hb.formatCount(file.usage.totalTokens)} in ${hb.formatCount(file.usage.calls)} model call${file.usage.calls === 1 ? "" : "s"} (prompt ${hb.formatCount(file.usage.promptTokens)}, completion ${hb.formatCount(file.usage.completionTokens)})${
+      file.usage.cachedTokens
+        ? `; ${hb.formatCount(file.usage.cachedTokens)} prompt tokens cached (${Math.round((file.usage.cachedTokens / Math.max(1, file.usage.promptTokens)) * 100)}%)`
+        : ""
+    }${
       file.usage.estimatedCalls
         ? `; ${hb.formatCount(file.usage.estimatedCalls)} estimated (the server sent no usage)`
         : ""
-    }`,
+    }${file.usage.costUsd !== undefined ? `; $${file.usage.costUsd}` : ""}`,
   );
+  const day = file.snapshot.context.day;
+  const perDay = [
+    settings.maxTokensPerDay ? `${hb.formatCount(settings.maxTokensPerDay)} tokens` : "",
+    settings.maxCostPerDay ? `$${settings.maxCostPerDay}` : "",
+  ].filter(Boolean);
+  if (day || perDay.length > 0) {
+    field(
+      "today",
+      `${day ? `${hb.formatCount(day.usage.totalTokens)} tokens on ${day.date}` : "nothing yet"}${
+        perDay.length > 0 ? ` (cap ${perDay.join(", ")} a day)` : ""
+      }${file.status === "sleeping" && file.reason === "daily-budget" ? "; daily budget reached: sleeping until the next day starts" : ""}`,
+    );
+  }
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));
   if (file.reason) field("reason", file.reason);
@@ -168,6 +212,16 @@ export async function renderShow(
     });
   }
   if (file.lastResult) lines.push("", "Last result:", indent(file.lastResult));
+  const tasks = checklistOf(file.snapshot.context);
+  if (tasks.length > 0) {
+    const { formatDuration } = await import("../services/duration.js");
+    lines.push("", "Checklist tasks:");
+    for (const t of tasks) {
+      const due = t.nextDueAt ? `next due ${t.nextDueAt}` : "due now";
+      const by = t.source === "model" ? ", added by the model" : "";
+      lines.push(`  ${t.task} · every ${formatDuration(t.everySec)}${by} · ${due}`);
+    }
+  }
   return `${lines.join("\n")}\n`;
 }
 

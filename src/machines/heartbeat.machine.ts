@@ -17,6 +17,8 @@ import { insideActiveHours } from "./activeHours.js";
 import type {
   AssessInput,
   AssessOutput,
+  ChecklistState,
+  ChecklistTask,
   CurrentTick,
   HeartbeatContext,
   HeartbeatEvent,
@@ -25,6 +27,8 @@ import type {
   HeartbeatSettings,
   LifetimeBudget,
   ModelCallRecord,
+  ObserveInput,
+  ObserveOutput,
   Outcome,
   PersistInput,
   PhaseError,
@@ -36,6 +40,7 @@ import type {
   TokenUsage,
   WakeReason,
 } from "./heartbeat.types.js";
+import { dailyCapReached, dailyTokensLeft, dayOf, dueTasks } from "./idle.js";
 import { notProvided } from "./notProvided.js";
 import { addUsage, asErrorInfo, PROGRESS_LIMIT, ZERO_USAGE } from "./shared.js";
 import { toolLoopMachine } from "./toolLoop.machine.js";
@@ -43,6 +48,43 @@ import type { ToolLoopOutput } from "./toolLoop.types.js";
 
 /** How many recent tick digests are kept for the prompts. */
 export const DIGESTS_KEPT = 3;
+/** Most recurring tasks the model may add to the checklist. */
+export const MODEL_TASKS_KEPT = 20;
+
+const NO_CHECKLIST: ChecklistState = { tasks: [], runs: {} };
+
+/** The checklist's tasks once `observed` was read: the file's (if it was read) and the model's. */
+function tasksAfter(context: HeartbeatContext, observed: ObserveOutput | null): ChecklistTask[] {
+  const known = context.checklist ?? NO_CHECKLIST;
+  const fromModel = known.tasks.filter((t) => t.source === "model");
+  if (!observed) return known.tasks;
+  const fromFile = observed.checklist?.tasks ?? [];
+  const texts = new Set(fromFile.map((t) => t.task));
+  return [...fromFile, ...fromModel.filter((t) => !texts.has(t.task))];
+}
+
+/** The checklist after a finished tick: due and ticked-off tasks ran at `now`, the model's additions kept. */
+function checklistAfter(context: HeartbeatContext, tick: CurrentTick): ChecklistState {
+  const known = context.checklist ?? NO_CHECKLIST;
+  const runs = { ...known.runs };
+  const update = tick.assessment?.checklist;
+  const names = new Set(known.tasks.map((t) => t.task));
+  for (const task of tick.due ?? []) runs[task.task] = context.now;
+  for (const done of update?.done ?? []) if (names.has(done)) runs[done] = context.now;
+  let tasks = known.tasks;
+  for (const add of update?.add ?? []) {
+    const task = add.task.trim();
+    if (!task || names.has(task) || add.everySec <= 0) continue;
+    if (tasks.filter((t) => t.source === "model").length >= MODEL_TASKS_KEPT) break;
+    names.add(task);
+    tasks = [...tasks, { task, everySec: add.everySec, source: "model" }];
+    // It ran as it was added: the model just thought of it.
+    runs[task] = context.now;
+  }
+  // Runs of tasks that no longer exist are forgotten.
+  for (const name of Object.keys(runs)) if (!names.has(name)) delete runs[name];
+  return { tasks, runs };
+}
 /** The lifetime token budget is set and used up. */
 export function budgetSpent(settings: HeartbeatSettings, usage: TokenUsage): boolean {
   return settings.maxTokens > 0 && usage.totalTokens >= settings.maxTokens;
@@ -77,7 +119,7 @@ function charge(
   phase: ModelCallRecord["phase"],
   calls: TokenUsage[],
   patch: Partial<CurrentTick>,
-): Pick<HeartbeatContext, "current" | "usage"> {
+): Pick<HeartbeatContext, "current" | "usage" | "day"> {
   const usage = calls.reduce(addUsage, ZERO_USAGE);
   const records = calls.map(
     (u): ModelCallRecord => ({
@@ -85,9 +127,13 @@ function charge(
       promptTokens: u.promptTokens,
       completionTokens: u.completionTokens,
       totalTokens: u.totalTokens,
+      ...(u.cachedTokens ? { cachedTokens: u.cachedTokens } : {}),
       ...(u.estimatedCalls ? { estimated: true as const } : {}),
     }),
   );
+  // Charged to the calendar day (in the heartbeat's time zone) of the last clock reading.
+  const date = dayOf(Date.parse(context.now), context.settings.timezone);
+  const today = context.day?.date === date ? context.day.usage : ZERO_USAGE;
   return {
     current: withCurrent(context, {
       ...patch,
@@ -95,6 +141,7 @@ function charge(
       modelCalls: [...(context.current?.modelCalls ?? []), ...records],
     }),
     usage: addUsage(context.usage, usage),
+    day: { date, usage: addUsage(today, usage) },
   };
 }
 
@@ -119,6 +166,7 @@ function digestOf(tick: CurrentTick, at: string): TickDigest {
 function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
   const current = context.current;
   if (!current) return concludeRun(context);
+  if (current.quiet) return concludeQuietTick(context, current);
   const tick = current.number;
   const failed = current.errors.length > 0;
   const fatal = current.errors.find((e) => e.fatal);
@@ -150,9 +198,17 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
     outcome = failed
       ? { status: "failed", reason: "last-tick-failed" }
       : { status: "completed", reason: "max-ticks" };
+  else if (dailyCapReached(context.settings, context.day ?? null, context.now))
+    outcome = { status: "sleeping", reason: "daily-budget" };
   else outcome = { status: "sleeping", reason: null };
+  const idle =
+    !failed && current.assessment !== null && !current.assessment.actionNeeded && !goalMet;
+  const fingerprint = current.observed?.fingerprint ?? null;
   return {
     tick,
+    quiet: idle && fingerprint !== null ? { fingerprint, lastCallAt: current.startedAt } : null,
+    lastTickAt: context.now,
+    checklist: failed ? (context.checklist ?? NO_CHECKLIST) : checklistAfter(context, current),
     progress,
     consecutiveFailures,
     completed: goalMet,
@@ -161,6 +217,30 @@ function concludeTick(context: HeartbeatContext): Partial<HeartbeatContext> {
     outcome,
     error,
     // Set by `scheduleNextTick` on entering `persisting`.
+    nextTickAt: null,
+    seq: context.seq + 1,
+  };
+}
+
+/**
+ * Closes a quiet tick: counted and journaled (no model call), but it adds no
+ * digest and changes no progress, so the next prompt is what it would have
+ * been. The quiet state stays: the workspace is still the one assessed idle.
+ */
+function concludeQuietTick(
+  context: HeartbeatContext,
+  current: CurrentTick,
+): Partial<HeartbeatContext> {
+  const tick = current.number;
+  const outcome: Outcome =
+    context.settings.maxTicks > 0 && tick >= context.settings.maxTicks
+      ? { status: "completed", reason: "max-ticks" }
+      : { status: "sleeping", reason: null };
+  return {
+    tick,
+    outcome,
+    error: null,
+    lastTickAt: context.now,
     nextTickAt: null,
     seq: context.seq + 1,
   };
@@ -224,6 +304,16 @@ function budgetOf(context: HeartbeatContext): LifetimeBudget | null {
     : null;
 }
 
+/** Tokens the execute phase may spend: what the per-tick budget and today's cap leave (0 = no limit). */
+function tickTokenBudget(context: HeartbeatContext): number {
+  const limits: number[] = [];
+  if (context.settings.maxTokensPerTick > 0)
+    limits.push(context.settings.maxTokensPerTick - (context.current?.usage.totalTokens ?? 0));
+  const today = dailyTokensLeft(context.settings, context.day ?? null, context.now);
+  if (today !== null) limits.push(today);
+  return limits.length === 0 ? 0 : Math.max(1, Math.min(...limits));
+}
+
 function phaseError(phase: PhaseError["phase"], error: unknown): PhaseError {
   return { phase, ...asErrorInfo(error) };
 }
@@ -237,6 +327,7 @@ export const heartbeatMachine = setup({
     output: {} as HeartbeatOutput,
   },
   actors: {
+    observe: notProvided<ObserveOutput, ObserveInput>("observe"),
     assess: notProvided<AssessOutput, AssessInput>("assess"),
     plan: notProvided<PlanOutput, PlanInput>("plan"),
     execute: toolLoopMachine,
@@ -259,6 +350,23 @@ export const heartbeatMachine = setup({
         context.settings.activeHours,
         context.settings.timezone,
       ),
+    /**
+     * Nothing can have changed since an idle tick: quiet ticks are on, the
+     * workspace fingerprint is the one that tick saw, no checklist task is
+     * due, the tick was not asked for (`wake`), and the last model call is
+     * more recent than `idleRecheckSec`.
+     */
+    unchangedSinceIdle: ({ context }, params: { output: ObserveOutput }) => {
+      const recheck = context.settings.idleRecheckSec ?? 0;
+      const quiet = context.quiet;
+      if (recheck <= 0 || !quiet || params.output.fingerprint === null) return false;
+      if (params.output.fingerprint !== quiet.fingerprint) return false;
+      if (context.current?.wakeReason === "wake") return false;
+      const known = context.checklist ?? NO_CHECKLIST;
+      if (dueTasks(tasksAfter(context, params.output), known.runs, context.now).length > 0)
+        return false;
+      return Date.parse(context.now) - Date.parse(quiet.lastCallAt) < recheck * 1000;
+    },
     goalComplete: (_, params: { output: AssessOutput }) => params.output.assessment.goalComplete,
     noActionNeeded: (_, params: { output: AssessOutput }) => !params.output.assessment.actionNeeded,
     toolsDisabled: ({ context }) => !context.settings.toolsEnabled,
@@ -306,6 +414,19 @@ export const heartbeatMachine = setup({
       current: null,
       seq: context.seq + 1,
     })),
+    /** Keeps what `observe` saw (null: it failed) and the checklist tasks due now. */
+    recordObservation: assign(({ context }, params: { output: ObserveOutput | null }) => {
+      const known = context.checklist ?? NO_CHECKLIST;
+      const tasks = tasksAfter(context, params.output);
+      return {
+        checklist: { ...known, tasks },
+        current: withCurrent(context, {
+          observed: params.output,
+          due: dueTasks(tasks, known.runs, context.now),
+        }),
+      };
+    }),
+    markQuiet: assign(({ context }) => ({ current: withCurrent(context, { quiet: "unchanged" }) })),
     recordAssessment: assign(({ context }, params: { output: AssessOutput }) => ({
       ...charge(context, "assess", [params.output.usage], { assessment: params.output.assessment }),
       lastAssessment: params.output.assessment,
@@ -392,6 +513,10 @@ export const heartbeatMachine = setup({
     skipped: [],
     now: input.createdAt,
     wake: null,
+    quiet: input.resume?.quiet ?? null,
+    lastTickAt: input.resume?.lastTickAt ?? null,
+    checklist: input.resume?.checklist ?? NO_CHECKLIST,
+    day: input.resume?.day ?? null,
   }),
   initial: "idle",
   on: {
@@ -411,18 +536,65 @@ export const heartbeatMachine = setup({
         ],
       },
     },
+    // Every tick begins here: the workspace fingerprint and the checklist decide whether it needs the model.
+    observing: {
+      invoke: {
+        id: "observe",
+        src: "observe",
+        input: ({ context }) => ({ fingerprint: (context.settings.idleRecheckSec ?? 0) > 0 }),
+        onDone: [
+          {
+            guard: {
+              type: "unchangedSinceIdle",
+              params: ({ event }) => ({ output: event.output }),
+            },
+            target: "persisting",
+            actions: [
+              { type: "recordObservation", params: ({ event }) => ({ output: event.output }) },
+              "markQuiet",
+              "readClock",
+              "concludeTick",
+            ],
+          },
+          {
+            target: "assessing",
+            actions: {
+              type: "recordObservation",
+              params: ({ event }) => ({ output: event.output }),
+            },
+          },
+        ],
+        // Nothing seen (no fingerprint, no checklist): the tick asks the model.
+        onError: {
+          target: "assessing",
+          actions: { type: "recordObservation", params: { output: null } },
+        },
+      },
+    },
     assessing: {
       invoke: {
         id: "assess",
         src: "assess",
-        input: ({ context }) => ({
-          budget: budgetOf(context),
-          goal: context.goal,
-          tick: context.tick + 1,
-          progress: context.progress,
-          digests: context.digests,
-          wakeReason: context.current?.wakeReason ?? "start",
-        }),
+        input: ({ context }) => {
+          const checklist = context.current?.observed?.checklist;
+          return {
+            budget: budgetOf(context),
+            goal: context.goal,
+            tick: context.tick + 1,
+            progress: context.progress,
+            digests: context.digests,
+            wakeReason: context.current?.wakeReason ?? "start",
+            checklist: checklist
+              ? {
+                  path: checklist.path,
+                  text: checklist.text,
+                  truncated: checklist.truncated,
+                  bytes: checklist.bytes,
+                }
+              : null,
+            dueTasks: context.current?.due ?? [],
+          };
+        },
         onDone: [
           {
             guard: { type: "goalComplete", params: ({ event }) => ({ output: event.output }) },
@@ -508,13 +680,7 @@ export const heartbeatMachine = setup({
           progress: context.progress,
           plan: context.current?.plan ?? { steps: [] },
           maxIterations: context.settings.maxIterationsPerTick,
-          tokenBudget:
-            context.settings.maxTokensPerTick > 0
-              ? Math.max(
-                  1,
-                  context.settings.maxTokensPerTick - (context.current?.usage.totalTokens ?? 0),
-                )
-              : 0,
+          tokenBudget: tickTokenBudget(context),
           attempt: context.current?.startedAt ?? "",
           budget: budgetOf(context),
         }),
@@ -560,7 +726,7 @@ export const heartbeatMachine = setup({
           { guard: "maxTicksDone", target: "completed" },
           {
             guard: "tickDue",
-            target: "assessing",
+            target: "observing",
             actions: [
               "readClock",
               {
@@ -583,7 +749,7 @@ export const heartbeatMachine = setup({
             actions: ["readClock", "concludeRun"],
           },
           {
-            target: "assessing",
+            target: "observing",
             actions: ["readClock", { type: "beginTick", params: { wakeReason: "wake" } }],
           },
         ],
@@ -611,7 +777,7 @@ export const heartbeatMachine = setup({
             ],
           },
           {
-            target: "assessing",
+            target: "observing",
             actions: [
               "readClock",
               {

@@ -17,6 +17,18 @@ export interface TokenUsage {
    * estimate (prompt and reply characters / 4). Absent when there are none.
    */
   estimatedCalls?: number;
+  /**
+   * Prompt tokens among `promptTokens` that the server served from its prompt
+   * cache (`prompt_tokens_details.cached_tokens`). Absent when none were reported.
+   */
+  cachedTokens?: number;
+}
+
+/** Prices per million tokens, in US dollars; `cachedInput` for cached prompt tokens (else `input`). */
+export interface Prices {
+  input?: number | undefined;
+  output?: number | undefined;
+  cachedInput?: number | undefined;
 }
 
 /** The assessment the model returns at the start of every tick. */
@@ -31,6 +43,68 @@ export interface Assessment {
   progressSummary: string;
   /** What a human should know now, in one sentence (sent as an `attention` notification); null on an ordinary tick. */
   attention?: string | null;
+  /** Checklist changes the model asks for: tasks it did (by text) and recurring tasks it adds. */
+  checklist?: ChecklistUpdate | null;
+}
+
+/** What an assessment may change in the checklist (never the file itself). */
+export interface ChecklistUpdate {
+  /** Tasks done this tick, by their text: their last run becomes this tick's end. */
+  done: string[];
+  /** Recurring tasks to add (kept in the state file). */
+  add: Array<{ task: string; everySec: number }>;
+}
+
+/** A recurring checklist task (`- [every 1h] Check the plants`). */
+export interface ChecklistTask {
+  task: string;
+  /** Its period in seconds. */
+  everySec: number;
+  /** From the checklist file, or added by the model (kept in the state file). */
+  source: "file" | "model";
+}
+
+/** The checklist as read at the start of a tick. */
+export interface ChecklistView {
+  /** The file it was read from. */
+  path: string;
+  /** The standing instructions: the file's text without its recurring-task lines, capped. */
+  text: string;
+  /** The text was cut at the cap; `bytes` is its full size. */
+  truncated: boolean;
+  bytes: number;
+  /** Its recurring tasks. */
+  tasks: ChecklistTask[];
+}
+
+/** What the `observe` actor saw at the start of a tick. */
+export interface Observation {
+  /** The workspace fingerprint, or null when not taken (quiet ticks off) or not available. */
+  fingerprint: string | null;
+  /** The checklist, or null when there is none. */
+  checklist: ChecklistView | null;
+}
+
+/** The checklist's state in the context: the tasks known and when each last ran. */
+export interface ChecklistState {
+  tasks: ChecklistTask[];
+  /** Task text → when it last ran (the end of the tick that did it, ISO). */
+  runs: Record<string, string>;
+}
+
+/** Tokens used on one calendar day (in the heartbeat's time zone). */
+export interface DayUsage {
+  /** `YYYY-MM-DD`. */
+  date: string;
+  usage: TokenUsage;
+}
+
+/** What lets the next tick be quiet: the last model call found nothing to do in this workspace. */
+export interface QuietState {
+  /** The workspace fingerprint taken when that idle tick began. */
+  fingerprint: string;
+  /** When the last tick with a model call began (ISO). */
+  lastCallAt: string;
 }
 
 /** The plan for one tick. */
@@ -69,6 +143,17 @@ export interface HeartbeatSettings {
   activeHours: string | null;
   /** IANA time zone for `cron` and `activeHours`; null = the system's. */
   timezone: string | null;
+  /**
+   * Seconds after the last model call until an unchanged, idle workspace is
+   * assessed again; quiet ticks (no model call) in between. 0 or absent = off.
+   */
+  idleRecheckSec?: number;
+  /** Tokens per calendar day (in `timezone`); reached: sleep until the next day. 0 or absent = none. */
+  maxTokensPerDay?: number;
+  /** US dollars per calendar day at `prices`; reached: sleep until the next day. 0 or absent = none. */
+  maxCostPerDay?: number;
+  /** Prices for the daily cost cap. */
+  prices?: Prices | null;
 }
 
 /** Why a tick started. */
@@ -95,6 +180,12 @@ export interface CurrentTick {
   toolCalls: ToolCallRecord[];
   /** Set when `heartbeat.stop` cut the tick short; such a tick is not counted. */
   interrupted: boolean;
+  /** What `observe` saw when the tick began. */
+  observed?: Observation | null;
+  /** The checklist tasks that were due when the tick began (in its prompt). */
+  due?: ChecklistTask[];
+  /** Set for a quiet tick: no model call, because nothing can have changed. */
+  quiet?: "unchanged";
 }
 
 /** One line of recent history, carried into the next prompts. */
@@ -157,6 +248,14 @@ export interface HeartbeatContext {
   now: string;
   /** Why the next tick will start, when that was decided before it (the first tick of a run); else null. */
   wake: WakeReason | null;
+  /** Set after an idle tick: what the next tick compares to be quiet. Null otherwise; absent in older files. */
+  quiet?: QuietState | null;
+  /** When the last counted tick ended (quiet ones too): the planner's start. Absent in older files. */
+  lastTickAt?: string | null;
+  /** The checklist's tasks and their last runs. Absent in older files. */
+  checklist?: ChecklistState;
+  /** Usage of the current calendar day, for the daily caps. Absent in older files. */
+  day?: DayUsage | null;
 }
 
 /** A tick the schedule did not run. */
@@ -182,6 +281,10 @@ export type ResumeRecord = Pick<
   | "consecutiveFailures"
   | "digests"
   | "seq"
+  | "quiet"
+  | "lastTickAt"
+  | "checklist"
+  | "day"
 >;
 
 export interface HeartbeatInput {
@@ -225,6 +328,10 @@ export interface AssessInput {
   progress: string;
   digests: TickDigest[];
   wakeReason: WakeReason;
+  /** The checklist's standing instructions, when there is one. */
+  checklist?: Pick<ChecklistView, "path" | "text" | "truncated" | "bytes"> | null;
+  /** Recurring tasks due now. */
+  dueTasks?: ChecklistTask[];
 }
 export interface AssessOutput {
   assessment: Assessment;
@@ -259,3 +366,9 @@ export interface SleepOutput {
   /** When the sleep ended (ISO time): the machine checks it against the active hours. */
   at: string;
 }
+
+export interface ObserveInput {
+  /** Take the workspace fingerprint (quiet ticks are on). */
+  fingerprint: boolean;
+}
+export type ObserveOutput = Observation;

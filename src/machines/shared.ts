@@ -10,6 +10,7 @@ import type { TokenUsage } from "./heartbeat.types.js";
 /** The state names, as they show in `status`, logs and the inspector. */
 export const HEARTBEAT_STATES = [
   "idle",
+  "observing",
   "assessing",
   "planning",
   "executing",
@@ -37,12 +38,14 @@ export const ZERO_USAGE: TokenUsage = {
 /** Adds two usage records. */
 export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
   const estimatedCalls = (a.estimatedCalls ?? 0) + (b.estimatedCalls ?? 0);
+  const cachedTokens = (a.cachedTokens ?? 0) + (b.cachedTokens ?? 0);
   return {
     calls: a.calls + b.calls,
     promptTokens: a.promptTokens + b.promptTokens,
     completionTokens: a.completionTokens + b.completionTokens,
     totalTokens: a.totalTokens + b.totalTokens,
     ...(estimatedCalls > 0 ? { estimatedCalls } : {}),
+    ...(cachedTokens > 0 ? { cachedTokens } : {}),
   };
 }
 

@@ -26,6 +26,26 @@ export const AssessmentSchema = z.object({
     .describe(
       "null, unless a human should know something now (a decision only they can make, a problem they must fix, a finding they asked for): then one short sentence saying what",
     ),
+  // Required in the JSON schema (strict mode), optional when read: older prompts and servers omit it.
+  checklist: z
+    .object({
+      done: z
+        .array(z.string())
+        .describe("checklist tasks you did this tick, by their exact text; else []"),
+      add: z
+        .array(
+          z.object({
+            every: z.string().describe("how often, e.g. 30m, 2h, 1d"),
+            task: z.string().describe("the task, one line"),
+          }),
+        )
+        .describe(
+          "recurring tasks to add to the checklist, only when the goal asks for it; else []",
+        ),
+    })
+    .nullable()
+    .default(null)
+    .describe("checklist changes, or null"),
 });
 
 /** The plan for a tick. */

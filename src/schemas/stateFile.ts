@@ -6,11 +6,15 @@
  * - Version 1: the heartbeat's settings only inside the snapshot's context.
  * - Version 2: adds `settings`, the run settings the heartbeat was started (or
  *   last resumed) with, which a resume starts from.
+ * - Version 3: the context gains the idle-cost state (issue 16): `quiet` (what
+ *   lets the next tick skip the model), `lastTickAt`, `checklist` (tasks and
+ *   their last runs) and `day` (today's usage for the daily caps); usage gains
+ *   `cachedTokens`. A version 2 file reads as version 3 with none of them.
  */
 import { z } from "zod";
 
 /** The version this build writes. */
-export const STATE_SCHEMA_VERSION = 2;
+export const STATE_SCHEMA_VERSION = 3;
 
 const UsageSchema = z.object({
   calls: z.number().int().nonnegative(),
@@ -19,6 +23,8 @@ const UsageSchema = z.object({
   totalTokens: z.number().int().nonnegative(),
   /** Calls among `calls` whose reply had no `usage` and whose tokens are estimated; absent when none. */
   estimatedCalls: z.number().int().nonnegative().optional(),
+  /** Prompt tokens the server served from its cache; absent when none were reported (version 3). */
+  cachedTokens: z.number().int().nonnegative().optional(),
   /** Cost in US dollars at the configured prices, when prices are set. */
   costUsd: z.number().nonnegative().optional(),
 });
@@ -62,6 +68,17 @@ const SettingsSchema = z.object({
   cron: z.string().nullable().optional(),
   activeHours: z.string().nullable().optional(),
   timezone: z.string().nullable().optional(),
+  idleRecheckSec: z.number().nonnegative().optional(),
+  maxTokensPerDay: z.number().int().nonnegative().optional(),
+  maxCostPerDay: z.number().nonnegative().optional(),
+  prices: z
+    .object({
+      input: z.number().nonnegative().optional(),
+      output: z.number().nonnegative().optional(),
+      cachedInput: z.number().nonnegative().optional(),
+    })
+    .nullable()
+    .optional(),
 });
 
 /**
@@ -146,9 +163,39 @@ export const StateFileSchemaV2 = StateFileSchemaV1.extend({
   settings: SavedSettingsSchema,
 });
 
+const ChecklistTaskSchema = z.object({
+  task: z.string().min(1),
+  everySec: z.number().positive(),
+  source: z.enum(["file", "model"]),
+});
+
+/** The context of a version 3 snapshot: version 1's plus the idle-cost state, each optional. */
+export const ContextSchemaV3 = ContextSchemaV1.extend({
+  quiet: z.object({ fingerprint: z.string(), lastCallAt: z.string() }).nullable().optional(),
+  lastTickAt: z.string().nullable().optional(),
+  checklist: z
+    .object({ tasks: z.array(ChecklistTaskSchema), runs: z.record(z.string(), z.string()) })
+    .optional(),
+  day: z.object({ date: z.string(), usage: UsageSchema }).nullable().optional(),
+});
+
+/** State file, version 3: version 2 with the idle-cost state in the snapshot's context. */
+export const StateFileSchemaV3 = StateFileSchemaV2.extend({
+  schemaVersion: z.literal(3),
+  snapshot: SnapshotSchemaV1.extend({ context: ContextSchemaV3 }),
+});
+
 /** The current state file format. */
-export type StateFile = z.infer<typeof StateFileSchemaV2>;
-export const StateFileSchema = StateFileSchemaV2;
+export type StateFile = z.infer<typeof StateFileSchemaV3>;
+export const StateFileSchema = StateFileSchemaV3;
+
+/** A state file of version 2. */
+export type StateFileV2 = z.infer<typeof StateFileSchemaV2>;
+
+/** Version 2 → 3: nothing to convert; the idle-cost state starts empty. */
+export function migrateV2(file: StateFileV2): StateFile {
+  return { ...file, schemaVersion: 3 };
+}
 
 /** The heartbeat settings held in a snapshot's context (a subset in version 1 files). */
 type ContextSettings = z.infer<typeof SettingsSchema>;
@@ -176,7 +223,7 @@ export function savedSettingsOfContext(settings: ContextSettings): SavedSettings
 }
 
 /** Version 1 → 2: the saved settings are derived from the snapshot's context. */
-export function migrateV1(file: StateFileV1): StateFile {
+export function migrateV1(file: StateFileV1): StateFileV2 {
   return {
     ...file,
     schemaVersion: 2,
@@ -189,7 +236,11 @@ export function migrateV1(file: StateFileV1): StateFile {
  * (migrating older versions), or undefined for a version this build does not know.
  */
 export function stateFileSchemaFor(version: unknown): z.ZodType<StateFile> | undefined {
-  if (version === 1) return StateFileSchemaV1.transform(migrateV1) as z.ZodType<StateFile>;
-  if (version === 2) return StateFileSchemaV2;
+  if (version === 1)
+    return StateFileSchemaV1.transform((file) =>
+      migrateV2(migrateV1(file)),
+    ) as z.ZodType<StateFile>;
+  if (version === 2) return StateFileSchemaV2.transform(migrateV2) as z.ZodType<StateFile>;
+  if (version === 3) return StateFileSchemaV3;
   return undefined;
 }

@@ -258,16 +258,22 @@ export function describeState(view: Pick<HeartbeatView, "file" | "process">): st
   const awaiting = waiting
     ? `awaiting approval (${waiting.pending.length} call${waiting.pending.length === 1 ? "" : "s"})`
     : null;
+  // A daily cap reached: it sleeps until the next day starts, and says why.
+  const capped =
+    view.file?.status === "sleeping" && view.file.reason === "daily-budget"
+      ? ", daily budget reached"
+      : "";
   if (proc.running) {
     const running = proc.local
-      ? `running (pid ${proc.pid})`
-      : `running on ${proc.host} (pid ${proc.pid})`;
+      ? `running (pid ${proc.pid}${capped})`
+      : `running on ${proc.host} (pid ${proc.pid}${capped})`;
     return awaiting ? `${running}, ${awaiting}` : running;
   }
   if (awaiting) return `${awaiting}, not running`;
   const file = view.file;
   if (!file) return "no state file";
-  if (file.status === "sleeping") return "not running";
+  if (file.status === "sleeping")
+    return capped ? "not running (daily budget reached)" : "not running";
   if (file.status === "shutdown") return "shutdown";
   const reason = file.reason ? (PAST_REASON[file.reason] ?? file.reason) : null;
   return reason ? `${file.status} (${reason})` : file.status;

@@ -29,6 +29,7 @@ import type {
   ToolCallRequest,
 } from "../machines/toolLoop.types.js";
 import { AssessmentSchema, MAX_PLAN_STEPS, PlanSchema } from "../schemas/llm.js";
+import { parseDuration } from "./duration.js";
 import {
   assessPrompt,
   executePrompt,
@@ -258,6 +259,34 @@ function withAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
   });
 }
 
+/** The checklist changes of an assessment, bounded; added tasks with a period that is not a duration are dropped. */
+function checklistUpdateOf(update: {
+  done: string[];
+  add: Array<{ every: string; task: string }>;
+}) {
+  return {
+    done: update.done
+      .map((t) => t.trim().slice(0, 500))
+      .filter(Boolean)
+      .slice(0, 50),
+    add: update.add
+      .map((a) => ({ task: a.task.trim().slice(0, 500), everySec: parseDuration(a.every) ?? 0 }))
+      .filter((a) => a.task && a.everySec >= 60)
+      .slice(0, 10),
+  };
+}
+
+/** A JSON schema without `default` keywords (strict structured outputs refuse them). */
+function withoutDefaults(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutDefaults);
+  if (typeof schema !== "object" || schema === null) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (key !== "default") out[key] = withoutDefaults(value);
+  }
+  return out;
+}
+
 /** Characters per token in the estimate charged for a reply without `usage`. */
 export const CHARS_PER_TOKEN = 4;
 
@@ -276,12 +305,14 @@ export function usageOf(
   const prompt = count(usage?.prompt_tokens);
   const completion = count(usage?.completion_tokens);
   const total = count(usage?.total_tokens);
+  const cached = count(usage?.prompt_tokens_details?.cached_tokens);
   if (prompt !== undefined || completion !== undefined || total !== undefined) {
     return {
       calls: 1,
       promptTokens: prompt ?? 0,
       completionTokens: completion ?? 0,
       totalTokens: total ?? (prompt ?? 0) + (completion ?? 0),
+      ...(cached ? { cachedTokens: Math.min(cached, prompt ?? cached) } : {}),
     };
   }
   const promptTokens = Math.ceil(chars.prompt / CHARS_PER_TOKEN);
@@ -573,8 +604,9 @@ export class LlmService {
         ),
       signal,
     );
-    const { attention: said, ...rest } = value;
+    const { attention: said, checklist, ...rest } = value;
     const attention = said?.trim().slice(0, ATTENTION_LIMIT);
+
     return {
       assessment: {
         ...rest,
@@ -582,6 +614,7 @@ export class LlmService {
         progressSummary: value.progressSummary.slice(0, PROGRESS_LIMIT),
         // Only present when the model flagged something: an ordinary tick's assessment is unchanged.
         ...(attention ? { attention } : {}),
+        ...(checklist ? { checklist: checklistUpdateOf(checklist) } : {}),
       },
       usage,
     };
@@ -745,7 +778,7 @@ export class LlmService {
     prompt: string,
     signal: AbortSignal | undefined,
   ): Promise<{ value: z.infer<S>; usage: TokenUsage }> {
-    const jsonSchema = z.toJSONSchema(schema) as Record<string, unknown>;
+    const jsonSchema = withoutDefaults(z.toJSONSchema(schema)) as Record<string, unknown>;
     delete jsonSchema.$schema;
     if (!this.textMode) {
       const body: OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming = {

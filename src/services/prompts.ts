@@ -1,8 +1,9 @@
 /**
  * Prompt text. The system prompt is byte-identical from tick to tick (and
  * across heartbeats) so providers' prompt caching applies; everything that
- * changes goes into the user message, which stays bounded: goal, time, tick,
- * the rolling summary and the last few digests, never the whole history.
+ * changes goes into the user message, after its stable parts, and stays
+ * bounded: goal, checklist, time, tick, the rolling summary and the last few
+ * digests, never the whole history.
  */
 
 import type { AssessInput, PlanInput, TickDigest } from "../machines/heartbeat.types.js";
@@ -34,9 +35,46 @@ function digestLines(digests: TickDigest[]): string {
   return digests.map((d) => `- tick ${d.tick} [${d.outcome}]: ${d.summary}`).join("\n");
 }
 
-/** The assessment request. */
+/** The checklist's standing instructions, with a notice when they were cut. */
+function checklistSection(input: AssessInput): string {
+  const c = input.checklist;
+  if (!c) return "";
+  const notice = c.truncated
+    ? `\n[The checklist was cut here: only the first ${Buffer.byteLength(c.text, "utf8")} of its ${c.bytes} bytes are shown. Tell the user if something seems missing.]`
+    : "";
+  return `
+Standing instructions from the user's checklist (${c.path}):
+<checklist>
+${c.text || "(no instructions besides recurring tasks)"}${notice}
+</checklist>
+`;
+}
+
+function dueSection(input: AssessInput): string {
+  const due = input.dueTasks ?? [];
+  if (due.length === 0) return "";
+  return `
+Recurring checklist tasks due now (do them this tick if they apply; list the ones you did in checklist.done):
+${due.map((t) => `- ${t.task}`).join("\n")}
+`;
+}
+
+/**
+ * The assessment request. The stable parts come first (goal, checklist,
+ * instructions), the parts that change each tick last (time, tick, summary,
+ * recent ticks, due tasks), so providers' prompt caching covers the prefix.
+ */
 export function assessPrompt(input: AssessInput, now: Date = new Date()): string {
   return `Goal: ${input.goal}
+${checklistSection(input)}
+Assess progress toward the goal.
+- goalComplete: true only if the goal is fully achieved now. Otherwise false.
+- actionNeeded: false if nothing needs doing this tick; then no plan is made and no tools run.
+- assessment: two or three sentences on where things stand.
+- progressSummary: rewrite the summary to cover all progress so far, at most ${PROGRESS_LIMIT} characters.
+- attention: null on an ordinary tick. Only when a human should know something now (a decision only they can make, a problem they must fix, a finding the goal asks to report), one short sentence saying what; it is sent to them as a notification.
+- checklist: null, or the checklist tasks you did ("done") and recurring tasks to add ("add", only when the goal asks for it).
+
 Current time: ${formatNow(now)}
 Tick: ${input.tick} (woke because: ${input.wakeReason})
 
@@ -45,13 +83,7 @@ ${input.progress || "(no progress yet: this is the first tick)"}
 
 Recent ticks:
 ${digestLines(input.digests)}
-
-Assess progress toward the goal.
-- goalComplete: true only if the goal is fully achieved now. Otherwise false.
-- actionNeeded: false if nothing needs doing this tick; then no plan is made and no tools run.
-- assessment: two or three sentences on where things stand.
-- progressSummary: rewrite the summary to cover all progress so far, at most ${PROGRESS_LIMIT} characters.
-- attention: null on an ordinary tick. Only when a human should know something now (a decision only they can make, a problem they must fix, a finding the goal asks to report), one short sentence saying what; it is sent to them as a notification.`;
+${dueSection(input)}`;
 }
 
 /** The planning request. */

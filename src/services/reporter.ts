@@ -264,6 +264,15 @@ export class Reporter implements RuntimeEvents {
 
   persisted(file: StateFile, entries: JournalEntry[]): void {
     for (const entry of entries) {
+      if (entry.type === "daily-budget") {
+        const usage = entry.usage as { totalTokens: number; costUsd?: number };
+        const text = `ravenclaws: daily budget reached on ${entry.day} (${usage.totalTokens} tokens${
+          usage.costUsd !== undefined ? `, $${usage.costUsd}` : ""
+        } today): sleeping until the next day starts, ${String(entry.nextTickAt)} (${String(entry.timezone)}).`;
+        if (!this.quiet) this.line(this.style("yellow", text));
+        this.event({ event: "daily-budget", ...entry });
+        continue;
+      }
       if (entry.type !== "tick") continue;
       this.noticeEstimate(entry);
       const usage = entry.usage as { calls: number; totalTokens: number };
@@ -279,7 +288,9 @@ export class Reporter implements RuntimeEvents {
                 "red",
                 errors.map((e) => `${e.phase} failed: ${oneLine(e.message, 200)}`).join("; "),
               )
-            : oneLine(String(entry.assessment ?? ""), 160);
+            : status === "quiet"
+              ? "the workspace is unchanged since the last idle tick: no model call"
+              : oneLine(String(entry.assessment ?? ""), 160);
         const shown =
           status === "failed"
             ? this.style("red", status)

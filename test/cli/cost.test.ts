@@ -69,7 +69,7 @@ describe("prompt size and calls per tick", () => {
     expect((await stateOf("busy")).tick).toBe(60);
   }, 60_000);
 
-  it("10 idle ticks cost 10 model calls, journaled as idle with their wake reason", async () => {
+  it("with quiet ticks off (--idle-recheck 0), 10 idle ticks cost 10 model calls, journaled as idle", async () => {
     h.server.setHandler(
       scripted({
         assess: () =>
@@ -81,9 +81,11 @@ describe("prompt size and calls per tick", () => {
           }),
       }),
     );
-    const result = await runCli(args("--id", "idle", "--goal", GOAL, "--max-ticks", "10"), {
-      env: env(),
-    });
+    // Quiet ticks off: this is about what one idle assessment costs.
+    const result = await runCli(
+      args("--id", "idle", "--goal", GOAL, "--max-ticks", "10", "--idle-recheck", "0"),
+      { env: env() },
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(h.server.chatRequests()).toHaveLength(10);
     const ticks = (await journalOf("idle")).filter((e) => e.type === "tick");
@@ -219,6 +221,9 @@ describe("token budgets", () => {
         "0.15",
         "--price-output",
         "0.6",
+        // Two priced calls: quiet ticks off.
+        "--idle-recheck",
+        "0",
       ),
       { env: env() },
     );
@@ -245,8 +250,12 @@ describe("catch-up after downtime", () => {
           }),
       }),
     );
+    // Quiet ticks off: the catch-up tick is counted by its model call.
     const first = startCli(
-      args("--id", "laptop", "--goal", GOAL, "--max-ticks", "5", "--tick-interval", "1"),
+      args(
+        ...["--id", "laptop", "--goal", GOAL, "--max-ticks", "5", "--tick-interval", "1"],
+        ...["--idle-recheck", "0"],
+      ),
       { env: env() },
     );
     await first.waitForOutput(/next tick at/);

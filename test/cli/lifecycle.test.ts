@@ -84,7 +84,7 @@ describe("a heartbeat keeps its settings", () => {
         "shell(git push*)",
       );
       const stopped = await h.stateOf(id);
-      expect(stopped.schemaVersion).toBe(2);
+      expect(stopped.schemaVersion).toBe(3);
       expect(stopped.status).toBe(signal === "SIGTERM" ? "shutdown" : "sleeping");
       expect(stopped.settings).toMatchObject({
         maxTicks: 3,

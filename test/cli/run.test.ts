@@ -59,7 +59,7 @@ describe("ravenclaws run", () => {
     expect(result.code).toBe(0);
     const state = await readState("t1");
     expect(state).toMatchObject({
-      schemaVersion: 2,
+      schemaVersion: 3,
       id: "t1",
       goal: GOAL,
       completed: true,

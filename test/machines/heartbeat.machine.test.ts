@@ -314,11 +314,13 @@ describe("heartbeat: happy path", () => {
     expect(h.states).toEqual([
       "idle",
       "persisting",
+      "observing",
       "assessing",
       "planning",
       "executing",
       "persisting",
       "sleeping",
+      "observing",
       "assessing",
       "planning",
       "executing",
@@ -327,7 +329,16 @@ describe("heartbeat: happy path", () => {
     ]);
     expect(actor.getSnapshot().context.tick).toBe(2);
     expect(h.assess.calls.map((c) => c.input)).toEqual([
-      { budget: null, goal: GOAL, tick: 1, progress: "", digests: [], wakeReason: "start" },
+      {
+        budget: null,
+        goal: GOAL,
+        tick: 1,
+        progress: "",
+        digests: [],
+        wakeReason: "start",
+        checklist: null,
+        dueTasks: [],
+      },
       {
         budget: null,
         goal: GOAL,
@@ -335,6 +346,8 @@ describe("heartbeat: happy path", () => {
         progress: "p1",
         digests: [{ tick: 1, at: iso(T0), outcome: "ok", summary: "a1 → done 1" }],
         wakeReason: "timer",
+        checklist: null,
+        dueTasks: [],
       },
     ]);
     expect(h.plan.calls.map((c) => c.input)).toEqual([
@@ -520,7 +533,13 @@ describe("heartbeat: completion", () => {
       { seq: 4, status: "completed", reason: "goal-met" },
     ]);
     expect(lastPersist(h.persisted).state).toBe("persisting");
-    expect(h.states.slice(-4)).toEqual(["sleeping", "assessing", "persisting", "completed"]);
+    expect(h.states.slice(-5)).toEqual([
+      "sleeping",
+      "observing",
+      "assessing",
+      "persisting",
+      "completed",
+    ]);
     expect(h.sleepUntil.calls.length).toBe(2);
   });
 
@@ -555,7 +574,14 @@ describe("heartbeat: completion", () => {
     const actor = h.run();
     await inState(actor, "sleeping");
 
-    expect(h.states).toEqual(["idle", "persisting", "assessing", "persisting", "sleeping"]);
+    expect(h.states).toEqual([
+      "idle",
+      "persisting",
+      "observing",
+      "assessing",
+      "persisting",
+      "sleeping",
+    ]);
     expect(h.assess.calls.length).toBe(1);
     expect(h.plan.calls.length).toBe(0);
     expect(h.callModel.calls.length).toBe(0);
@@ -623,6 +649,7 @@ describe("heartbeat: completion", () => {
     expect(h.states).toEqual([
       "idle",
       "persisting",
+      "observing",
       "assessing",
       "planning",
       "persisting",
@@ -654,7 +681,14 @@ describe("heartbeat: errors", () => {
     const actor = h.run();
     await inState(actor, "sleeping");
 
-    expect(h.states).toEqual(["idle", "persisting", "assessing", "persisting", "sleeping"]);
+    expect(h.states).toEqual([
+      "idle",
+      "persisting",
+      "observing",
+      "assessing",
+      "persisting",
+      "sleeping",
+    ]);
     expect(h.plan.calls.length).toBe(0);
     const record = lastPersist(h.persisted);
     expect(record.input).toEqual({ seq: 2, status: "sleeping", reason: null });
@@ -689,6 +723,7 @@ describe("heartbeat: errors", () => {
     expect(h.states).toEqual([
       "idle",
       "persisting",
+      "observing",
       "assessing",
       "planning",
       "persisting",
@@ -771,17 +806,17 @@ describe("heartbeat: errors", () => {
     [
       "assess",
       { assess: () => Promise.reject(fatalAuth) },
-      ["idle", "persisting", "assessing", "persisting"],
+      ["idle", "persisting", "observing", "assessing", "persisting"],
     ],
     [
       "plan",
       { plan: () => Promise.reject(fatalAuth) },
-      ["idle", "persisting", "assessing", "planning", "persisting"],
+      ["idle", "persisting", "observing", "assessing", "planning", "persisting"],
     ],
     [
       "the tool loop",
       { callModel: () => Promise.reject(fatalAuth) },
-      ["idle", "persisting", "assessing", "planning", "executing", "persisting"],
+      ["idle", "persisting", "observing", "assessing", "planning", "executing", "persisting"],
     ],
   ];
 
@@ -861,7 +896,14 @@ describe("heartbeat: stop", () => {
     expect(output.status).toBe("shutdown");
     expect(output.reason).toBe("signal");
     expect(output.tick).toBe(0);
-    expect(h.states).toEqual(["idle", "persisting", "assessing", "persisting", "shutdown"]);
+    expect(h.states).toEqual([
+      "idle",
+      "persisting",
+      "observing",
+      "assessing",
+      "persisting",
+      "shutdown",
+    ]);
     const record = lastPersist(h.persisted);
     expect(record.input).toEqual({ seq: 2, status: "shutdown", reason: "signal" });
     expect(record.context.tick).toBe(0);
@@ -905,6 +947,7 @@ describe("heartbeat: stop", () => {
     expect(h.states).toEqual([
       "idle",
       "persisting",
+      "observing",
       "assessing",
       "planning",
       "persisting",
@@ -934,6 +977,7 @@ describe("heartbeat: stop", () => {
     expect(h.states).toEqual([
       "idle",
       "persisting",
+      "observing",
       "assessing",
       "planning",
       "executing",
@@ -974,6 +1018,7 @@ describe("heartbeat: stop", () => {
     expect(h.states).toEqual([
       "idle",
       "persisting",
+      "observing",
       "assessing",
       "planning",
       "executing",
@@ -1326,6 +1371,8 @@ describe("heartbeat: resume", () => {
         progress: "halfway there",
         digests: resume.digests,
         wakeReason: "resume",
+        checklist: null,
+        dueTasks: [],
       },
     ]);
     const ctx = actor.getSnapshot().context;
@@ -1510,7 +1557,7 @@ describe("heartbeat: contract", () => {
         const allowed =
           from === "xstate" ||
           typeOnly ||
-          /^\.\/([\w.]+\.machine|activeHours|shared|notProvided)\.js$/.test(from);
+          /^\.\/([\w.]+\.machine|activeHours|idle|shared|notProvided)\.js$/.test(from);
         expect(allowed, `${file} imports ${from}`).toBe(true);
       }
     }

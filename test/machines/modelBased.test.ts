@@ -38,6 +38,8 @@ import type {
   HeartbeatContext,
   HeartbeatInput,
   HeartbeatSettings,
+  ObserveInput,
+  ObserveOutput,
   PersistInput,
   PlanInput,
   PlanOutput,
@@ -640,6 +642,19 @@ const FATAL = { code: "llm-auth", message: "The API key was refused (HTTP 401)."
 
 /** Representative outputs of the heartbeat's invoked actors, by invoke id. */
 const HEARTBEAT_OUTPUTS: Record<string, readonly unknown[]> = {
+  observe: [
+    { fingerprint: "fp-1", checklist: null } satisfies ObserveOutput,
+    {
+      fingerprint: "fp-1",
+      checklist: {
+        path: "HEARTBEAT.md",
+        text: "Be brief.",
+        truncated: false,
+        bytes: 9,
+        tasks: [{ task: "Check the plants", everySec: 3600, source: "file" }],
+      },
+    } satisfies ObserveOutput,
+  ],
   assess: [
     assessed({ goalComplete: true, assessment: "All done." }),
     assessed({ actionNeeded: false, assessment: "Nothing to do now." }),
@@ -685,7 +700,8 @@ function heartbeatKey(snapshot: AnyMachineSnapshot): string {
       current: current && {
         ...current,
         startedAt: undefined,
-        wakeReason: undefined,
+        // The quiet-tick guard tells a wake from the others; no guard reads the rest.
+        wakeReason: current.wakeReason === "wake" ? "wake" : undefined,
         result: current.result === null ? null : "",
         modelCalls: current.modelCalls.length,
         errors: current.errors.map((e) => ({ phase: e.phase, code: e.code, fatal: e.fatal })),
@@ -704,6 +720,7 @@ const heartbeat = heartbeatMachine.provide({
     execute: never<ToolLoopOutput, ToolLoopInput>() as never,
     persist: never<void, PersistInput>(),
     sleepUntil: never<SleepOutput, SleepInput>(),
+    observe: never<ObserveOutput, ObserveInput>(),
   },
   actions: timeImplementations(() => T0),
 });
@@ -721,7 +738,7 @@ function heartbeatInvariant(step: StepRecord) {
   }
   // A tick starts only inside the active hours: a wake-up outside them defers
   // it (the sleep reports when it woke), and a planned tick is in the window.
-  if (after.value === "assessing" && step.before && step.before.value !== "assessing") {
+  if (after.value === "observing" && step.before && step.before.value !== "observing") {
     const { activeHours, timezone } = ctx.settings;
     const output = (step.event as { output?: { at?: string } } | null)?.output;
     const at =
@@ -768,6 +785,13 @@ function heartbeatInvariant(step: StepRecord) {
 const heartbeatScenarios: Scenario[] = [
   { name: "new", input: heartbeatInput() },
   { name: "no tools", input: heartbeatInput({ toolsEnabled: false, maxTicks: 1 }) },
+  // After an idle tick, an unchanged workspace makes the next tick quiet (no model call).
+  { name: "quiet ticks", input: heartbeatInput({ idleRecheckSec: 3600, toolsEnabled: false }) },
+  {
+    // The first tick spends the day's tokens: the heartbeat sleeps until the next day.
+    name: "daily cap",
+    input: heartbeatInput({ maxTokensPerDay: 1, toolsEnabled: false, timezone: "UTC" }),
+  },
   {
     name: "budget",
     input: heartbeatInput({ maxTokens: 20, maxTicks: 1 }),

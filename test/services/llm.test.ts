@@ -140,12 +140,13 @@ const ASSESSMENT_KEYS = [
   "actionNeeded",
   "assessment",
   "attention",
+  "checklist",
   "goalComplete",
   "progressSummary",
 ];
 
 describe("LlmService.assess: request", () => {
-  it("sends a strict json_schema response_format named assessment with its five required properties", async () => {
+  it("sends a strict json_schema response_format named assessment with its six required properties", async () => {
     const { fake, llm } = await setup(() => jsonMessage(DEFAULT_ASSESSMENT));
     await llm.assess(assessInput());
 
@@ -168,8 +169,57 @@ describe("LlmService.assess: request", () => {
     expect(schema.properties.progressSummary.type).toBe("string");
     // Strict mode needs every key: `attention` is required but may be null.
     expect(schema.properties.attention.type).toEqual(["string", "null"]);
+    // The checklist update: required but nullable (strict mode), no `default` keyword anywhere.
+    expect(JSON.stringify(schema)).not.toContain('"default"');
+    const checklist = schema.properties.checklist.anyOf;
+    expect(checklist.map((s: { type: string }) => s.type).sort()).toEqual(["null", "object"]);
     expect(req?.body.tools).toBeUndefined();
     expect(classify(req as RecordedRequest)).toBe("assess");
+  });
+
+  it("reads the checklist update (tasks done, recurring tasks added with a duration) and defaults it when absent", async () => {
+    const { llm } = await setup((req, i) =>
+      jsonMessage(
+        i === 0
+          ? {
+              ...DEFAULT_ASSESSMENT,
+              checklist: {
+                done: [" Check the plants "],
+                add: [
+                  { every: "2h", task: "Water the fern" },
+                  { every: "soon", task: "Dropped: not a duration" },
+                ],
+              },
+            }
+          : DEFAULT_ASSESSMENT,
+      ),
+    );
+    const first = await llm.assess(assessInput());
+    expect(first.assessment.checklist).toEqual({
+      done: ["Check the plants"],
+      add: [{ task: "Water the fern", everySec: 7200 }],
+    });
+    const second = await llm.assess(assessInput());
+    expect(second.assessment.checklist).toBeUndefined();
+  });
+
+  it("records the cached prompt tokens the server reports (prompt_tokens_details.cached_tokens)", async () => {
+    const { llm } = await setup((_req, i) =>
+      jsonMessage(DEFAULT_ASSESSMENT, {
+        usage:
+          i === 0
+            ? { prompt_tokens: 1000, completion_tokens: 50, cached_tokens: 768 }
+            : { prompt_tokens: 1000, completion_tokens: 50 },
+      }),
+    );
+    expect((await llm.assess(assessInput())).usage).toEqual({
+      calls: 1,
+      promptTokens: 1000,
+      completionTokens: 50,
+      totalTokens: 1050,
+      cachedTokens: 768,
+    });
+    expect((await llm.assess(assessInput())).usage.cachedTokens).toBeUndefined();
   });
 
   it("opens with the system prompt, byte-identical across calls with different ticks and progress", async () => {

@@ -10,10 +10,12 @@ import { heartbeatMachine } from "../../src/machines/heartbeat.machine.js";
 import { HEARTBEAT_STATES } from "../../src/machines/shared.js";
 import {
   migrateV1,
+  migrateV2,
   STATE_SCHEMA_VERSION,
   type StateFile,
   StateFileSchemaV1,
   StateFileSchemaV2,
+  StateFileSchemaV3,
 } from "../../src/schemas/stateFile.js";
 import {
   checkStateFile,
@@ -28,10 +30,12 @@ const FIXTURE = fileURLToPath(new URL("../fixtures/state-v1.json", import.meta.u
 const fixtureText = readFileSync(FIXTURE, "utf8");
 const FIXTURE_V2 = fileURLToPath(new URL("../fixtures/state-v2.json", import.meta.url));
 const fixtureV2Text = readFileSync(FIXTURE_V2, "utf8");
+const FIXTURE_V3 = fileURLToPath(new URL("../fixtures/state-v3.json", import.meta.url));
+const fixtureV3Text = readFileSync(FIXTURE_V3, "utf8");
 
 /** A fresh copy of the schemaVersion 1 fixture, migrated to the current version. */
 function fixtureState(): StateFile {
-  return migrateV1(StateFileSchemaV1.parse(JSON.parse(fixtureText)));
+  return migrateV2(migrateV1(StateFileSchemaV1.parse(JSON.parse(fixtureText))));
 }
 
 let base: string;
@@ -119,11 +123,11 @@ describe("the schemaVersion 1 fixture", () => {
     expect(result.success).toBe(true);
   });
 
-  it("loads with loadStateFile, migrated to version 2, keeping the snapshot as written", async () => {
+  it("loads with loadStateFile, migrated to version 3, keeping the snapshot as written", async () => {
     const loaded = await loadStateFile(FIXTURE);
     const { schemaVersion: _v, ...asWritten } = JSON.parse(fixtureText);
     expect(loaded).toMatchObject(asWritten);
-    expect(loaded?.schemaVersion).toBe(2);
+    expect(loaded?.schemaVersion).toBe(3);
     // Version 1 kept its settings only in the snapshot's context: the migration derives the saved ones from it.
     expect(loaded?.settings).toEqual({
       maxTicks: 0,
@@ -149,7 +153,7 @@ describe("the schemaVersion 1 fixture", () => {
     expect(await store.load()).toEqual(fixtureState());
   });
 
-  it("is written back as version 2 by the next save, and reads the same", async () => {
+  it("is written back as version 3 by the next save, and reads the same", async () => {
     const store = newStore("fixture-v1");
     await store.ensureDir();
     await fs.copyFile(FIXTURE, store.paths.stateFile);
@@ -158,16 +162,16 @@ describe("the schemaVersion 1 fixture", () => {
     await store.save({ ...loaded, seq: loaded.seq + 1 });
     const written = JSON.parse(await fs.readFile(store.paths.stateFile, "utf8"));
     expect(written.schemaVersion).toBe(STATE_SCHEMA_VERSION);
-    expect(StateFileSchemaV2.safeParse(written).success).toBe(true);
+    expect(StateFileSchemaV3.safeParse(written).success).toBe(true);
     expect(written.settings).toEqual(loaded.settings);
   });
 });
 
 describe("the schemaVersion 2 fixture", () => {
-  it("satisfies StateFileSchemaV2 and loads as written, settings included", async () => {
+  it("satisfies StateFileSchemaV2 and loads as written (as version 3), settings included", async () => {
     expect(StateFileSchemaV2.safeParse(JSON.parse(fixtureV2Text)).success).toBe(true);
     const loaded = await loadStateFile(FIXTURE_V2);
-    expect(loaded).toEqual(JSON.parse(fixtureV2Text));
+    expect(loaded).toEqual({ ...JSON.parse(fixtureV2Text), schemaVersion: 3 });
     expect(loaded?.settings).toMatchObject({
       maxTicks: 10,
       cron: null,
@@ -191,6 +195,33 @@ describe("the schemaVersion 2 fixture", () => {
     const { settings: _s, ...without } = JSON.parse(fixtureV2Text);
     const file = path.join(base, "no-settings.json");
     await fs.writeFile(file, JSON.stringify(without));
+    await expect(loadStateFile(file)).rejects.toMatchObject({ problem: "invalid" });
+  });
+});
+
+describe("the schemaVersion 3 fixture", () => {
+  it("satisfies StateFileSchemaV3 and loads as written: quiet state, checklist, day usage, cached tokens", async () => {
+    expect(StateFileSchemaV3.safeParse(JSON.parse(fixtureV3Text)).success).toBe(true);
+    // An older build (the version 2 schema) refuses it rather than drop what version 3 adds.
+    expect(StateFileSchemaV2.safeParse(JSON.parse(fixtureV3Text)).success).toBe(false);
+    const loaded = await loadStateFile(FIXTURE_V3);
+    expect(loaded).toEqual(JSON.parse(fixtureV3Text));
+    const ctx = loaded?.snapshot.context;
+    expect(ctx?.quiet?.fingerprint).toMatch(/^git:/);
+    expect(ctx?.checklist?.tasks.map((t) => t.task)).toEqual([
+      "Check the plants",
+      "Rotate the logs",
+    ]);
+    expect(ctx?.day?.usage.cachedTokens).toBeGreaterThan(0);
+    expect(loaded?.usage.cachedTokens).toBeGreaterThan(0);
+    expect(readFileSync(FIXTURE_V3, "utf8")).toBe(fixtureV3Text);
+  });
+
+  it("is refused when a checklist task has no period", async () => {
+    const bad = JSON.parse(fixtureV3Text);
+    delete bad.snapshot.context.checklist.tasks[0].everySec;
+    const file = path.join(base, "bad-v3.json");
+    await fs.writeFile(file, JSON.stringify(bad));
     await expect(loadStateFile(file)).rejects.toMatchObject({ problem: "invalid" });
   });
 });
@@ -258,10 +289,10 @@ describe("loading a state file that cannot be used", () => {
     },
     { name: "garbage", content: "\u0000\u0001garbage\uFFFD not json", problem: "not-json" },
     {
-      name: "schemaVersion 3 (a future version)",
-      content: JSON.stringify({ ...valid, schemaVersion: 3 }),
+      name: "schemaVersion 4 (a future version)",
+      content: JSON.stringify({ ...valid, schemaVersion: 4 }),
       problem: "future-version",
-      detail: /schemaVersion 3/,
+      detail: /schemaVersion 4/,
     },
     {
       name: "valid JSON failing validation",

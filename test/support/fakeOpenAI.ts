@@ -52,6 +52,8 @@ export interface ReplyToolCall {
 export interface ReplyUsage {
   prompt_tokens: number;
   completion_tokens: number;
+  /** Sent as `prompt_tokens_details.cached_tokens` when given. */
+  cached_tokens?: number;
 }
 
 /** What the fake server should answer to one chat completion request. */
@@ -286,6 +288,9 @@ export async function startFakeOpenAI(handler?: Handler): Promise<FakeOpenAI> {
         prompt_tokens: u.prompt_tokens,
         completion_tokens: u.completion_tokens,
         total_tokens: u.prompt_tokens + u.completion_tokens,
+        ...(u.cached_tokens !== undefined
+          ? { prompt_tokens_details: { cached_tokens: u.cached_tokens } }
+          : {}),
       };
     }
     return body;
