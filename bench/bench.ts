@@ -33,6 +33,7 @@ import {
 import { createToolbox, type Toolbox } from "../src/services/tools/index.js";
 import { wrapToolOutput } from "../src/toolRound.js";
 import { FULL_HOSTING, HOSTING_TARGETS, measureHosting, QUICK_HOSTING } from "./hosting.js";
+import { measureFingerprint, measureIdleDay } from "./idle.js";
 import { originalTick } from "./original.js";
 import { measureOverviewLatency } from "./serveLatency.js";
 import { type ModelApi, StubModel } from "./stubModel.js";
@@ -57,6 +58,8 @@ export interface BenchConfig {
   /** Heartbeats hosted behind the API, and overview requests timed (`GET /api/heartbeats`). */
   overviewHeartbeats: number;
   overviewRequests: number;
+  /** Files in the tree whose workspace fingerprint is timed. */
+  fingerprintFiles: number;
 }
 
 /** The full bench (`npm run bench`). */
@@ -71,6 +74,7 @@ export const FULL_CONFIG: BenchConfig = {
   spawns: 10,
   overviewHeartbeats: 1000,
   overviewRequests: 200,
+  fingerprintFiles: 10_000,
 };
 
 /** A reduced configuration (`--quick`) that proves the bench works; its figures mean little. */
@@ -85,6 +89,7 @@ export const QUICK_CONFIG: BenchConfig = {
   spawns: 1,
   overviewHeartbeats: 20,
   overviewRequests: 10,
+  fingerprintFiles: 500,
 };
 
 /** Targets from issue 5. */
@@ -97,6 +102,10 @@ export const TARGETS = {
   coldStartRatio: 3,
   /** Issue 14: the overview API with 1,000 heartbeats, p99. */
   overviewMs: 100,
+  /** Issue 16: the workspace fingerprint of a 10,000-file tree, ms. */
+  fingerprintMs: 50,
+  /** Issue 16: model calls of an idle 24-hour heartbeat at the default 300 s interval. */
+  idleDayCalls: 24,
 } as const;
 
 /** One line of the table. */
@@ -877,6 +886,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
         config.overviewRequests,
       ),
     );
+    const fingerprint = await timed("fingerprint", () =>
+      measureFingerprint(tmp, config.fingerprintFiles),
+    );
+    const day = await timed("idle day", () => measureIdleDay(GOAL, ws.toolbox.definitions));
 
     const rows: BenchRow[] = [];
     for (const [kind, f] of [
@@ -1037,6 +1050,64 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       target: `< ${TARGETS.overviewMs} ms`,
       result: verdict(overview.p99Ms < TARGETS.overviewMs),
     });
+    rows.push({
+      metric: `idle: workspace fingerprint of a ${int(fingerprint.files)}-file tree, walk (no git), ms`,
+      ours: fixed(fingerprint.walkMs, 1),
+      other: "-",
+      ratio: "-",
+      target: `< ${TARGETS.fingerprintMs} ms`,
+      result: verdict(fingerprint.walkMs < TARGETS.fingerprintMs),
+    });
+    rows.push({
+      metric: `idle: workspace fingerprint of a ${int(fingerprint.files)}-file tree, git work tree, ms`,
+      ours: fingerprint.gitMs === null ? "n/a (no git)" : fixed(fingerprint.gitMs, 1),
+      other: "-",
+      ratio: "-",
+      target: `< ${TARGETS.fingerprintMs} ms`,
+      result:
+        fingerprint.gitMs === null ? "n/a" : verdict(fingerprint.gitMs < TARGETS.fingerprintMs),
+    });
+    rows.push({
+      metric: `idle: model calls in a 24 h idle heartbeat at ${day.intervalSec} s (${day.ticks} ticks), vs --idle-recheck 0`,
+      ours: int(day.calls),
+      other: int(day.callsWithoutQuiet),
+      ratio: fixed(day.calls / day.callsWithoutQuiet, 3),
+      target: `≤ ${TARGETS.idleDayCalls}`,
+      result: verdict(day.calls <= TARGETS.idleDayCalls),
+    });
+    rows.push({
+      metric: "idle: the same day, the original (measured: its loop on the idle stub)",
+      ours: int(day.calls),
+      other: int(day.original.calls),
+      ratio: fixed(day.calls / day.original.calls, 3),
+      target: "ours ≤ original",
+      result: verdict(day.calls <= day.original.calls),
+    });
+    rows.push({
+      metric: "idle: the same day, a LangGraph heartbeat (derived: 1 graph run per interval)",
+      ours: int(day.calls),
+      other: `≥ ${int(day.langGraph.calls)}`,
+      ratio: `≤ ${fixed(day.calls / day.langGraph.calls, 3)}`,
+      target: "-",
+      result: "info",
+    });
+    rows.push({
+      metric: "idle: assessment prompt tokens in that day (chars / 4): ours vs the original",
+      ours: int(day.promptTokens),
+      other: int(day.original.promptTokens),
+      ratio: fixed(day.promptTokens / day.original.promptTokens, 3),
+      target: "-",
+      result: "info",
+    });
+    rows.push({
+      metric:
+        "idle: assessment prompt tokens in that day: ours vs --idle-recheck 0 (= a LangGraph lower bound)",
+      ours: int(day.promptTokens),
+      other: int(day.promptTokensWithoutQuiet),
+      ratio: fixed(day.promptTokens / day.promptTokensWithoutQuiet, 3),
+      target: "-",
+      result: "info",
+    });
 
     for (const r of hosting.rss) {
       const big = r.count === Math.max(...hosting.rss.map((x) => x.count));
@@ -1077,7 +1148,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       `prompt and memory: one heartbeat, busy up to tick ${int(Math.max(...config.promptTicks))}, then 1 tick in ${config.memoryBusyEvery} busy (the others idle), RSS after global.gc(); ${int(config.actors)} actors, each with its own state file and journal, ${config.actorTicks} busy ticks each, RSS sampled every 20 ms.`,
       `cold start: median of ${config.spawns} spawns each, from a workdir holding one heartbeat.`,
       `overview API: the real server (node:http) in front of the real host, which adopted ${int(overview.heartbeats)} sleeping heartbeats (clones of one that ticked once against the stub, due in a year); ${int(overview.requests)} sequential GET /api/heartbeats over one keep-alive connection after 20 warm-up requests, timed from request to last byte (${int(overview.bytes)} bytes each).`,
-      `hosting: each figure in its own process (bench/hostingChild.ts) in ${where(fastTmp)}: the heartbeats are clones of one that ticked once under a host, adopted by createHost as serve does; RSS after global.gc() with all of them asleep (no live actor). Lateness: ${int(hosting.lateness.count)} heartbeats due evenly over one ${hosting.lateness.intervalSec} s interval, tools off, the in-process StubModel (idle ticks), --max-concurrent-ticks ${hosting.maxConcurrentTicks}; lateness = when the tick starts assessing minus its nextTickAt, over two intervals; close with live ticks took ${fixed(hosting.lateness.closeSeconds, 2)} s.`,
+      `hosting: each figure in its own process (bench/hostingChild.ts) in ${where(fastTmp)}: the heartbeats are clones of one that ticked once under a host, adopted by createHost as serve does; RSS after global.gc() with all of them asleep (no live actor). Lateness: ${int(hosting.lateness.count)} heartbeats due evenly over one ${hosting.lateness.intervalSec} s interval, tools off, the in-process StubModel (idle ticks), --max-concurrent-ticks ${hosting.maxConcurrentTicks}; lateness = when the tick starts (observing) minus its nextTickAt, over two intervals; close with live ticks took ${fixed(hosting.lateness.closeSeconds, 2)} s.`,
+      `fingerprint: src/services/fingerprint.ts on ${int(fingerprint.files)} files (100 a directory) in ${where(tmp)}, median of ${fingerprint.runs} runs after a warm-up; the git figure after git init/add/commit of the same tree (HEAD, index stat, git status --porcelain, GIT_OPTIONAL_LOCKS=0). Measured.`,
+      `idle day: the real heartbeat machine (observing → quiet or assessing, the real planner) for ${day.ticks} ticks at ${day.intervalSec} s, time as data (each sleep moves a clock variable to its deadline; ${day.simulatedInMs} ms of wall time), the workspace fingerprint constant, the model always idle; --idle-recheck 1h (the default) vs 0. Measured on the machine, not a live run.`,
+      "the original's day: its loop (heartbeat.rs rebuilt in bench/original.ts: assess, plan, execute on every tick, no idle path) run for the same ticks against the idle stub. Measured on the rebuilt loop; its prompt grows with the progress text it appends each tick.",
+      "LangGraph heartbeat: derived, not measured (no LangGraph code in this workspace): a graph run on a 300 s cron makes at least one model call per run and has no built-in idle gate, so ≥ 288 calls a day; its tokens are given as a lower bound, a prompt as small as ours on every run (our --idle-recheck 0 figure).",
     ];
     const result: BenchResult = {
       date: new Date().toISOString(),
@@ -1107,6 +1182,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
         coldStart: cold,
         overview,
         hosting,
+        fingerprint,
+        idleDay: day,
       },
       notes,
     };

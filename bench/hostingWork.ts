@@ -149,7 +149,8 @@ export async function measureLateness(run: HostingRun) {
   const lateness: number[] = [];
   let maxRunning = 0;
   host.subscribe((event) => {
-    if (event.type === "state" && event.summary.state === "assessing") {
+    // A tick starts in `observing` (issue 16): a quiet tick never reaches `assessing`.
+    if (event.type === "state" && event.summary.state === "observing") {
       const at = due.get(event.id);
       if (at !== undefined) lateness.push(Date.now() - at);
       due.delete(event.id);

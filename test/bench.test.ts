@@ -112,6 +112,27 @@ describe("npm run bench --quick", () => {
     expect(row("calls per busy tick").other).toBe("4.00");
   });
 
+  it("simulates an idle 24-hour heartbeat at 300 s on the real machine: 24 model calls instead of 288", () => {
+    const day = row("model calls in a 24 h idle heartbeat");
+    expect(day.ours).toBe("24");
+    expect(day.other).toBe("288");
+    expect(day.result).toBe("PASS");
+    // The original assesses, plans and executes on every tick.
+    expect(row("the same day, the original").other).toBe("864");
+    expect(row("a LangGraph heartbeat").other).toBe("≥ 288");
+    const tokens = row("prompt tokens in that day: ours vs --idle-recheck 0");
+    expect(Number(tokens.ours.replace(/,/g, ""))).toBeLessThan(
+      Number(tokens.other.replace(/,/g, "")) / 10,
+    );
+  });
+
+  it("times the workspace fingerprint (walk, and git when there is git)", () => {
+    const walk = row("workspace fingerprint of a 500-file tree, walk");
+    expect(Number(walk.ours)).toBeGreaterThan(0);
+    expect(["PASS", "MISS"]).toContain(walk.result);
+    expect(row("git work tree").ours).not.toBe("");
+  });
+
   it("measures both prompts at the three ticks; the original's grows faster than ours", () => {
     const [, , last] = result.config.promptTicks;
     const sizes = row(`prompt size (assess request) at tick ${last}`);

@@ -2,7 +2,7 @@
  * `ravenclaws run`: start a heartbeat, or resume one with `--id`. Also the
  * Rust original's `ravenclaws --heartbeat …` spelling.
  */
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { constants as fsConstants } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
@@ -447,38 +447,18 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         note: (text) => reporter.note(text),
       });
     }
-    const [{ parseDuration }, { checklistPath, readChecklist }, { workspaceFingerprint }] =
-      await Promise.all([
-        import("../services/duration.js"),
-        import("../services/checklist.js"),
-        import("../services/fingerprint.js"),
-      ]);
-    const prices = {
-      input: settings.priceInput,
-      output: settings.priceOutput,
-      cachedInput: settings.priceCachedInput,
-    };
-    const heartbeatSettings: HeartbeatSettings = {
-      maxTicks: settings.maxTicks,
-      tickIntervalSec: settings.tickInterval,
-      maxIterationsPerTick: settings.maxIterationsPerTick,
-      toolsEnabled: settings.tools,
-      maxConsecutiveFailures: settings.maxConsecutiveFailures,
-      maxTokens: settings.maxTokens,
-      maxTokensPerTick: settings.maxTokensPerTick,
-      failureBackoffSec: settings.failureBackoff,
-      cron: settings.cron ?? null,
-      activeHours: settings.activeHours ?? null,
-      timezone: settings.timezone ?? null,
-      idleRecheckSec: parseDuration(settings.idleRecheck) ?? 0,
-      maxTokensPerDay: settings.maxTokensPerDay,
-      maxCostPerDay: settings.maxCostPerDay,
-      prices: prices,
-    };
-    const checklistFile = checklistPath(
-      workdir,
-      settings.checklist ? path.resolve(workdir, settings.checklist) : null,
-    );
+    const [
+      { readChecklist },
+      { checklistFileOf, workspaceObserver },
+      { heartbeatSettingsOf, pricesOf },
+    ] = await Promise.all([
+      import("../services/checklist.js"),
+      import("../services/observe.js"),
+      import("../host/host.js"),
+    ]);
+    const prices = pricesOf(settings);
+    const heartbeatSettings: HeartbeatSettings = heartbeatSettingsOf(settings);
+    const checklistFile = checklistFileOf(workdir, settings.checklist);
     // A checklist named on purpose must exist; none may be a FIFO or a directory (never read blocking).
     const firstChecklist = await readChecklist(checklistFile, settings.checklistMaxBytes).catch(
       (error: unknown) => {
@@ -508,16 +488,12 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
         events,
         inspect: inspection?.inspect,
         prices,
-        observe: async (input, signal) => {
-          const checklist = await readChecklist(checklistFile, settings.checklistMaxBytes);
-          if (!input.fingerprint) return { fingerprint: null, checklist };
-          const workspace = await workspaceFingerprint(workdir, { stateDir, signal });
-          // The checklist counts as part of the workspace even when it lives elsewhere.
-          const fingerprint = checklist
-            ? `${workspace}:${createHash("sha256").update(JSON.stringify(checklist)).digest("hex").slice(0, 16)}`
-            : workspace;
-          return { fingerprint, checklist };
-        },
+        observe: workspaceObserver({
+          workdir,
+          stateDir,
+          checklistFile,
+          checklistMaxBytes: settings.checklistMaxBytes,
+        }),
         savedSettings: savedSettingsOf(settings),
         approvals: {
           timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,

@@ -14,12 +14,14 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { PassThrough } from "node:stream";
 import { CommandFailedError, LockedError, toErrorInfo, UsageError } from "../errors.js";
-import type { HeartbeatContext, HeartbeatSettings } from "../machines/heartbeat.types.js";
+import type { HeartbeatContext, HeartbeatSettings, Prices } from "../machines/heartbeat.types.js";
 import { prepareHeartbeat, type RunningHeartbeat, startHeartbeat } from "../runtime.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import { notifyApprovalNeeded } from "../services/approvalWait.js";
+import { parseDuration } from "../services/duration.js";
 import type { LlmService } from "../services/llm.js";
 import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
+import { checklistFileOf, workspaceObserver } from "../services/observe.js";
 import {
   FileHeartbeatStore,
   type HeartbeatLock,
@@ -71,6 +73,19 @@ export function heartbeatSettingsOf(settings: RunSettings): HeartbeatSettings {
     cron: settings.cron ?? null,
     activeHours: settings.activeHours ?? null,
     timezone: settings.timezone ?? null,
+    idleRecheckSec: parseDuration(settings.idleRecheck) ?? 0,
+    maxTokensPerDay: settings.maxTokensPerDay,
+    maxCostPerDay: settings.maxCostPerDay,
+    prices: pricesOf(settings),
+  };
+}
+
+/** The prices of the cost figures and the daily cost cap. */
+export function pricesOf(settings: RunSettings): Prices {
+  return {
+    input: settings.priceInput,
+    output: settings.priceOutput,
+    cachedInput: settings.priceCachedInput,
   };
 }
 
@@ -673,13 +688,19 @@ class HeartbeatHost implements Host {
         store: slot.store,
         toolbox,
         now: this.now,
-        prices: { input: settings.priceInput, output: settings.priceOutput },
+        prices: pricesOf(settings),
         savedSettings: savedSettingsOf(settings),
         // No terminal here: `ask` matches wait for approve/deny (decision files) or the timeout.
         approvals: {
           timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,
           fallback: settings.askFallback === "allow" ? "allow" : "deny",
         },
+        observe: workspaceObserver({
+          workdir: slot.workdir,
+          stateDir: this.options.stateDir,
+          checklistFile: checklistFileOf(slot.workdir, settings.checklist),
+          checklistMaxBytes: settings.checklistMaxBytes,
+        }),
         events: {
           approvalNeeded: (pending, tick, again, heartbeat) => {
             slot.summary.pendingApprovals = pending.length;

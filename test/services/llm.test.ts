@@ -178,7 +178,7 @@ describe("LlmService.assess: request", () => {
   });
 
   it("reads the checklist update (tasks done, recurring tasks added with a duration) and defaults it when absent", async () => {
-    const { llm } = await setup((req, i) =>
+    const { llm } = await setup((_req, i) =>
       jsonMessage(
         i === 0
           ? {
