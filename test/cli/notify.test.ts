@@ -10,8 +10,8 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { cleanEnv, runCli } from "../support/cli.js";
-import { errorReply, jsonMessage, message, scripted } from "../support/fakeOpenAI.js";
+import { cleanEnv, runCli, startCli } from "../support/cli.js";
+import { errorReply, jsonMessage, message, scripted, toolCalls } from "../support/fakeOpenAI.js";
 import { useCliHarness } from "../support/harness.js";
 
 const API_KEY = "sk-notify-cli-key-0123456789";
@@ -167,6 +167,56 @@ describe("--notify-url", () => {
     expect(env).not.toContain(API_KEY);
     expect(env).toMatch(/^PATH=/m);
   }, 60_000);
+
+  it("a call an ask rule holds: approval-needed with the calls and the approve command, then completed once approved", async () => {
+    h.server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                { id: "w1", name: "write_file", arguments: { path: "out.md", content: "hello" } },
+              ])
+            : message("Wrote out.md."),
+      }),
+    );
+    const run = startCli(
+      h.runArgs(
+        "--id",
+        "ap",
+        "--goal",
+        "Write out.md",
+        "--max-ticks",
+        "1",
+        "--ask",
+        "write(**)",
+        "--notify-url",
+        hookUrl,
+      ),
+      { cwd: h.workdir, env: cleanEnv({ OPENAI_API_KEY: API_KEY }) },
+    );
+    const deadline = Date.now() + 30_000;
+    while (hits.length === 0) {
+      if (Date.now() > deadline) throw new Error(`no approval-needed event: ${run.stderr()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(hits[0]?.body).toMatchObject({
+      event: "approval-needed",
+      heartbeatId: "ap",
+      goal: "Write out.md",
+      status: "executing",
+      approveCommand: "ravenclaws approve ap",
+      pending: [{ callId: "w1", tool: "write_file", rule: "write(**)" }],
+    });
+    expect(hits[0]?.body.text).toContain("ravenclaws approve ap");
+    expect(hits[0]?.raw).not.toContain(API_KEY);
+
+    const approve = await runCli(["approve", "ap", "--workdir", h.workdir], { env: cleanEnv() });
+    expect(approve.code, approve.stderr).toBe(0);
+    const done = await run.exited;
+    expect(done.code, done.stderr).toBe(0);
+    expect(await fs.readFile(path.join(h.workdir, "out.md"), "utf8")).toBe("hello");
+    expect(hits.map((hit) => hit.body.event)).toEqual(["approval-needed", "completed"]);
+  }, 90_000);
 
   it("refuses an unknown --notify-on event, naming the valid ones (exit 2)", async () => {
     const result = await runCli(
