@@ -177,8 +177,14 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
       ...(maxConcurrentTicks !== undefined ? { maxConcurrentTicks } : {}),
     });
     try {
+      const { approvalsPort } = await import("../serve/approvals.js");
+      const approvals = await approvalsPort(
+        stateDir,
+        (id) => (host.list().find((s) => s.id === id)?.pendingApprovals ?? 0) > 0,
+      );
       const server = await startApiServer({
         host,
+        approvals,
         listenHost,
         port,
         ...(token ? { token } : {}),

@@ -18,6 +18,7 @@ import type {
   JournalResponse,
   MachineResponse,
 } from "../../src/serve/api.types.js";
+import { approvalsPort } from "../../src/serve/approvals.js";
 import { type ApiServer, startApiServer } from "../../src/serve/server.js";
 import { createRedactor } from "../../src/services/redact.js";
 import { tempDir } from "../support/cli.js";
@@ -108,10 +109,21 @@ let root: string;
 let host: Host;
 let server: ApiServer | undefined;
 let dashboardDir: string;
+let stateDir: string;
 
-async function start(options: { token?: string; listenHost?: string; built?: boolean } = {}) {
+async function start(
+  options: { token?: string; listenHost?: string; built?: boolean; approvals?: boolean } = {},
+) {
   server = await startApiServer({
     host,
+    ...(options.approvals
+      ? {
+          approvals: await approvalsPort(
+            stateDir,
+            (id) => (host.list().find((s) => s.id === id)?.pendingApprovals ?? 0) > 0,
+          ),
+        }
+      : {}),
     port: 0,
     dashboardDir: options.built === false ? path.join(root, "nothing-here") : dashboardDir,
     redact: createRedactor([SECRET]),
@@ -137,8 +149,9 @@ beforeEach(async () => {
   await fs.writeFile(path.join(dashboardDir, "assets", "app.js"), "export const x = 1;\n");
   await fs.writeFile(path.join(dashboardDir, "assets", "app.css"), "body{}\n");
   await fs.writeFile(path.join(root, "outside.txt"), "OUTSIDE-THE-DASHBOARD\n");
+  stateDir = path.join(workdir, ".ravenclaws");
   host = await createHost({
-    stateDir: path.join(workdir, ".ravenclaws"),
+    stateDir,
     workdir,
     env: {
       OPENAI_API_KEY: SECRET,
@@ -275,7 +288,7 @@ describe("the API", () => {
     expect((await request(url, { path: "/api/heartbeats" })).json.heartbeats).toEqual([]);
   });
 
-  it("wake, stop and start a heartbeat; approvals answer 501 until they are wired", async () => {
+  it("wake, stop and start a heartbeat; approve/deny answer 501 on a server started without approvals", async () => {
     const url = await start();
     expect(
       (
@@ -328,6 +341,79 @@ describe("listening", () => {
     await expect(
       startApiServer({ ...common, port: 0, listenHost: "192.0.2.1", token: TOKEN }),
     ).rejects.toMatchObject({ code: "host-unavailable", option: "--host" });
+  });
+});
+
+describe("approvals", () => {
+  it("a call matched by an ask rule waits; the API lists it, approves one and denies another with a reason", async () => {
+    const url = await start({ approvals: true });
+    model.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                {
+                  id: "call_w",
+                  name: "write_file",
+                  arguments: { path: "notes.md", content: "approved" },
+                },
+                {
+                  id: "call_x",
+                  name: "write_file",
+                  arguments: { path: "other.md", content: "no" },
+                },
+              ])
+            : message("Done."),
+      }),
+    );
+    const created = await postJson(url, "/api/heartbeats", {
+      goal: "Write notes",
+      id: "ap",
+      tickInterval: 3600,
+      maxTicks: 1,
+      toolAsk: ["write(**)"],
+      sandbox: "off",
+    });
+    expect(created.status, created.text).toBe(201);
+    const waiting = await until(async () => {
+      const d = (await request(url, { path: "/api/heartbeats/ap" })).json as HeartbeatDetail;
+      return d.approvals.length === 2 ? d : undefined;
+    }, "two calls waiting for approval");
+    expect(waiting.pendingApprovals).toBe(2);
+    expect(waiting.approvals.map((a) => [a.callId, a.tool, a.rule])).toEqual([
+      ["call_w", "write_file", "write(**)"],
+      ["call_x", "write_file", "write(**)"],
+    ]);
+    expect(waiting.approvals[0]?.args).toContain("notes.md");
+
+    const unknown = await postJson(url, "/api/heartbeats/ap/approve", { callId: "nope" });
+    expect(unknown.status).toBe(404);
+    expect(unknown.json.error).toMatchObject({ code: "unknown-call", field: "callId" });
+    const approved = await postJson(url, "/api/heartbeats/ap/approve", { callId: "call_w" });
+    expect(approved.status, approved.text).toBe(200);
+    expect(approved.json).toEqual({ ok: true, decision: "approve", callIds: ["call_w"] });
+    const again = await postJson(url, "/api/heartbeats/ap/approve", { callId: "call_w" });
+    expect(again.status).toBe(409);
+    const denied = await postJson(url, "/api/heartbeats/ap/deny", {
+      callId: "call_x",
+      reason: "only notes",
+    });
+    expect(denied.status, denied.text).toBe(200);
+
+    await until(async () => {
+      const d = (await request(url, { path: "/api/heartbeats/ap" })).json as HeartbeatDetail;
+      return d.status === "completed" ? d : undefined;
+    }, "the tick to finish after the decisions");
+    expect(await fs.readFile(path.join(root, "work", "notes.md"), "utf8")).toBe("approved");
+    await expect(fs.stat(path.join(root, "work", "other.md"))).rejects.toThrow();
+    const tools = (await request(url, { path: "/api/heartbeats/ap/journal?type=tool" })).json
+      .entries as Array<{ callId: string; status: string }>;
+    expect(tools.map((t) => [t.callId, t.status])).toEqual([
+      ["call_w", "ok"],
+      ["call_x", "refused"],
+    ]);
+    const nothing = await postJson(url, "/api/heartbeats/ap/approve", {});
+    expect(nothing.status).toBe(409);
   });
 });
 
