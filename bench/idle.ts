@@ -77,8 +77,13 @@ export async function measureFingerprint(dir: string, files: number): Promise<Fi
       GIT_COMMITTER_NAME: "bench",
       GIT_COMMITTER_EMAIL: "bench@example.invalid",
     };
+    // No background gc or maintenance: it would write into .git while the tree is removed.
     const git = (...args: string[]) =>
-      execFileSync("git", args, { cwd: root, env, stdio: "ignore" });
+      execFileSync("git", ["-c", "gc.auto=0", "-c", "maintenance.auto=false", ...args], {
+        cwd: root,
+        env,
+        stdio: "ignore",
+      });
     git("init", "-q");
     git("add", "-A");
     git("commit", "-q", "-m", "tree");
