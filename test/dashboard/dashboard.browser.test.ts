@@ -62,7 +62,11 @@ describeWithChromium("dashboard in Chromium against ravenclaws serve", () => {
   const requested: string[] = [];
   const problems: string[] = [];
 
-  async function create(id: string, goal: string): Promise<void> {
+  async function create(
+    id: string,
+    goal: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<void> {
     const res = await fetch(`${url}/api/heartbeats`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -73,6 +77,7 @@ describeWithChromium("dashboard in Chromium against ravenclaws serve", () => {
         maxTicks: 20,
         priceInput: 2.5,
         priceOutput: 10,
+        ...extra,
       }),
     });
     expect(res.status, await res.text()).toBe(201);
@@ -90,13 +95,25 @@ describeWithChromium("dashboard in Chromium against ravenclaws serve", () => {
               { usage: usage(n) },
             ),
           ),
-        execute: (n) =>
-          after(
+        // A tick's first execute call asks for a tool, the next one (after its result) ends.
+        execute: (n, req) => {
+          const messages = (req.body?.messages ?? []) as Array<{ role: string }>;
+          if (messages.at(-1)?.role === "tool") {
+            return after("execute", message("Done for this tick.", { usage: usage(n) }));
+          }
+          const greeter = JSON.stringify(req.body).includes("greeting");
+          return after(
             "execute",
-            n % 2 === 1
-              ? toolCalls([{ name: "list_dir", arguments: { path: "." } }], { usage: usage(n) })
-              : message("Listed the workspace; nothing else to do this tick.", { usage: usage(n) }),
-          ),
+            greeter
+              ? toolCalls(
+                  [{ name: "write_file", arguments: { path: "hello.txt", content: "hello\n" } }],
+                  {
+                    usage: usage(n),
+                  },
+                )
+              : toolCalls([{ name: "list_dir", arguments: { path: "." } }], { usage: usage(n) }),
+          );
+        },
       }),
     );
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), "ravenclaws-dashboard-"));
@@ -218,6 +235,26 @@ describeWithChromium("dashboard in Chromium against ravenclaws serve", () => {
     ).resolves.toBeLessThanOrEqual(390);
     await page.setViewportSize({ width: 1280, height: 900 });
   }, 60_000);
+
+  it("approves a waiting tool call from the page", async () => {
+    await create("greeter", "Write a greeting to hello.txt", { toolAsk: ["write"] });
+    await page.goto(`${url}/`);
+    const row = page.locator('tr[data-id="greeter"]');
+    await row.locator(".badge.waiting").waitFor();
+    await row.locator("a.hb-link").click();
+    const card = page.locator('.approval:has-text("write_file")');
+    await card.waitFor();
+    await page.locator('.chart [data-state="toolLoop.awaitingApproval"].active').waitFor();
+    await expect(fs.stat(path.join(tmp, "hello.txt"))).rejects.toThrow();
+    await card.locator("button.approve").click();
+    const tick = page.locator('tr[data-tick="1"]');
+    await tick.waitFor();
+    await expect(tick.locator('[data-label="Tools"]').textContent()).resolves.toContain(
+      "write_file",
+    );
+    await expect(page.locator(".approval").count()).resolves.toBe(0);
+    await expect(fs.readFile(path.join(tmp, "hello.txt"), "utf8")).resolves.toBe("hello\n");
+  }, 90_000);
 
   it("loads nothing from another host and breaks no rule of the page's Content-Security-Policy", async () => {
     const origin = new URL(url).origin;
