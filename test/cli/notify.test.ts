@@ -88,6 +88,11 @@ describe("--notify-url", () => {
         hookUrl,
         "--notify-token-env",
         "HOOK_TOKEN",
+        // Every tick asks the model (no quiet ticks after the idle one); a bound in case it never ends.
+        "--idle-recheck",
+        "0",
+        "--max-ticks",
+        "6",
       ),
       { env: cleanEnv({ OPENAI_API_KEY: API_KEY, HOOK_TOKEN: TOKEN }) },
     );
