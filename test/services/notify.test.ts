@@ -534,6 +534,27 @@ describe("events of a running heartbeat", () => {
     ]);
     expect(budget[0]?.text).toContain("has used 80% of its token budget (810 of 1,000 tokens)");
 
+    // A daily cap reached (the heartbeat sleeps until the next day): a budget event naming it.
+    const daily: NotifyEvent[] = [];
+    notifyingEvents({ emit: (e) => daily.push(e) }).persisted(file({ reason: "daily-budget" }), [
+      {
+        type: "daily-budget",
+        seq: 5,
+        cap: "cost",
+        usage: { totalTokens: 4000, costUsd: 0.52 },
+        maxTokensPerDay: 0,
+        maxCostPerDay: 0.5,
+      },
+    ]);
+    expect(daily).toEqual([
+      expect.objectContaining({
+        event: "budget",
+        reason: "daily-budget",
+        budget: { limit: "max-cost-per-day", threshold: 100, used: 0.52, max: 0.5 },
+        text: "ravenclaws: heartbeat hb1 reached its daily cap ($0.52 of $0.5 today): sleeping until the next day",
+      }),
+    ]);
+
     const resumed: NotifyEvent[] = [];
     const again = notifyingEvents({ emit: (e) => resumed.push(e) });
     again.persisted(file({ maxTokens: 1000, totalTokens: 850 }), []);

@@ -19,8 +19,12 @@ export interface PendingCallInfo {
 
 /** Where a heartbeat stands against a spending limit (`budget` events). */
 export interface BudgetInfo {
-  /** What is limited: the lifetime token budget (`--max-tokens`). */
-  limit: "max-tokens";
+  /**
+   * What is limited: the lifetime token budget (`--max-tokens`), or a daily
+   * cap (`--max-tokens-per-day`, `--max-cost-per-day`: `used` and `max` in
+   * tokens or US dollars) that sends the heartbeat to sleep until the next day.
+   */
+  limit: "max-tokens" | "max-tokens-per-day" | "max-cost-per-day";
   /** The threshold crossed, in percent: 80 or 100. */
   threshold: 80 | 100;
   used: number;
@@ -111,9 +115,15 @@ export function budgetEvent(base: EventBase, budget: BudgetInfo): NotifyEvent {
     event: "budget",
     budget,
     text: oneLine(
-      budget.threshold >= 100
-        ? `ravenclaws: heartbeat ${base.heartbeatId} has spent its token budget (${counts})`
-        : `ravenclaws: heartbeat ${base.heartbeatId} has used ${budget.threshold}% of its token budget (${counts})`,
+      budget.limit !== "max-tokens"
+        ? `ravenclaws: heartbeat ${base.heartbeatId} reached its daily cap (${
+            budget.limit === "max-cost-per-day"
+              ? `$${budget.used} of $${budget.max}`
+              : `${budget.used.toLocaleString("en-US")} of ${budget.max.toLocaleString("en-US")} tokens`
+          } today): sleeping until the next day`
+        : budget.threshold >= 100
+          ? `ravenclaws: heartbeat ${base.heartbeatId} has spent its token budget (${counts})`
+          : `ravenclaws: heartbeat ${base.heartbeatId} has used ${budget.threshold}% of its token budget (${counts})`,
     ),
   };
 }

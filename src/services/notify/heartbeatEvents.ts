@@ -105,6 +105,20 @@ export function notifyingEvents(
         budgetLevel ??= 0;
       }
 
+      for (const entry of entries) {
+        if (entry.type !== "daily-budget") continue;
+        const usage = (entry.usage ?? {}) as { totalTokens?: number; costUsd?: number };
+        const byCost = entry.cap === "cost";
+        notifier.emit(
+          budgetEvent(base, {
+            limit: byCost ? "max-cost-per-day" : "max-tokens-per-day",
+            threshold: 100,
+            used: Number((byCost ? usage.costUsd : usage.totalTokens) ?? 0),
+            max: Number((byCost ? entry.maxCostPerDay : entry.maxTokensPerDay) ?? 0),
+          }),
+        );
+      }
+
       if (end?.status === "completed") notifier.emit(completedEvent(base));
       if (end?.status === "failed") notifier.emit(failedEvent(base, file.error));
     },
