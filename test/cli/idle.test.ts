@@ -169,6 +169,12 @@ describe("daily caps and cached tokens", () => {
     }
     const end = await h.stateOf("d");
     expect(end.status).toBe("shutdown");
+    // show gives the cached tokens and their share: 6 calls × 200 of 300 prompt tokens.
+    const shown = await runCli(["show", "d", "--workdir", h.workdir], { env: env() });
+    expect(shown.stdout).toContain("1,200 prompt tokens cached (67%)");
+    expect(shown.stdout).toMatch(
+      /today: +2,400 tokens on \d{4}-\d\d-\d\d \(cap 2,000 tokens a day\)/,
+    );
     expect(h.server.chatRequests()).toHaveLength(6);
   }, 40_000);
 });
