@@ -7,7 +7,7 @@
  *
  * Pure and light: no zod, no yargs, no I/O, so every command may import it.
  */
-import { isDuration } from "./services/duration.js";
+import { isDuration, parseDuration } from "./services/duration.js";
 import { nearest } from "./services/suggest.js";
 import { isRule, RULE_SYNTAX, TOOL_MODES } from "./services/tools/ruleSyntax.js";
 
@@ -53,17 +53,8 @@ export const GOAL_MAX_BYTES = 16 * 1024;
 /** Longest goal read with `--goal-file`, in UTF-8 bytes. */
 export const GOAL_FILE_MAX_BYTES = 256 * 1024;
 
-/** A duration: seconds, or a number with `s`, `m`, `h` or `d` (`90s`, `10m`, `2h`, `1.5d`). */
-export const DURATION_PATTERN = /^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$/i;
-
-/** Seconds in a duration text ({@link DURATION_PATTERN}); null when it is not one. */
-export function durationSeconds(text: string): number | null {
-  const match = DURATION_PATTERN.exec(text);
-  if (!match) return null;
-  const unit = (match[2] ?? "s").toLowerCase();
-  const factor = unit === "d" ? 86_400 : unit === "h" ? 3_600 : unit === "m" ? 60 : 1;
-  return Number(match[1]) * factor;
-}
+/** Seconds in a duration text (`90s`, `15m`, `1h30m`, `1.5d`, a bare number of seconds); null when it is not one. */
+export const durationSeconds = parseDuration;
 
 const isPositiveDuration = (text: string) => (durationSeconds(text) ?? 0) > 0;
 

@@ -387,6 +387,14 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
       }
       return;
     }
+    // Running it is starting it: a stop on purpose (which keeps `serve` from hosting it) ends here.
+    const hostFiles = await import("../host/files.js");
+    if ((await hostFiles.readHostRecord(stateDir, id))?.stopped) {
+      await hostFiles.setStopped(stateDir, id, null);
+      reporter.note(
+        `Heartbeat ${id} was stopped on purpose; running it clears that, so \`ravenclaws serve\` hosts it again.`,
+      );
+    }
 
     const llmSettings = {
       baseURL: settings.baseUrl,

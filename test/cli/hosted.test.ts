@@ -3,6 +3,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { readHostRecord, setStopped } from "../../src/host/files.js";
 import { cleanEnv, runCli, tempDir } from "../support/cli.js";
 import { type FakeOpenAI, scripted, startFakeOpenAI } from "../support/fakeOpenAI.js";
 
@@ -124,4 +125,29 @@ describe("heartbeats hosted by another process", () => {
     expect(started.code).toBe(0);
     expect(await exists(path.join(stateDir, "heartbeat-a.lock"))).toBe(true);
   }, 120_000);
+});
+
+describe("a stop on purpose and run", () => {
+  it("run --id clears the stop on purpose, so serve hosts the heartbeat again", async () => {
+    const fake = await startFakeOpenAI(scripted({}));
+    cleanups.push(() => fake.close());
+    const workdir = await tempDir();
+    cleanups.push(() => fs.rm(workdir, { recursive: true, force: true }));
+    const stateDir = path.join(workdir, ".ravenclaws");
+    const env = cleanEnv({ OPENAI_API_KEY: "sk-x" });
+    const common = ["--workdir", workdir, "--base-url", fake.baseURL, "--tick-interval", "0"];
+    const first = await runCli(["run", "--id", "p", "--goal", "g", "--max-ticks", "1", ...common], {
+      env,
+    });
+    expect(first.code).toBe(0);
+    await setStopped(stateDir, "p", { at: new Date().toISOString(), by: "test" });
+    expect((await readHostRecord(stateDir, "p"))?.stopped).not.toBeNull();
+
+    const again = await runCli(["run", "--id", "p", "--continue", "--max-ticks", "2", ...common], {
+      env,
+    });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain("was stopped on purpose");
+    expect((await readHostRecord(stateDir, "p"))?.stopped).toBeNull();
+  }, 60_000);
 });
