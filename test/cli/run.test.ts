@@ -510,6 +510,8 @@ describe("ravenclaws run", () => {
       "idle",
       // Written before the first model call.
       "persisting",
+      // Every tick starts by looking whether anything changed (quiet ticks).
+      "observing",
       "assessing",
       "planning",
       "executing",
