@@ -53,10 +53,11 @@ describe("toMermaid (heartbeat)", () => {
     expect(lines).toContain("assessing --> persisting : assess done [goalComplete]");
     expect(lines).toContain("assessing --> persisting : assess error");
     expect(lines).toContain("idle --> persisting : heartbeat.start");
-    expect(lines).toContain("persisting --> assessing : persist done [tickDue]");
+    expect(lines).toContain("persisting --> observing : persist done [tickDue]");
+    expect(lines).toContain("observing --> persisting : observe done [unchangedSinceIdle]");
     expect(lines).toContain("sleeping --> persisting : sleepUntil done [outsideActiveHours]");
     expect(lines).toContain("persisting --> completed : persist done [goalMet]");
-    expect(lines).toContain("sleeping --> assessing : heartbeat.wake");
+    expect(lines).toContain("sleeping --> observing : heartbeat.wake");
     expect(mermaid).not.toContain("xstate.done.actor");
   });
 

@@ -32,7 +32,7 @@ export interface ConformanceSubject {
   close(): Promise<void>;
 }
 
-const FIXTURE = fileURLToPath(new URL("../../fixtures/state-v2.json", import.meta.url));
+const FIXTURE = fileURLToPath(new URL("../../fixtures/state-v3.json", import.meta.url));
 const fixture = StateFileSchema.parse(JSON.parse(readFileSync(FIXTURE, "utf8")));
 
 /**
