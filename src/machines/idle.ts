@@ -32,17 +32,29 @@ export function dueTasks(
   });
 }
 
+// Building an Intl.DateTimeFormat costs far more than using one: one per zone.
+const formats = new Map<string | null, Intl.DateTimeFormat>();
+
+function formatOf(timeZone: string | null): Intl.DateTimeFormat {
+  let format = formats.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-GB", {
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+      hourCycle: "h23",
+      ...(timeZone ? { timeZone } : {}),
+    });
+    formats.set(timeZone, format);
+  }
+  return format;
+}
+
 function zoneParts(ms: number, timeZone: string | null) {
-  const parts = new Intl.DateTimeFormat("en-GB", {
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hourCycle: "h23",
-    ...(timeZone ? { timeZone } : {}),
-  }).formatToParts(new Date(ms));
+  const parts = formatOf(timeZone).formatToParts(new Date(ms));
   const get = (type: string) => Number(parts.find((p) => p.type === type)?.value ?? 0);
   return {
     year: get("year"),

@@ -154,12 +154,32 @@ export function walkFingerprint(workdir: string, stateDir: string, limit = WALK_
   return `walk:${seen}:${hash.digest("hex").slice(0, 32)}`;
 }
 
+/**
+ * True when `workdir` or a directory above it has a `.git` entry, or git is
+ * pointed elsewhere by `GIT_DIR`: only then is git asked (a process per tick
+ * costs more than the whole walk of a small workspace).
+ */
+export function mayBeInWorkTree(workdir: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (env.GIT_DIR) return true;
+  for (let dir = path.resolve(workdir); ; ) {
+    try {
+      lstatSync(path.join(dir, ".git"));
+      return true;
+    } catch {
+      // none here: look above
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return false;
+    dir = parent;
+  }
+}
+
 /** The workspace fingerprint: git's when `workdir` is in a work tree, else the walk's. */
 export async function workspaceFingerprint(
   workdir: string,
   options: FingerprintOptions,
 ): Promise<string> {
-  if (options.git !== null) {
+  if (options.git !== null && mayBeInWorkTree(workdir)) {
     const git = await gitFingerprint(workdir, options.stateDir, options.signal);
     if (git !== null) return git;
   }
