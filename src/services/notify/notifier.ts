@@ -131,23 +131,24 @@ export function createNotifier(options: NotifierOptions): Notifier {
     });
 
   async function deliverVia(transport: Transport, event: NotifyEvent, body: string) {
+    // The journal fields of this delivery, whatever its end.
+    const delivery = (attempts: number) => ({
+      at: new Date(clock.now()).toISOString(),
+      event: event.event,
+      heartbeatId: event.heartbeatId,
+      tick: event.tick,
+      transport: transport.kind,
+      target: transport.target,
+      attempts,
+      ...(event.coalesced ? { coalesced: event.coalesced } : {}),
+    });
     let attempts = 0;
     let last = "";
     for (;;) {
       attempts++;
       try {
         await transport.send(body, exit.signal);
-        record({
-          type: "notify",
-          at: new Date(clock.now()).toISOString(),
-          event: event.event,
-          heartbeatId: event.heartbeatId,
-          tick: event.tick,
-          transport: transport.kind,
-          target: transport.target,
-          attempts,
-          ...(event.coalesced ? { coalesced: event.coalesced } : {}),
-        });
+        record({ type: "notify", ...delivery(attempts) });
         return;
       } catch (error) {
         last = options.redact(error instanceof Error ? error.message : String(error));
@@ -157,18 +158,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
         if (exit.signal.aborted) break;
       }
     }
-    record({
-      type: "notify-failed",
-      at: new Date(clock.now()).toISOString(),
-      event: event.event,
-      heartbeatId: event.heartbeatId,
-      tick: event.tick,
-      transport: transport.kind,
-      target: transport.target,
-      attempts,
-      ...(event.coalesced ? { coalesced: event.coalesced } : {}),
-      error: last,
-    });
+    record({ type: "notify-failed", ...delivery(attempts), error: last });
     options.warn?.(
       options.redact(
         `ravenclaws: the ${event.event} notification (${transport.kind === "url" ? transport.target : "--notify-command"}) failed after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${last}`,
