@@ -12,16 +12,10 @@ import { randomUUID } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import { PassThrough } from "node:stream";
 import { CommandFailedError, LockedError, toErrorInfo, UsageError } from "../errors.js";
-import type { HeartbeatContext, HeartbeatSettings, Prices } from "../machines/heartbeat.types.js";
-import { prepareHeartbeat, type RunningHeartbeat, startHeartbeat } from "../runtime.js";
+import type { HeartbeatContext } from "../machines/heartbeat.types.js";
+import { type RunningHeartbeat, startHeartbeat } from "../runtime.js";
 import type { StateFile } from "../schemas/stateFile.js";
-import { notifyApprovalNeeded } from "../services/approvalWait.js";
-import { parseDuration } from "../services/duration.js";
-import type { LlmService } from "../services/llm.js";
-import type { Notifier, NotifyingEvents } from "../services/notify/index.js";
-import { checklistFileOf, workspaceObserver } from "../services/observe.js";
 import {
   FileHeartbeatStore,
   type HeartbeatLock,
@@ -30,13 +24,7 @@ import {
   loadStateFile,
   removeStaleTempFiles,
 } from "../services/store/index.js";
-import {
-  durationSeconds,
-  ID_PATTERN,
-  type RunSettings,
-  SETTINGS,
-  type SettingSpec,
-} from "../settings.js";
+import { ID_PATTERN, type RunSettings, SETTINGS, type SettingSpec } from "../settings.js";
 import { leasePath, readHostRecord, readRequests, setStopped, writeHostRecord } from "./files.js";
 import {
   type ControlResult,
@@ -50,6 +38,7 @@ import {
   type HostOptions,
   type HostStats,
 } from "./types.js";
+import { type HeartbeatLlm, HeartbeatWiring } from "./wiring.js";
 
 /** How often the host looks for due ticks and control requests. */
 const SCAN_MS = 100;
@@ -59,35 +48,7 @@ const LEASE_REFRESH_MS = 5_000;
 /** How often a heartbeat whose lock another process holds is tried again. */
 const LOCKED_RETRY_MS = 5_000;
 
-/** The run settings a heartbeat's actor gets (as `run` builds them). */
-export function heartbeatSettingsOf(settings: RunSettings): HeartbeatSettings {
-  return {
-    maxTicks: settings.maxTicks,
-    tickIntervalSec: settings.tickInterval,
-    maxIterationsPerTick: settings.maxIterationsPerTick,
-    toolsEnabled: settings.tools,
-    maxConsecutiveFailures: settings.maxConsecutiveFailures,
-    maxTokens: settings.maxTokens,
-    maxTokensPerTick: settings.maxTokensPerTick,
-    failureBackoffSec: settings.failureBackoff,
-    cron: settings.cron ?? null,
-    activeHours: settings.activeHours ?? null,
-    timezone: settings.timezone ?? null,
-    idleRecheckSec: parseDuration(settings.idleRecheck) ?? 0,
-    maxTokensPerDay: settings.maxTokensPerDay,
-    maxCostPerDay: settings.maxCostPerDay,
-    prices: pricesOf(settings),
-  };
-}
-
-/** The prices of the cost figures and the daily cost cap. */
-export function pricesOf(settings: RunSettings): Prices {
-  return {
-    input: settings.priceInput,
-    output: settings.priceOutput,
-    cachedInput: settings.priceCachedInput,
-  };
-}
+export { heartbeatSettingsOf, pricesOf } from "./wiring.js";
 
 /**
  * A hosted heartbeat's store. Rehydrating restores the snapshot saved in
@@ -139,7 +100,7 @@ interface Slot {
 /** Dependencies the tests and the bench replace (an in-process model). */
 export interface HostDeps {
   /** The model adapter for a heartbeat's resolved settings (default: the openai client over HTTP). */
-  llmFor?(settings: RunSettings): Promise<Pick<LlmService, "assess" | "plan" | "callWithTools">>;
+  llmFor?(settings: RunSettings): Promise<HeartbeatLlm>;
   /** The user config (the API key may come from it); default: the conf store. */
   userConfig?: { path: string; data: Record<string, unknown> } | null;
 }
@@ -167,20 +128,24 @@ class HeartbeatHost implements Host {
   private requestTimer: NodeJS.Timeout | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
   private readonly lease: string;
-  private userConfig: { path: string; data: Record<string, unknown> } | null | undefined;
-  private readonly llms = new Map<string, Pick<LlmService, "assess" | "plan" | "callWithTools">>();
+  /** Settings, model clients, toolboxes, notifiers: shared with the workers (./wiring.ts). */
+  private readonly wiring: HeartbeatWiring;
   private readonly redact: (text: string) => string = (t) => t;
-  /** Each hosted heartbeat's notifier (null: none configured), kept across ticks for coalescing. */
-  private readonly notifiers = new Map<string, Notifier | null>();
 
   constructor(
     private readonly options: HostOptions,
-    private readonly deps: HostDeps,
+    deps: HostDeps,
   ) {
     this.now = options.now ?? Date.now;
     this.max = Math.max(1, options.maxConcurrentTicks ?? DEFAULT_MAX_CONCURRENT_TICKS);
     this.lease = leasePath(options.stateDir);
-    this.userConfig = deps.userConfig;
+    this.wiring = new HeartbeatWiring({
+      env: options.env,
+      stateDir: options.stateDir,
+      now: this.now,
+      ...(deps.llmFor ? { llmFor: deps.llmFor } : {}),
+      ...(deps.userConfig !== undefined ? { userConfig: deps.userConfig } : {}),
+    });
   }
 
   /** Takes the lease, adopts the heartbeats found, starts the scans. */
@@ -427,7 +392,7 @@ class HeartbeatHost implements Host {
     for (const slot of live) slot.live?.stop();
     await Promise.all(live.map((s) => s.live?.done.catch(() => {})));
     // Pending notifications get their bounded wait before the locks go.
-    await Promise.all([...this.notifiers.values()].map((n) => n?.close()));
+    await this.wiring.close();
     const slots = [...this.slots.values()];
     for (let i = 0; i < slots.length; i += 256) {
       await Promise.all(slots.slice(i, i + 256).map((s) => s.lock?.release()));
@@ -671,116 +636,61 @@ class HeartbeatHost implements Host {
 
   private readonly onSleep = new Map<string, () => void>();
 
-  /** The actor for a slot, wired to the host's events. */
-  private async prepare(
+  /** The actor for a slot, wired to the host's events (the rest is the shared wiring). */
+  private prepare(
     slot: Slot,
     settings: RunSettings,
     goal: string | undefined,
   ): Promise<RunningHeartbeat> {
-    const { savedSettingsOf } = await import("../services/config.js");
-    const llm = await this.llmFor(settings);
-    const toolbox = settings.tools ? await this.toolboxFor(slot, settings) : null;
-    const notifying = await this.notifyingFor(slot, settings);
-    return prepareHeartbeat(
-      { id: slot.id, goal, settings: heartbeatSettingsOf(settings) },
-      {
-        llm,
-        store: slot.store,
-        toolbox,
-        now: this.now,
-        prices: pricesOf(settings),
-        savedSettings: savedSettingsOf(settings),
-        // No terminal here: `ask` matches wait for approve/deny (decision files) or the timeout.
-        approvals: {
-          timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,
-          fallback: settings.askFallback === "allow" ? "allow" : "deny",
-        },
-        observe: workspaceObserver({
-          workdir: slot.workdir,
-          stateDir: this.options.stateDir,
-          checklistFile: checklistFileOf(slot.workdir, settings.checklist),
-          checklistMaxBytes: settings.checklistMaxBytes,
-        }),
-        events: {
-          approvalNeeded: (pending, tick, again, heartbeat) => {
-            slot.summary.pendingApprovals = pending.length;
-            if (notifying) notifyApprovalNeeded(notifying, pending, tick, again, heartbeat);
-            for (const call of pending) {
-              this.emit({
-                type: "approval",
-                at: this.iso(),
-                id: slot.id,
-                callId: call.callId,
-                decision: "pending",
-              });
-            }
-          },
-          approvalDecided: (decision) => {
-            slot.summary.pendingApprovals = Math.max(0, slot.summary.pendingApprovals - 1);
+    return this.wiring.prepare({
+      id: slot.id,
+      store: slot.store,
+      workdir: slot.workdir,
+      settings,
+      goal,
+      onProblem: (message) => this.setProblem(slot, message),
+      events: {
+        approvalNeeded: (pending) => {
+          slot.summary.pendingApprovals = pending.length;
+          for (const call of pending) {
             this.emit({
               type: "approval",
               at: this.iso(),
               id: slot.id,
-              callId: decision.callId,
-              decision: decision.decision,
+              callId: call.callId,
+              decision: "pending",
             });
-          },
-          state: (state, context) => this.onState(slot, state, context),
-          toolLoopState: (path) => {
-            // Only while the heartbeat is in `executing` (a late report of a finished loop is dropped).
-            if (slot.summary.state !== "executing" && !slot.summary.state.startsWith("executing."))
-              return;
-            slot.summary.state = path;
-            this.emit({ type: "state", at: this.iso(), id: slot.id, summary: { ...slot.summary } });
-          },
-          persisted: (file, entries) => {
-            this.onPersisted(slot, file, entries);
-            notifying?.persisted(file, entries);
-          },
-          tool: (record, tick) =>
-            this.emit({
-              type: "tool",
-              at: this.iso(),
-              id: slot.id,
-              tick,
-              call: { callId: record.callId, name: record.name, status: record.status },
-            }),
+          }
         },
+        approvalDecided: (decision) => {
+          slot.summary.pendingApprovals = Math.max(0, slot.summary.pendingApprovals - 1);
+          this.emit({
+            type: "approval",
+            at: this.iso(),
+            id: slot.id,
+            callId: decision.callId,
+            decision: decision.decision,
+          });
+        },
+        state: (state, context) => this.onState(slot, state, context),
+        toolLoopState: (path) => {
+          // Only while the heartbeat is in `executing` (a late report of a finished loop is dropped).
+          if (slot.summary.state !== "executing" && !slot.summary.state.startsWith("executing."))
+            return;
+          slot.summary.state = path;
+          this.emit({ type: "state", at: this.iso(), id: slot.id, summary: { ...slot.summary } });
+        },
+        persisted: (file, entries) => this.onPersisted(slot, file, entries),
+        tool: (record, tick) =>
+          this.emit({
+            type: "tool",
+            at: this.iso(),
+            id: slot.id,
+            tick,
+            call: { callId: record.callId, name: record.name, status: record.status },
+          }),
       },
-    );
-  }
-
-  /**
-   * The notification events of a hosted heartbeat (`--notify-url`,
-   * `--notify-command` from the host's environment or the user config), or
-   * null. A token variable that is missing is the heartbeat's problem, not
-   * the host's.
-   */
-  private async notifyingFor(slot: Slot, settings: RunSettings): Promise<NotifyingEvents | null> {
-    if (!this.notifiers.has(slot.id)) {
-      const [notify, { createRedactor }] = await Promise.all([
-        import("../services/notify/index.js"),
-        import("../services/redact.js"),
-      ]);
-      let notifier: Notifier | null = null;
-      try {
-        const token = notify.notifyTokenOf(settings, this.options.env);
-        notifier = notify.notifierFromSettings(settings, {
-          env: this.options.env,
-          cwd: this.options.stateDir,
-          redact: createRedactor([settings.apiKey, token]),
-          apiKey: settings.apiKey,
-          token,
-          journal: (entry) => slot.store.append([entry]),
-        });
-      } catch (error) {
-        this.setProblem(slot, toErrorInfo(error).message);
-      }
-      this.notifiers.set(slot.id, notifier);
-    }
-    const notifier = this.notifiers.get(slot.id);
-    const { notifyingEvents } = await import("../services/notify/index.js");
-    return notifier ? notifyingEvents(notifier, this.now) : null;
+    });
   }
 
   private onState(slot: Slot, state: string, context: HeartbeatContext): void {
@@ -815,21 +725,11 @@ class HeartbeatHost implements Host {
     });
   }
 
-  // ---- settings, model, tools ----------------------------------------------
+  // ---- settings ------------------------------------------------------------
 
   /** Resolves run settings as `run` does: the given values as flags, then env, toml-less, user config, defaults. */
-  private async resolve(flags: Record<string, unknown>, saved?: StateFile): Promise<RunSettings> {
-    const { loadUserConfig, resolveRunSettings } = await import("../services/config.js");
-    if (this.userConfig === undefined) {
-      this.userConfig = await loadUserConfig(this.options.env).catch(() => null);
-    }
-    const { settings } = resolveRunSettings({
-      flags: flags as Parameters<typeof resolveRunSettings>[0]["flags"],
-      env: this.options.env,
-      ...(saved ? { saved: { path: `heartbeat-${saved.id}.json`, data: saved.settings } } : {}),
-      ...(this.userConfig ? { user: this.userConfig } : {}),
-    });
-    return settings;
+  private resolve(flags: Record<string, unknown>): Promise<RunSettings> {
+    return this.wiring.resolve(flags);
   }
 
   /** A hosted heartbeat's settings: the ones saved in its state file (the API key is the host's). */
@@ -837,51 +737,8 @@ class HeartbeatHost implements Host {
     if (slot.settings) return slot.settings;
     const file = await loadStateFile(slot.store.paths.stateFile);
     if (!file) throw new Error(`The state file of ${slot.id} is gone.`);
-    slot.settings = await this.resolve({ id: slot.id }, file);
+    slot.settings = await this.wiring.resolveSaved(slot.id, file.settings);
     return slot.settings;
-  }
-
-  private async llmFor(
-    settings: RunSettings,
-  ): Promise<Pick<LlmService, "assess" | "plan" | "callWithTools">> {
-    if (this.deps.llmFor) return this.deps.llmFor(settings);
-    const key = JSON.stringify([
-      settings.baseUrl,
-      settings.model,
-      settings.requestTimeout,
-      settings.maxRetries,
-    ]);
-    let llm = this.llms.get(key);
-    if (!llm) {
-      const { createOpenAIClient, LlmService } = await import("../services/llm.js");
-      const llmSettings = {
-        baseURL: settings.baseUrl,
-        apiKey: settings.apiKey,
-        model: settings.model,
-        timeoutMs: settings.requestTimeout * 1000,
-        maxRetries: settings.maxRetries,
-      };
-      llm = new LlmService(createOpenAIClient(llmSettings), llmSettings);
-      this.llms.set(key, llm);
-    }
-    return llm;
-  }
-
-  private async toolboxFor(slot: Slot, settings: RunSettings) {
-    const { toolboxFromSettings } = await import("../services/tools/fromSettings.js");
-    const { CONFIG_FILE_NAME } = await import("../services/config.js");
-    const stateDir = await fs.realpath(this.options.stateDir);
-    const configured = await toolboxFromSettings(settings, {
-      workdir: slot.workdir,
-      stateDir,
-      configFiles: [this.userConfig?.path, path.join(slot.workdir, CONFIG_FILE_NAME)],
-      userConfigDir: this.userConfig ? path.dirname(this.userConfig.path) : undefined,
-      secretFiles: [],
-      env: this.options.env,
-      // No operator terminal: `ask` matches wait for `ravenclaws approve`/`deny` (see prepare).
-      terminal: { stdin: nonTty(), stderr: nonTty() },
-    });
-    return configured.toolbox;
   }
 
   // ---- control requests from other terminals ------------------------------
@@ -949,10 +806,6 @@ function asFlags(values: Record<string, unknown>): Record<string, unknown> {
     flags[key] = typeof value === "number" ? String(value) : value;
   }
   return flags;
-}
-
-function nonTty(): NodeJS.ReadableStream & NodeJS.WritableStream & { isTTY: false } {
-  return Object.assign(new PassThrough(), { isTTY: false as const });
 }
 
 /** This host's name, for request records. */
