@@ -290,6 +290,51 @@ export class CommandFailedError extends RavenclawsError {
   }
 }
 
+/** Why a database cannot be used. */
+export type DatabaseProblem =
+  /** No server answers at the URL's host and port (refused, unknown host, timeout). */
+  | "unreachable"
+  /** The server refused the user or password. */
+  | "auth-failed"
+  /** The server has no database of the URL's name. */
+  | "not-found"
+  /** The URL is not a PostgreSQL URL. */
+  | "bad-url"
+  /** The database's schema was written by a newer ravenclaws. */
+  | "schema-too-new"
+  /** The database has not been migrated (`ravenclaws db migrate`). */
+  | "not-migrated"
+  /** The embedded server could not be started. */
+  | "embedded-failed"
+  /** Anything else the server refused. */
+  | "failed";
+
+/**
+ * The PostgreSQL database (`--database-url`, `--embedded-db`) cannot be used.
+ * Its message names the URL with the password redacted. Exit 2 for a bad
+ * URL, 3 for a schema this version cannot use (like a state file), else 1.
+ */
+export class DatabaseError extends RavenclawsError {
+  readonly code: string;
+  readonly exitCode: ExitCodeValue;
+  constructor(
+    readonly problem: DatabaseProblem,
+    message: string,
+    /** The database URL, its password redacted. */
+    readonly url: string,
+    options?: { hint?: string; cause?: unknown },
+  ) {
+    super(message, options);
+    this.code = `database-${problem}`;
+    this.exitCode =
+      problem === "bad-url"
+        ? ExitCode.usage
+        : problem === "schema-too-new" || problem === "not-migrated"
+          ? ExitCode.stateFile
+          : ExitCode.failed;
+  }
+}
+
 /** The `code` of a Node system error (`ENOENT`, `ENOSPC`, …), if it is one. */
 export function errnoCode(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;

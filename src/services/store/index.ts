@@ -1,6 +1,7 @@
 /**
- * The store of heartbeats: the {@link HeartbeatStore} interface and the file
- * store that implements it, with its parts (state file, atomic writes,
+ * The store of heartbeats: the {@link HeartbeatStore} interface and the
+ * stores that implement it (files; PostgreSQL, whose `pg` loads only when a
+ * database is opened), with the file store's parts (state file, atomic writes,
  * journal, lock, retries). Import the store from here.
  */
 export { NotRegularFileError, openRegularFile, readRegularFile } from "../regularFile.js";
@@ -26,6 +27,16 @@ export {
   leaseMtimeOf,
   lockNotAFile,
 } from "./lock.js";
+export {
+  type PgCreateOptions,
+  PgHeartbeatStore,
+  type PgHeartbeatSummary,
+  type PgLockOptions,
+  type PgStoreBackend,
+  type PgStoreOptions,
+  pgHeartbeatPaths,
+  pgStoreBackend,
+} from "./pgStore.js";
 export {
   checkStateFile,
   heartbeatPaths,
