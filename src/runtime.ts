@@ -57,6 +57,7 @@ import {
   type StateFile,
   savedSettingsOfContext,
 } from "./schemas/stateFile.js";
+import type { DecisionSource } from "./services/approvals.js";
 import { waitForDecisions } from "./services/approvalWait.js";
 import type { LlmService } from "./services/llm.js";
 import { SYSTEM_PROMPT } from "./services/prompts.js";
@@ -82,6 +83,11 @@ export interface RuntimeDeps {
   prices?: Prices;
   /** How `ask` matches are decided; default: no timeout, fallback deny, no terminal. */
   approvals?: ApprovalOptions;
+  /**
+   * Where the approvals wait reads the operator's decisions; default the
+   * decision files beside the store's state files (a worker passes the database's).
+   */
+  decisions?: DecisionSource;
   /**
    * What a tick sees when it begins (the `observe` actor): the workspace
    * fingerprint (when asked) and the checklist. Default: nothing (every tick
@@ -473,6 +479,7 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
         goal,
         signal,
         store: deps.store,
+        decisions: deps.decisions,
         now,
         options: approvalOptions,
         events: deps.events,

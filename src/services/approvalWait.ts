@@ -1,6 +1,7 @@
 /**
- * The wait of the tool loop's `awaitingApproval` state: polls the decision
- * files (fs.watch alone misses events on some file systems), races the
+ * The wait of the tool loop's `awaitingApproval` state: polls the injected
+ * {@link DecisionSource} (the decision files by default, fs.watch alone
+ * misses events on some file systems; the database's decisions table for a worker), races the
  * terminal prompt when there is one, applies `--ask-timeout` with its
  * fallback, and journals every decision before it removes its file, so a
  * decision survives a crash at any point: the journal is read first on the
@@ -13,7 +14,7 @@ import type {
   AwaitApprovalOutput,
   PendingApproval,
 } from "../machines/toolLoop.types.js";
-import { decisionFileOf, readDecision, removeDecision, toApprovalDecision } from "./approvals.js";
+import { type DecisionSource, fileDecisions, toApprovalDecision } from "./approvals.js";
 import type { HeartbeatStore, JournalEntry } from "./store/index.js";
 import type { AskOperator } from "./tools/prompt.js";
 
@@ -34,6 +35,8 @@ export interface WaitRequest {
   goal?: string;
   signal: AbortSignal;
   store: Pick<HeartbeatStore, "append" | "readJournal" | "paths">;
+  /** Where the operator's decisions arrive; default the decision files beside the store's state files. */
+  decisions?: DecisionSource | undefined;
   now: () => number;
   options: WaitOptions;
   events?:
@@ -82,7 +85,7 @@ const pause = (ms: number, signal: AbortSignal) =>
  */
 export async function waitForDecisions(request: WaitRequest): Promise<AwaitApprovalOutput> {
   const { input, id, signal, store, now, options, events } = request;
-  const stateDir = store.paths.stateDir;
+  const decisions = request.decisions ?? fileDecisions(store.paths.stateDir);
   const decided = new Map<string, ApprovalDecision>();
 
   // What the journal already holds for this round (a restore after a crash or a stop).
@@ -126,7 +129,6 @@ export async function waitForDecisions(request: WaitRequest): Promise<AwaitAppro
     { id, goal: request.goal ?? "" },
   );
 
-  const fileOf = (callId: string) => decisionFileOf(stateDir, id, input, callId);
   const settle = async (call: PendingApproval, decision: ApprovalDecision) => {
     if (decided.has(call.callId)) return;
     decided.set(call.callId, decision);
@@ -184,11 +186,15 @@ export async function waitForDecisions(request: WaitRequest): Promise<AwaitAppro
   const pollMs = options.pollMs ?? 250;
   try {
     while (!signal.aborted && undecided().length > 0) {
+      const stored = await decisions.read(id).catch(() => []);
       for (const call of undecided()) {
-        const stored = await readDecision(fileOf(call.callId)).catch(() => null);
-        if (stored && stored.attempt === input.attempt && stored.iteration === input.iteration) {
-          await settle(call, toApprovalDecision(stored));
-        }
+        const found = stored.find(
+          (d) =>
+            d.callId === call.callId &&
+            d.attempt === input.attempt &&
+            d.iteration === input.iteration,
+        );
+        if (found) await settle(call, toApprovalDecision(found));
       }
       if (deadline !== null && now() >= deadline) {
         for (const call of undecided()) {
@@ -215,8 +221,16 @@ export async function waitForDecisions(request: WaitRequest): Promise<AwaitAppro
     current?.controller.abort();
   }
   if (!signal.aborted) await prompting;
-  // Journaled: the inbox files have served their purpose.
-  await Promise.all(input.pending.map((p) => removeDecision(fileOf(p.callId))));
+  // Journaled: the inbox has served its purpose.
+  await Promise.all(
+    input.pending.map((p) =>
+      decisions.remove(id, {
+        attempt: input.attempt,
+        iteration: input.iteration,
+        callId: p.callId,
+      }),
+    ),
+  );
   return {
     decisions: input.pending
       .map((p) => decided.get(p.callId))

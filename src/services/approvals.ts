@@ -21,7 +21,12 @@ import {
 } from "../errors.js";
 import type { ApprovalDecision, PendingApproval } from "../machines/toolLoop.types.js";
 import { waitingRoundOf } from "./awaiting.js";
-import { listHeartbeatIds, loadHeartbeat, requireHeartbeat } from "./heartbeats.js";
+import {
+  type HeartbeatView,
+  listHeartbeatIds,
+  loadHeartbeat,
+  requireHeartbeat,
+} from "./heartbeats.js";
 
 export { waitingRoundOf } from "./awaiting.js";
 
@@ -132,39 +137,152 @@ export async function removeDecision(file: string): Promise<void> {
   await fs.rm(file, { force: true });
 }
 
-/** The pending calls of one heartbeat, with any decision already stored for them. */
-async function pendingOf(stateDir: string, id: string): Promise<PendingApprovalView[]> {
-  const view = await loadHeartbeat(heartbeatPaths(stateDir, id), id);
-  const round = waitingRoundOf(view.file);
-  if (!round) return [];
-  return Promise.all(
-    round.pending.map(async (call) => ({
-      ...call,
-      id,
-      tick: round.tick,
-      iteration: round.iteration,
-      attempt: round.attempt,
-      decision: await readDecision(decisionFileOf(stateDir, id, round, call.callId)).catch(
-        () => null,
-      ),
-    })),
-  );
+/** Which stored decision: one call of one round (call ids repeat across ticks). */
+export type DecisionKey = Pick<StoredDecision, "attempt" | "iteration" | "callId">;
+
+/**
+ * Where the approvals wait reads the operator's decisions: the decision files
+ * of a state dir ({@link fileDecisions}), or the database's `decisions` table
+ * (`pgDecisions` in `services/pg/decisions.ts`).
+ */
+export interface DecisionSource {
+  /** Every decision stored for heartbeat `id`, whatever its round (the wait keeps its own round's). */
+  read(id: string): Promise<StoredDecision[]>;
+  /** Removes one call's stored decision of one round once it is journaled (a missing one is fine). */
+  remove(id: string, key: DecisionKey): Promise<void>;
+}
+
+/** A {@link DecisionSource} that also stores decisions (`approve`, `deny`, serve's API). */
+export interface DecisionInbox extends DecisionSource {
+  /**
+   * Stores decisions. One for a call of that round already stored is not
+   * overwritten; returns the decisions stored.
+   */
+  write(decisions: StoredDecision[]): Promise<StoredDecision[]>;
+}
+
+/** The decision files of `stateDir` (`heartbeat-<id>.decisions/<key>.json`) as a {@link DecisionInbox}. */
+export function fileDecisions(stateDir: string): DecisionInbox {
+  return {
+    async read(id) {
+      let names: string[];
+      try {
+        names = await fs.readdir(decisionsDirOf(stateDir, id));
+      } catch (error) {
+        if (errnoCode(error) === "ENOENT" || errnoCode(error) === "ENOTDIR") return [];
+        throw error;
+      }
+      const stored = await Promise.all(
+        names
+          .filter((name) => name.endsWith(".json") && !name.startsWith("."))
+          .map((name) =>
+            readDecision(path.join(decisionsDirOf(stateDir, id), name)).catch(() => null),
+          ),
+      );
+      return stored.filter((d): d is StoredDecision => d !== null && d.id === id);
+    },
+    remove: (id, key) => removeDecision(decisionFileOf(stateDir, id, key, key.callId)),
+    async write(decisions) {
+      const written: StoredDecision[] = [];
+      for (const decision of decisions) {
+        await fs.mkdir(decisionsDirOf(stateDir, decision.id), { recursive: true, mode: 0o700 });
+        const file = decisionFileOf(stateDir, decision.id, decision, decision.callId);
+        // Decided meanwhile by someone else: the first decision stands.
+        if (await readDecision(file).catch(() => null)) continue;
+        try {
+          await writeFileAtomic(file, `${JSON.stringify(decision, null, 2)}\n`);
+        } catch (error) {
+          throw new PersistError(
+            `Cannot write the decision file ${file}: ${(error as Error).message}`,
+            file,
+            {
+              cause: error,
+              hint: `Check the state dir's permissions and free space (${errnoCode(error) ?? "error"}).`,
+            },
+          );
+        }
+        written.push(decision);
+      }
+      return written;
+    },
+  };
 }
 
 /**
- * Every tool call in `stateDir` that waits for the operator, oldest first.
- * A heartbeat whose state file cannot be read is skipped (`status` reports it).
+ * Where approvals are listed and decided: the heartbeats of a state dir (a
+ * path) or of a database (`databasePlace`), each with its decisions.
  */
-export async function listPendingApprovals(stateDir: string): Promise<PendingApprovalView[]> {
-  const ids = await listHeartbeatIds(stateDir);
-  const lists = await Promise.all(
-    ids.map((id) => pendingOf(stateDir, id).catch((error) => skipUnusable(error))),
-  );
+export interface ApprovalsPlace {
+  /** Every heartbeat whose snapshot can be read. */
+  views(): Promise<HeartbeatView[]>;
+  /** One heartbeat, which must exist (a {@link UsageError} naming the id otherwise). */
+  view(id: string): Promise<HeartbeatView>;
+  /** The decisions of these heartbeats. */
+  decisions: DecisionInbox;
+}
+
+/** The heartbeats of a state dir as an {@link ApprovalsPlace}. */
+export function fileApprovalsPlace(stateDir: string): ApprovalsPlace {
+  return {
+    async views() {
+      const ids = await listHeartbeatIds(stateDir);
+      const views = await Promise.all(
+        ids.map((id) =>
+          loadHeartbeat(heartbeatPaths(stateDir, id), id).catch((error) => skipUnusable(error)),
+        ),
+      );
+      return views.filter((v): v is HeartbeatView => v !== null);
+    },
+    async view(id) {
+      return loadHeartbeat(await requireHeartbeat(stateDir, id), id);
+    },
+    decisions: fileDecisions(stateDir),
+  };
+}
+
+const placeOf = (where: string | ApprovalsPlace) =>
+  typeof where === "string" ? fileApprovalsPlace(where) : where;
+
+const sameKey = (a: DecisionKey, b: DecisionKey) =>
+  a.attempt === b.attempt && a.iteration === b.iteration && a.callId === b.callId;
+
+/** The pending calls of one heartbeat, with any decision already stored for them. */
+async function pendingOf(
+  view: HeartbeatView,
+  decisions: DecisionSource,
+): Promise<PendingApprovalView[]> {
+  const round = waitingRoundOf(view.file);
+  if (!round) return [];
+  const stored = await decisions.read(view.id).catch(() => []);
+  return round.pending.map((call) => ({
+    ...call,
+    id: view.id,
+    tick: round.tick,
+    iteration: round.iteration,
+    attempt: round.attempt,
+    decision:
+      stored.find((d) =>
+        sameKey(d, { attempt: round.attempt, iteration: round.iteration, callId: call.callId }),
+      ) ?? null,
+  }));
+}
+
+/**
+ * Every tool call that waits for the operator, oldest first, in a state dir
+ * (a path) or another {@link ApprovalsPlace}. A heartbeat whose state cannot
+ * be read is skipped (`status` reports it).
+ */
+export async function listPendingApprovals(
+  where: string | ApprovalsPlace,
+): Promise<PendingApprovalView[]> {
+  const place = placeOf(where);
+  const views = await place.views();
+  const lists = await Promise.all(views.map((view) => pendingOf(view, place.decisions)));
   return lists.flat().sort((a, b) => a.since.localeCompare(b.since) || a.id.localeCompare(b.id));
 }
 
-function skipUnusable(error: unknown): PendingApprovalView[] {
-  if (error instanceof StateFileError) return [];
+function skipUnusable(error: unknown): null {
+  if (error instanceof StateFileError) return null;
   throw error;
 }
 
@@ -178,12 +296,12 @@ function skipUnusable(error: unknown): PendingApprovalView[] {
  *   CommandFailedError when nothing waits or the call is already decided (exit 1).
  */
 export async function decideApproval(
-  stateDir: string,
+  where: string | ApprovalsPlace,
   id: string,
   request: DecisionRequest,
 ): Promise<StoredDecision[]> {
-  await requireHeartbeat(stateDir, id);
-  const pending = await pendingOf(stateDir, id);
+  const place = placeOf(where);
+  const pending = await pendingOf(await place.view(id), place.decisions);
   if (pending.length === 0) {
     throw new CommandFailedError(
       "nothing-pending",
@@ -219,36 +337,21 @@ export async function decideApproval(
   }
   const at = request.at ?? new Date().toISOString();
   const reason = request.reason?.trim() ? request.reason.trim() : null;
-  await fs.mkdir(decisionsDirOf(stateDir, id), { recursive: true, mode: 0o700 });
-  const written: StoredDecision[] = [];
-  for (const call of undecided) {
-    const decision: StoredDecision = {
-      schemaVersion: 1,
-      id,
-      attempt: call.attempt,
-      iteration: call.iteration,
-      callId: call.callId,
-      decision: request.decision,
-      reason,
-      by: request.by,
-      at,
-    };
-    const file = decisionFileOf(stateDir, id, call, call.callId);
-    try {
-      await writeFileAtomic(file, `${JSON.stringify(decision, null, 2)}\n`);
-    } catch (error) {
-      throw new PersistError(
-        `Cannot write the decision file ${file}: ${(error as Error).message}`,
-        file,
-        {
-          cause: error,
-          hint: `Check the state dir's permissions and free space (${errnoCode(error) ?? "error"}).`,
-        },
-      );
-    }
-    written.push(decision);
-  }
-  return written;
+  return place.decisions.write(
+    undecided.map(
+      (call): StoredDecision => ({
+        schemaVersion: 1,
+        id,
+        attempt: call.attempt,
+        iteration: call.iteration,
+        callId: call.callId,
+        decision: request.decision,
+        reason,
+        by: request.by,
+        at,
+      }),
+    ),
+  );
 }
 
 /** The decision the tool loop receives for a stored one. */
