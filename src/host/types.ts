@@ -177,6 +177,36 @@ export interface Host {
   close(): Promise<void>;
 }
 
+/** What the API asks of a journal ({@link ServedHost.journal}). */
+export interface JournalQuery {
+  /** The last this many entries (oldest first). */
+  limit: number;
+  /** Only entries of these types (all when absent or empty). */
+  types?: string[];
+}
+
+/** A journal tail ({@link ServedHost.journal}). */
+export interface JournalPage {
+  entries: Array<{ type: string; [key: string]: unknown }>;
+  /** True when older entries were left out. */
+  truncated: boolean;
+}
+
+/**
+ * What `serve`'s API serves: a {@link Host} (the state dir's, whose overview
+ * is in memory), or the database's (`src/host/dbHost.ts`), whose overview is
+ * one query and whose journal is a table rather than the file at
+ * {@link HeartbeatDetail.journal}.
+ */
+export interface ServedHost extends Omit<Host, "list"> {
+  /** Every heartbeat (the database host: one query). */
+  list(): HeartbeatSummary[] | Promise<HeartbeatSummary[]>;
+  /** Whether heartbeat `id` is served here; absent: looked up in {@link list}. */
+  has?(id: string): Promise<boolean>;
+  /** The journal's tail; absent: the server reads the file {@link HeartbeatDetail.journal}. */
+  journal?(id: string, query: JournalQuery): Promise<JournalPage>;
+}
+
 /** What {@link Host.stats} reports. */
 export interface HostStats {
   /** Heartbeats known to the host (any status). */

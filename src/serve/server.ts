@@ -1,6 +1,6 @@
 /**
  * `ravenclaws serve`'s HTTP server (node:http): the JSON API over a
- * {@link Host}, the event stream, and the dashboard's static files, behind
+ * {@link ServedHost}, the event stream, and the dashboard's static files, behind
  * the access rules of `security.ts`. Routes and JSON: `api.types.ts`.
  */
 import * as fs from "node:fs/promises";
@@ -13,7 +13,7 @@ import {
   RavenclawsError,
   UsageError,
 } from "../errors.js";
-import type { Host } from "../host/types.js";
+import type { ServedHost } from "../host/types.js";
 import type { Redactor } from "../services/redact.js";
 import { ID_PATTERN } from "../settings.js";
 import type {
@@ -59,7 +59,8 @@ export interface ApprovalsPort {
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
-  host: Host;
+  /** The state dir's host, or the database's (`src/host/dbHost.ts`). */
+  host: ServedHost;
   /** Address to bind (default 127.0.0.1). */
   listenHost?: string;
   /** Port (0 = any free one). */
@@ -150,8 +151,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     }
     return id;
   };
-  const requireKnown = (id: string) => {
-    if (!options.host.list().some((s) => s.id === id)) {
+  const requireKnown = async (id: string) => {
+    const known = options.host.has
+      ? await options.host.has(id)
+      : (await options.host.list()).some((s) => s.id === id);
+    if (!known) {
       throw new ApiRequestError(404, "not-found", `No heartbeat ${id} is hosted here.`, "id");
     }
   };
@@ -222,7 +226,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       const health: HealthResponse = {
         ok: true,
         version: options.version ?? "",
-        heartbeats: options.host.list().length,
+        heartbeats: (await options.host.list()).length,
       };
       return sendJson(res, 200, health);
     }
@@ -251,7 +255,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       allow("GET", "POST");
       if (method === "POST") {
         const request = checkCreateRequest(await body());
-        let created: Awaited<ReturnType<Host["create"]>>;
+        let created: Awaited<ReturnType<ServedHost["create"]>>;
         try {
           created = await options.host.create({
             goal: request.goal,
@@ -267,7 +271,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         return sendJson(res, 201, detail ? detailOf(detail, []) : summaryOf(created));
       }
       const list: HeartbeatList = {
-        heartbeats: options.host.list().map(summaryOf),
+        heartbeats: (await options.host.list()).map(summaryOf),
         now: new Date().toISOString(),
       };
       return sendJson(res, 200, list);
@@ -301,6 +305,15 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         ?.split(",")
         .map((t) => t.trim())
         .filter(Boolean);
+      if (options.host.journal) {
+        const page = await options.host.journal(id, { limit, ...(types ? { types } : {}) });
+        const response: JournalResponse = {
+          id,
+          entries: page.entries as JournalEntry[],
+          truncated: page.truncated,
+        };
+        return sendJson(res, 200, response);
+      }
       const { entries, cut } = await readJournal(detail.journal);
       const chosen = types?.length ? entries.filter((e) => types.includes(e.type)) : entries;
       const response: JournalResponse = {
@@ -313,8 +326,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     if (action === "wake" || action === "stop" || action === "start") {
       allow("POST");
       await body();
-      requireKnown(id);
-      let result: Awaited<ReturnType<Host["wake"]>>;
+      await requireKnown(id);
+      let result: Awaited<ReturnType<ServedHost["wake"]>>;
       try {
         result = await options.host[action](id);
       } catch (error) {
@@ -350,7 +363,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       if (request.reason !== undefined && typeof request.reason !== "string") {
         throw new ApiRequestError(400, "invalid-field", "reason must be a string.", "reason");
       }
-      requireKnown(id);
+      await requireKnown(id);
       if (!options.approvals) {
         throw new ApiRequestError(
           501,

@@ -67,6 +67,24 @@ const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    // The overview's fields of the snapshot, computed by PostgreSQL on every
+    // write: reading them from `state` detoasts it once per path and row.
+    version: 2,
+    sql: `
+      ALTER TABLE ravenclaws.heartbeats
+        ADD COLUMN usage jsonb GENERATED ALWAYS AS (state -> 'usage') STORED,
+        ADD COLUMN reason text GENERATED ALWAYS AS (state ->> 'reason') STORED,
+        ADD COLUMN state_value jsonb GENERATED ALWAYS AS (state -> 'snapshot' -> 'value') STORED,
+        ADD COLUMN last_outcome text
+          GENERATED ALWAYS AS (state -> 'snapshot' -> 'context' -> 'digests' -> -1 ->> 'outcome') STORED,
+        ADD COLUMN pending_calls int GENERATED ALWAYS AS (
+          CASE WHEN state -> 'snapshot' -> 'children' -> 'execute' -> 'snapshot' ->> 'value' = 'awaitingApproval'
+               THEN coalesce(jsonb_array_length(
+                      state -> 'snapshot' -> 'children' -> 'execute' -> 'snapshot' -> 'context' -> 'pending'), 0)
+               ELSE 0 END) STORED;
+    `,
+  },
 ];
 
 /** The schema version this ravenclaws writes. */
