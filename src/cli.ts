@@ -9,6 +9,7 @@ import { approvalsCommand } from "./commands/approvals.js";
 import { approveCommand } from "./commands/approve.js";
 import { completionCommand } from "./commands/completion.js";
 import { configCommand } from "./commands/config.js";
+import { dbCommand } from "./commands/db.js";
 import { demoCommand } from "./commands/demo.js";
 import { denyCommand } from "./commands/deny.js";
 import { diagramCommand } from "./commands/diagram.js";
@@ -126,6 +127,7 @@ export function buildParser(argv: string[]) {
     approveCommand(nodeProcessEnvironment),
     denyCommand(nodeProcessEnvironment),
     configCommand(nodeProcessEnvironment),
+    dbCommand(nodeProcessEnvironment),
     demoCommand(nodeProcessEnvironment),
     completionCommand(nodeProcessEnvironment),
     diagramCommand(nodeProcessEnvironment),
@@ -187,7 +189,7 @@ export function buildParser(argv: string[]) {
         });
       })
       .epilogue(
-        "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file unusable or heartbeat already running.",
+        "Exit codes: 0 completed or shut down with state saved, 1 failed, 2 bad usage or configuration, 3 state file or database schema unusable, or heartbeat already running.",
       )
   );
 }

@@ -143,6 +143,12 @@ export interface SettingSpec {
   merge?: boolean;
   /** Never shown in messages. */
   secret?: boolean;
+  /**
+   * The commands that take its flag, when they are not `run` (the database
+   * settings: `worker`, `db migrate`, …): such a setting is no `run` option.
+   * They declare it with its spec (`databaseOptions`).
+   */
+  commands?: readonly string[];
 }
 
 /** Every run setting. The order is the README's and `config list`'s. */
@@ -878,6 +884,32 @@ export const SETTINGS = {
       test: (s) => (NOTIFY_EVENTS as readonly string[]).includes(s),
       message: `be event names: ${NOTIFY_EVENTS.join(", ")}`,
     },
+  },
+  databaseUrl: {
+    type: "string",
+    label: "database URL",
+    flag: "database-url",
+    env: ["RAVENCLAWS_DATABASE_URL"],
+    typeText: "postgres:// URL",
+    defaultText: "none (the files of the state dir)",
+    help: "PostgreSQL database of heartbeats: postgres://USER:PASSWORD@HOST:PORT/DATABASE (prefer the environment: it shows in no process list)",
+    doc: "keep heartbeats in this PostgreSQL database (see [Running on more than one machine](#running-on-more-than-one-machine)); a secret like the API key: flag or environment only, never saved with a heartbeat, its password redacted everywhere",
+    scope: "run",
+    secret: true,
+    trim: true,
+    commands: ["db migrate"],
+  },
+  embeddedDb: {
+    type: "string",
+    label: "embedded database",
+    flag: "embedded-db",
+    env: ["RAVENCLAWS_EMBEDDED_DB"],
+    typeText: "path",
+    defaultText: "none",
+    help: "Run an embedded PostgreSQL whose data lives in this directory (a single-machine trial of the database mode) instead of --database-url",
+    doc: "start (or use the running) embedded PostgreSQL whose data lives in this directory, instead of `--database-url`: the single-machine trial of the database mode",
+    scope: "run",
+    commands: ["db migrate"],
   },
   json: {
     type: "boolean",

@@ -58,8 +58,11 @@ describe("README", () => {
       flag?: string;
       env?: readonly string[];
       toml?: string;
+      commands?: readonly string[];
     }[]) {
-      if (spec.flag) expect(options).toContain(`\`--${spec.flag}\``);
+      // A setting of other commands (the database's) is in the configuration table, not run's options.
+      const runOption = !spec.commands || spec.commands.includes("run");
+      if (spec.flag) expect(runOption ? options : config).toContain(`\`--${spec.flag}\``);
       for (const name of spec.env ?? []) expect(config).toContain(`\`${name}\``);
       if (spec.toml) expect(config).toContain(spec.toml.split(".")[1]);
     }

@@ -56,7 +56,7 @@ export interface RunArgs extends SettingArgs {
 export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
   let y = yargs as Argv;
   for (const [, spec] of settingEntries()) {
-    if (!spec.flag) continue;
+    if (!spec.flag || !isRunOption(spec)) continue;
     const shownDefault =
       spec.defaultText ??
       (spec.default === undefined || Array.isArray(spec.default) ? undefined : defaultTextOf(spec));
@@ -107,6 +107,11 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
       describe:
         "With --id: move an unusable state file aside (.corrupt-<time>) and resume from its previous version (.prev)",
     }) as unknown as Argv<T & RunArgs>;
+}
+
+/** Whether `run` takes the setting's flag (the database settings belong to other commands). */
+export function isRunOption(spec: SettingSpec): boolean {
+  return !spec.commands || spec.commands.includes("run");
 }
 
 /** The flags that were actually given, keyed like the settings. */

@@ -58,7 +58,7 @@ export function optionsMarkdown(): string {
   return table([
     ["option", "type", "default", "meaning"],
     ...settingEntries()
-      .filter(([, spec]) => spec.flag)
+      .filter(([, spec]) => spec.flag && (!spec.commands || spec.commands.includes("run")))
       .map(([, spec]) => [
         flagsCell(spec),
         spec.typeText,

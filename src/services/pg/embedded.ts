@@ -192,3 +192,130 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     };
   }
 }
+
+/** The database `--embedded-db` keeps heartbeats in. */
+export const EMBEDDED_DATABASE = "ravenclaws";
+
+/** What `--embedded-db DIR` keeps beside the cluster (`DIR/embedded.json`, mode 0600). */
+interface EmbeddedRecord {
+  password: string;
+  port: number;
+}
+
+/** The server an embedded dir's `postmaster.pid` names, when its process runs: its port. */
+async function runningPort(dataDir: string): Promise<number | null> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8");
+  } catch {
+    return null;
+  }
+  const lines = text.split("\n");
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || !Number.isInteger(port) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return null;
+  }
+  return port;
+}
+
+/** An embedded database opened by `--embedded-db DIR`. */
+export interface EmbeddedDatabase {
+  /** The URL of its `ravenclaws` database (a secret: it holds the password). */
+  url: string;
+  /** Whether this process started the server (it then stops it in `close`). */
+  started: boolean;
+  /** Stops the server when this process started it. */
+  close(): Promise<void>;
+}
+
+/**
+ * `--embedded-db DIR`: the embedded PostgreSQL whose data lives in `DIR/data`
+ * (initialised on first use, its password in `DIR/embedded.json`). When a
+ * server already runs on it (another ravenclaws process started it), this
+ * connects to that one; otherwise it starts one, which stops when this
+ * process closes it. Creates the database `ravenclaws` when missing.
+ */
+export async function openEmbeddedDir(dir: string): Promise<EmbeddedDatabase> {
+  const dataDir = path.join(dir, "data");
+  const recordFile = path.join(dir, "embedded.json");
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    // As root the server runs as postgres, which must pass through DIR (but need not list it).
+    if (isRoot()) await fs.chmod(dir, 0o711);
+  } catch (error) {
+    throw new DatabaseError(
+      "embedded-failed",
+      `Cannot use ${dir} for the embedded database: ${(error as Error).message}.`,
+      "embedded",
+      { hint: "Give --embedded-db a directory you can write to." },
+    );
+  }
+  let record: EmbeddedRecord | null = null;
+  try {
+    record = JSON.parse(await fs.readFile(recordFile, "utf8")) as EmbeddedRecord;
+  } catch {
+    record = null;
+  }
+  const initialised = await fs
+    .access(path.join(dataDir, "PG_VERSION"))
+    .then(() => true)
+    .catch(() => false);
+  if (initialised && !record?.password)
+    throw new DatabaseError(
+      "embedded-failed",
+      `${dataDir} holds a PostgreSQL cluster, but ${recordFile} (its password) is missing or unreadable.`,
+      "embedded",
+      { hint: "Restore embedded.json, or give --embedded-db a new directory." },
+    );
+  const password = record?.password ?? randomBytes(18).toString("base64url");
+  const urlOn = (port: number) =>
+    `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${EMBEDDED_DATABASE}`;
+  const save = (port: number) =>
+    fs.writeFile(recordFile, `${JSON.stringify({ password, port })}\n`, { mode: 0o600 });
+  if (!record) await save(0);
+
+  const running = await runningPort(dataDir);
+  if (running !== null) return { url: urlOn(running), started: false, close: async () => {} };
+  let server: EmbeddedServer;
+  try {
+    const wanted = record?.port && (await portIsFree(record.port)) ? record.port : undefined;
+    server = await startEmbeddedPostgres({
+      dataDir,
+      password,
+      ...(wanted ? { port: wanted } : {}),
+    });
+  } catch (error) {
+    // Another process started it meanwhile: use that one.
+    const port = await runningPort(dataDir);
+    if (port !== null) return { url: urlOn(port), started: false, close: async () => {} };
+    throw error;
+  }
+  await save(server.port);
+  const { openDatabase } = await import("./db.js");
+  const admin = await openDatabase(server.url, { max: 1 });
+  try {
+    const { rows } = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [
+      EMBEDDED_DATABASE,
+    ]);
+    if (rows.length === 0) await admin.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
+  } catch (error) {
+    await admin.close();
+    await server.stop();
+    throw error;
+  }
+  await admin.close();
+  return { url: urlOn(server.port), started: true, close: () => server.stop() };
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once("error", () => resolve(false));
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve(true)));
+  });
+}

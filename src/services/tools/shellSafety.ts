@@ -282,8 +282,8 @@ export function findDestructive(command: string): string | undefined {
   return WHOLE_RULES.find((rule) => rule.pattern.test(unquoted))?.name;
 }
 
-/** Variable names that look like they hold a secret (case-insensitive). */
-export const SECRET_NAME = /KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL/i;
+/** Variable names that look like they hold a secret (case-insensitive); a database URL holds its password. */
+export const SECRET_NAME = /KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|DATABASE_URL/i;
 
 /** Options of {@link scrubEnv}. */
 export interface ScrubOptions {
