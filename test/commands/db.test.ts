@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../../src/services/pg/db.js";
 import { freePort } from "../../src/services/pg/embedded.js";
+import { SCHEMA_VERSION } from "../../src/services/pg/migrations.js";
 import { cleanEnv, runCli, tempDir } from "../support/cli.js";
 import { usePostgres } from "../support/postgres.js";
 
@@ -23,7 +24,9 @@ describe("ravenclaws db migrate", () => {
     expect(first.stderr).toBe("");
     expect(first.code).toBe(0);
     expect(first.stdout).toMatch(
-      /Migrated the database at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/t\d+: schema version 0 → 1/,
+      new RegExp(
+        `Migrated the database at postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:\\d+/t\\d+: schema version 0 → ${SCHEMA_VERSION}`,
+      ),
     );
     const db = await openDatabase(fresh.url);
     try {
@@ -50,12 +53,12 @@ describe("ravenclaws db migrate", () => {
       expect(again.code).toBe(0);
       expect(JSON.parse(again.stdout)).toEqual({
         database: expect.stringContaining("postgres://postgres:***@127.0.0.1:"),
-        from: 1,
-        to: 1,
+        from: SCHEMA_VERSION,
+        to: SCHEMA_VERSION,
       });
-      expect((await db.query("SELECT version FROM ravenclaws.migrations")).rows).toEqual([
-        { version: 1 },
-      ]);
+      expect(
+        (await db.query("SELECT version FROM ravenclaws.migrations ORDER BY version")).rows,
+      ).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => ({ version: i + 1 })));
 
       // A database a newer ravenclaws migrated: refused, untouched, exit 3.
       await db.query("INSERT INTO ravenclaws.migrations (version) VALUES (99)");
@@ -113,7 +116,7 @@ describe("ravenclaws db migrate", () => {
       const first = await runCli(["db", "migrate", "--embedded-db", dir]);
       expect(first.stderr).toBe("");
       expect(first.code).toBe(0);
-      expect(first.stdout).toContain("schema version 0 → 1");
+      expect(first.stdout).toContain(`schema version 0 → ${SCHEMA_VERSION}`);
       expect(first.stdout).toContain("postgres://postgres:***@127.0.0.1:");
       const record = JSON.parse(await fs.readFile(path.join(dir, "embedded.json"), "utf8"));
       expect(first.stdout).not.toContain(record.password);
@@ -121,7 +124,7 @@ describe("ravenclaws db migrate", () => {
       await expect(fs.access(path.join(dir, "data", "postmaster.pid"))).rejects.toThrow();
       const second = await runCli(["db", "migrate", "--embedded-db", dir]);
       expect(second.code).toBe(0);
-      expect(second.stdout).toContain("is up to date (schema version 1)");
+      expect(second.stdout).toContain(`is up to date (schema version ${SCHEMA_VERSION})`);
     } finally {
       await fs.rm(base, { recursive: true, force: true });
     }
