@@ -160,8 +160,8 @@ export async function migrateDatabase(db: Database): Promise<{ from: number; to:
 }
 
 /**
- * pg-boss's schema, created or migrated by pg-boss's own plans (they take
- * their own advisory lock and tolerate a concurrent run), and the tick queue.
+ * pg-boss's schema, created or migrated by pg-boss's own plans, and the tick
+ * queue.
  */
 async function migrateBoss(db: Database): Promise<void> {
   const { default: PgBoss } = await import("pg-boss");
@@ -178,10 +178,29 @@ async function migrateBoss(db: Database): Promise<void> {
         { hint: "Upgrade ravenclaws on this machine to use this database." },
       );
   }
-  await boss.start();
-  try {
-    await ensureTickQueue(boss);
-  } finally {
-    await boss.stop({ graceful: false, close: false });
+  // pg-boss serialises its create with an advisory lock, but a process that
+  // waited on it still holds the catalog as it was before the wait, so its
+  // CREATE SCHEMA IF NOT EXISTS collides with the one just committed. Trying
+  // again (a fresh statement sees the schema installed) settles it.
+  for (let attempt = 1; ; attempt++) {
+    // A pg-boss whose start failed stays "starting": each attempt gets a new one.
+    const starting = attempt === 1 ? boss : createBoss(PgBoss, db);
+    try {
+      await starting.start();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (attempt >= 5 || !(typeof code === "string" && CONCURRENT_DDL.has(code))) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      continue;
+    }
+    try {
+      await ensureTickQueue(starting);
+    } finally {
+      await starting.stop({ graceful: false, close: false });
+    }
+    return;
   }
 }
+
+/** What a concurrent migration's DDL fails with: unique violation, duplicate schema/table/object. */
+const CONCURRENT_DDL = new Set(["23505", "42P06", "42P07", "42710"]);
