@@ -57,16 +57,35 @@ export async function ensureTickQueue(boss: PgBoss): Promise<void> {
 }
 
 /**
- * A started pg-boss over the database (for workers: `work(TICK_QUEUE, …)`),
- * which expects the database migrated (`migrate: false` unless `options` say
- * otherwise). Stop it with `boss.stop()`; the database stays open.
+ * How long pg-boss keeps finished tick jobs: the journal is a heartbeat's
+ * history, so a completed job moves to the archive after an hour (a failed one
+ * after a day) and leaves the archive after a day. pg-boss's defaults (12 h,
+ * then 7 days) would keep ~2,000 rows per heartbeat at a 300 s interval.
+ */
+export const BOSS_RETENTION = {
+  archiveCompletedAfterSeconds: 3600,
+  archiveFailedAfterSeconds: 86_400,
+  deleteAfterDays: 1,
+} as const;
+
+/**
+ * A started pg-boss over the database (for workers: `work(TICK_QUEUE, …)` or
+ * `fetch`), which expects the database migrated (`migrate: false` unless
+ * `options` say otherwise); its maintenance (`supervise`, on by default)
+ * applies {@link BOSS_RETENTION}. Stop it with `boss.stop({ close: false })`;
+ * the database stays open.
  */
 export async function openBoss(
   db: Database,
   options: Omit<PgBoss.ConstructorOptions, "db"> = {},
 ): Promise<PgBoss> {
   const { default: PgBossClass } = await import("pg-boss");
-  const boss = createBoss(PgBossClass, db, { migrate: false, supervise: true, ...options });
+  const boss = createBoss(PgBossClass, db, {
+    migrate: false,
+    supervise: true,
+    ...BOSS_RETENTION,
+    ...options,
+  });
   // pg-boss emits maintenance errors; the caller subscribes to report them.
   await boss.start();
   return boss;
