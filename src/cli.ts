@@ -9,6 +9,7 @@ import { approvalsCommand } from "./commands/approvals.js";
 import { approveCommand } from "./commands/approve.js";
 import { completionCommand } from "./commands/completion.js";
 import { configCommand } from "./commands/config.js";
+import { createCommand } from "./commands/create.js";
 import { dbCommand } from "./commands/db.js";
 import { demoCommand } from "./commands/demo.js";
 import { denyCommand } from "./commands/deny.js";
@@ -28,6 +29,7 @@ import { startCommand } from "./commands/start.js";
 import { statusCommand } from "./commands/status.js";
 import { stopCommand } from "./commands/stop.js";
 import { wakeCommand } from "./commands/wake.js";
+import { workerCommand } from "./commands/worker.js";
 import { ExitCode, RavenclawsError, UsageError } from "./errors.js";
 import { flushed, surviveClosedOutput } from "./services/output.js";
 import { didYouMean } from "./services/suggest.js";
@@ -122,6 +124,8 @@ export function buildParser(argv: string[]) {
     stopCommand(nodeProcessEnvironment),
     startCommand(nodeProcessEnvironment),
     serveCommand(nodeProcessEnvironment),
+    createCommand(nodeProcessEnvironment),
+    workerCommand(nodeProcessEnvironment),
     wakeCommand(nodeProcessEnvironment),
     approvalsCommand(nodeProcessEnvironment),
     approveCommand(nodeProcessEnvironment),

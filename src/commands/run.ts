@@ -52,8 +52,8 @@ export interface RunArgs extends SettingArgs {
   continue?: boolean;
 }
 
-/** Declares `run`'s options (shared with the legacy `--heartbeat` form): the settings table's flags, then the rest. */
-export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
+/** Declares the settings table's flags (`run`, `create`). */
+export function settingOptions<T>(yargs: Argv<T>): Argv<T & SettingArgs> {
   let y = yargs as Argv;
   for (const [, spec] of settingEntries()) {
     if (!spec.flag || !isRunOption(spec)) continue;
@@ -71,7 +71,12 @@ export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
       ...(spec.type === "boolean" || spec.type === "list" ? {} : { requiresArg: true }),
     });
   }
-  return y
+  return y as unknown as Argv<T & SettingArgs>;
+}
+
+/** Declares `run`'s options (shared with the legacy `--heartbeat` form): the settings table's flags, then the rest. */
+export function runOptions<T>(yargs: Argv<T>): Argv<T & RunArgs> {
+  return (settingOptions(yargs) as unknown as Argv)
     .option("inspect", {
       type: "boolean",
       describe: "Watch it live in the Stately inspector (prints the URL to open)",
@@ -283,33 +288,7 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     ...(user ? { user } : {}),
   });
   requireGoalOrId(settings);
-
-  if (!settings.apiKey && KEY_REQUIRED_HOSTS.has(new URL(settings.baseUrl).hostname)) {
-    throw new UsageError(`No API key for ${settings.baseUrl}.`, {
-      option: "--api-key",
-      code: "api-key-required",
-      hint: "Set OPENAI_API_KEY (or pass --api-key), or point --base-url at a local server such as http://localhost:11434/v1.",
-    });
-  }
-  if (
-    settings.maxCostPerDay > 0 &&
-    settings.priceInput === undefined &&
-    settings.priceOutput === undefined &&
-    settings.priceCachedInput === undefined
-  ) {
-    throw new UsageError(
-      `--max-cost-per-day ${settings.maxCostPerDay} needs prices to count the cost.`,
-      {
-        option: "--max-cost-per-day",
-        code: "cost-cap-needs-prices",
-        hint: "Add --price-input and --price-output (US dollars per million tokens), or use --max-tokens-per-day.",
-      },
-    );
-  }
-  if (settings.cron) {
-    const { validateCron } = await import("../services/schedule.js");
-    validateCron(settings.cron, settings.timezone ?? null);
-  }
+  await checkRunSettings(settings);
   const { workdir, stateDir: stateDirPath } = await resolveLocations(settings, io.cwd);
   // The tools write into the workdir.
   if (settings.tools) await requireWritable(workdir, "--workdir");
@@ -628,6 +607,40 @@ export async function runHeartbeatCommand(argv: RunArgs, io: RunEnvironment): Pr
     // A completed or failed event gets a bounded time to leave before the process ends.
     await notifier?.close();
     await lock.release();
+  }
+}
+
+/**
+ * The checks of settings that a heartbeat cannot run with, before anything
+ * is written: a key for endpoints that always need one, prices for a cost
+ * cap, a valid cron expression. Throws `UsageError` (exit 2).
+ */
+export async function checkRunSettings(settings: RunSettings): Promise<void> {
+  if (!settings.apiKey && KEY_REQUIRED_HOSTS.has(new URL(settings.baseUrl).hostname)) {
+    throw new UsageError(`No API key for ${settings.baseUrl}.`, {
+      option: "--api-key",
+      code: "api-key-required",
+      hint: "Set OPENAI_API_KEY (or pass --api-key), or point --base-url at a local server such as http://localhost:11434/v1.",
+    });
+  }
+  if (
+    settings.maxCostPerDay > 0 &&
+    settings.priceInput === undefined &&
+    settings.priceOutput === undefined &&
+    settings.priceCachedInput === undefined
+  ) {
+    throw new UsageError(
+      `--max-cost-per-day ${settings.maxCostPerDay} needs prices to count the cost.`,
+      {
+        option: "--max-cost-per-day",
+        code: "cost-cap-needs-prices",
+        hint: "Add --price-input and --price-output (US dollars per million tokens), or use --max-tokens-per-day.",
+      },
+    );
+  }
+  if (settings.cron) {
+    const { validateCron } = await import("../services/schedule.js");
+    validateCron(settings.cron, settings.timezone ?? null);
   }
 }
 
