@@ -63,7 +63,7 @@ export function dbCommand(environment: () => RunEnvironment) {
               })
               .example("$0 db migrate --database-url postgres://rc:…@db.internal/ravenclaws", "")
               .example("RAVENCLAWS_DATABASE_URL=… $0 db migrate", "the URL from the environment")
-              .example("$0 db migrate --embedded-db ~/.ravenclaws-db", "an embedded server here"),
+              .example("$0 db migrate --embedded-db ./rc-db", "an embedded server here"),
           handler: (argv: ArgumentsCamelCase<DbMigrateArgs>) => dbMigrate(argv, environment()),
         })
         .demandCommand(1, "Name a db command: migrate."),
