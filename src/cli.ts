@@ -16,6 +16,7 @@ import { denyCommand } from "./commands/deny.js";
 import { diagramCommand } from "./commands/diagram.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { logsCommand } from "./commands/logs.js";
+import { migrateCommand } from "./commands/migrate.js";
 import {
   type RunArgs,
   type RunEnvironment,
@@ -130,6 +131,7 @@ export function buildParser(argv: string[]) {
     approvalsCommand(nodeProcessEnvironment),
     approveCommand(nodeProcessEnvironment),
     denyCommand(nodeProcessEnvironment),
+    migrateCommand(nodeProcessEnvironment),
     configCommand(nodeProcessEnvironment),
     dbCommand(nodeProcessEnvironment),
     demoCommand(nodeProcessEnvironment),

@@ -276,7 +276,8 @@ export type CommandProblem =
   | "config-not-set"
   | "not-found"
   | "nothing-pending"
-  | "already-decided";
+  | "already-decided"
+  | "not-moved";
 
 /** A `stop`/`wake` (or `config get`) that could not do what was asked; exit 1. */
 export class CommandFailedError extends RavenclawsError {

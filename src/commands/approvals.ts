@@ -6,7 +6,7 @@
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import type { RunEnvironment } from "./run.js";
-import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+import { type LocationArgs, locationOptions, withPlace } from "./status.js";
 
 /** Options of `approvals`. */
 export interface ApprovalsArgs extends LocationArgs {
@@ -22,21 +22,24 @@ export function approvalsCommand(environment: () => RunEnvironment) {
       locationOptions(yargs)
         .option("json", { type: "boolean", describe: "Print a JSON array, for scripts" })
         .example("$0 approvals", "what waits, and the command that decides it")
-        .example("$0 approvals --json | jq '.[0].callId'", "as JSON"),
+        .example("$0 approvals --json | jq '.[0].callId'", "as JSON")
+        .example("$0 approvals --database-url postgres://host/db", "what waits in a database"),
     handler: async (argv: ArgumentsCamelCase<ApprovalsArgs>) => {
       const io = environment();
-      const stateDir = await stateDirOf(argv, io);
       const [{ listPendingApprovals }, hb] = await Promise.all([
         import("../services/approvals.js"),
         import("../services/heartbeats.js"),
       ]);
-      const pending = await listPendingApprovals(stateDir);
+      const { pending, where } = await withPlace(argv, io, async (place) => ({
+        pending: await listPendingApprovals(place),
+        where: place.kind === "database" ? `the database ${place.where}` : place.where,
+      }));
       if (argv.json) {
         io.stdout.write(`${JSON.stringify(pending, null, 2)}\n`);
         return;
       }
       if (pending.length === 0) {
-        io.stdout.write(`No tool call is waiting for approval in ${stateDir}.\n`);
+        io.stdout.write(`No tool call is waiting for approval in ${where}.\n`);
         return;
       }
       const now = Date.now();

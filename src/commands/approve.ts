@@ -1,12 +1,12 @@
 /**
  * `ravenclaws approve <id> [--call <callId>]`: approves a tool call (or all
  * of a heartbeat's pending calls) that an `ask` rule holds. The decision is
- * stored in the state dir: a running heartbeat picks it up within a second, a
+ * stored in the state dir (or the database with `--database-url`): a running heartbeat picks it up within a second, a
  * stopped one when it resumes. `deny` shares this module's handler.
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import type { RunEnvironment } from "./run.js";
-import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+import { type LocationArgs, locationOptions, withPlace } from "./status.js";
 
 /** Options of `approve` and `deny`. */
 export interface DecideArgs extends LocationArgs {
@@ -37,19 +37,24 @@ export async function decide(
     import("../services/approvalWait.js"),
   ]);
   const id = hb.checkId(String(argv.id));
-  const stateDir = await stateDirOf(argv, io);
-  const written = await decideApproval(stateDir, id, {
-    callId: argv.call,
-    decision,
-    reason: argv.reason,
-    by: currentDecider(),
+  const { written, view } = await withPlace(argv, io, async (place) => {
+    const written = await decideApproval(place, id, {
+      callId: argv.call,
+      decision,
+      reason: argv.reason,
+      by: currentDecider(),
+    });
+    return { written, view: await place.view(id) };
   });
-  const view = await hb.loadHeartbeat(await hb.requireHeartbeat(stateDir, id), id);
   const verb = decision === "approve" ? "Approved" : "Denied";
   const calls = written.map((d) => d.callId).join(", ");
   const next = view.process.running
     ? "the heartbeat picks it up within a second."
-    : `heartbeat ${id} is not running: the decision applies when it resumes (\`ravenclaws run --id ${id}\`).`;
+    : view.database?.stoppedAt
+      ? `heartbeat ${id} is stopped: the decision applies once it is started (\`ravenclaws start ${id}\`).`
+      : view.database
+        ? `no worker is on heartbeat ${id} right now: the decision applies when one runs it again.`
+        : `heartbeat ${id} is not running: the decision applies when it resumes (\`ravenclaws run --id ${id}\`).`;
   io.stdout.write(
     `${verb} ${written.length === 1 ? "call" : "calls"} ${calls} of ${id}; ${next}\n`,
   );

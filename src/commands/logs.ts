@@ -3,12 +3,10 @@
  * into their tick's line); `--json` prints the raw lines; `-f` follows the
  * file like `tail -f` until interrupted.
  */
-import type * as fs from "node:fs/promises";
 import type { ArgumentsCamelCase, Argv } from "yargs";
-import { StateFileError } from "../errors.js";
 import { outputClosed } from "../services/output.js";
 import type { RunEnvironment } from "./run.js";
-import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+import { type LocationArgs, locationOptions, withPlace } from "./status.js";
 
 /** Options of `logs`. */
 export interface LogsArgs extends LocationArgs {
@@ -94,52 +92,7 @@ export function formatEntry(
   return `${(type || "?").padEnd(6)} ${clip(JSON.stringify(rest), Math.max(30, width - 8))}`;
 }
 
-/**
- * Reads whole lines from `file`, starting at byte `offset`, calling `onLine`
- * for each; returns the offset after the last whole line. An unterminated
- * last line (torn, or still being written) is left for the next read.
- */
-export async function readLines(
-  file: string,
-  offset: number,
-  onLine: (line: string) => void,
-): Promise<number> {
-  let handle: fs.FileHandle;
-  try {
-    // Never blocks on a FIFO in the journal's place: refused as unusable (exit 3).
-    const { openRegularFile } = await import("../services/store/index.js");
-    const opened = await openRegularFile(file);
-    if (!opened) return 0;
-    handle = opened;
-  } catch (error) {
-    const { NotRegularFileError } = await import("../services/store/index.js");
-    if (error instanceof NotRegularFileError) {
-      throw new StateFileError(
-        `The journal ${file} is ${error.kind}, not a regular file; it was not read.`,
-        file,
-        "unreadable",
-        { cause: error, hint: "Something else took the journal's place: move it away." },
-      );
-    }
-    throw error;
-  }
-  try {
-    const { size } = await handle.stat();
-    // Replaced or truncated: start again from the top.
-    const from = size < offset ? 0 : offset;
-    if (size === from) return from;
-    const buffer = Buffer.alloc(size - from);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, from);
-    const end = buffer.subarray(0, bytesRead).lastIndexOf(0x0a);
-    if (end < 0) return from;
-    for (const line of buffer.subarray(0, end).toString("utf8").split("\n")) {
-      if (line.trim()) onLine(line);
-    }
-    return from + end + 1;
-  } finally {
-    await handle.close();
-  }
-}
+export { readLines } from "../services/places.js";
 
 /** A line printer for the journal: raw lines with `json`, else {@link formatEntry}; torn lines are skipped. */
 export async function journalPrinter(
@@ -195,49 +148,63 @@ export function logsCommand(environment: () => RunEnvironment) {
       const io = environment();
       const hb = await import("../services/heartbeats.js");
       const id = hb.checkId(String(argv.id));
-      const stateDir = await stateDirOf(argv, io);
-      const paths = await hb.requireHeartbeat(stateDir, id);
-      const width = (io.stdout as { columns?: number }).columns || 160;
-      const { onLine, printed } = await journalPrinter(io.stdout, {
-        json: argv.json ?? false,
-        width,
-      });
-      let offset = await readLines(paths.journal, 0, onLine);
-      if (printed() === 0 && !argv.json) {
-        io.stderr.write(`No ticks journaled yet in ${paths.journal}.\n`);
-      }
-      if (!argv.follow) return;
-
-      await new Promise<void>((resolve, reject) => {
-        let busy = false;
-        const timer = setInterval(() => {
-          // Nobody reads any more (`logs -f | head`): end like a finished `logs`.
-          if (outputClosed(io.stdout)) {
-            stop();
-            resolve();
-            return;
-          }
-          if (busy) return;
-          busy = true;
-          readLines(paths.journal, offset, onLine)
-            .then((next) => {
-              offset = next;
-              busy = false;
-            })
-            .catch((error: unknown) => {
-              stop();
-              reject(error);
-            });
-        }, FOLLOW_POLL_MS);
-        const unsubscribe = io.onSignal(() => {
-          stop();
-          resolve();
-        });
-        function stop() {
-          clearInterval(timer);
-          unsubscribe();
-        }
-      });
+      await withPlace(argv, io, (place) => printJournal(place, id, argv, io));
     },
   };
+}
+
+/** Prints heartbeat `id`'s journal from `place`; with `follow`, new records until a signal or a closed output. */
+async function printJournal(
+  place: import("../services/places.js").HeartbeatPlace,
+  id: string,
+  argv: Pick<LogsArgs, "json" | "follow">,
+  io: RunEnvironment,
+): Promise<void> {
+  const paths = await place.require(id);
+  const width = (io.stdout as { columns?: number }).columns || 160;
+  const { onLine, printed } = await journalPrinter(io.stdout, {
+    json: argv.json ?? false,
+    width,
+  });
+  const read = async (cursor: number) => {
+    const next = await place.journalLines(id, cursor);
+    for (const line of next.lines) onLine(line);
+    return next.cursor;
+  };
+  let offset = await read(0);
+  if (printed() === 0 && !argv.json) {
+    io.stderr.write(`No ticks journaled yet in ${paths.journal}.\n`);
+  }
+  if (!argv.follow) return;
+
+  await new Promise<void>((resolve, reject) => {
+    let busy = false;
+    const timer = setInterval(() => {
+      // Nobody reads any more (`logs -f | head`): end like a finished `logs`.
+      if (outputClosed(io.stdout)) {
+        stop();
+        resolve();
+        return;
+      }
+      if (busy) return;
+      busy = true;
+      read(offset)
+        .then((next) => {
+          offset = next;
+          busy = false;
+        })
+        .catch((error: unknown) => {
+          stop();
+          reject(error);
+        });
+    }, FOLLOW_POLL_MS);
+    const unsubscribe = io.onSignal(() => {
+      stop();
+      resolve();
+    });
+    function stop() {
+      clearInterval(timer);
+      unsubscribe();
+    }
+  });
 }

@@ -8,22 +8,12 @@ import { waitingRoundOf } from "../services/awaiting.js";
 import type { HeartbeatView } from "../services/heartbeats.js";
 import { describeShellConfinement } from "../services/tools/sandbox/confinement.js";
 import type { RunEnvironment } from "./run.js";
-import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+import { type LocationArgs, locationOptions, withPlace } from "./status.js";
 
 /** Options of `show`. */
 export interface ShowArgs extends LocationArgs {
   id: string;
   json?: boolean;
-}
-
-/** The journal's latest `run` record (how shell_exec was confined), if any. */
-export async function lastRunRecord(journal: string): Promise<Record<string, unknown> | undefined> {
-  const { readFile } = await import("node:fs/promises");
-  const { parseJournal } = await import("../services/store/index.js");
-  const text = await readFile(journal, "utf8").catch(() => "");
-  return parseJournal(text)
-    .reverse()
-    .find((entry) => entry.type === "run");
 }
 
 /**
@@ -124,6 +114,10 @@ export async function renderShow(
   field("heartbeat", view.id);
   field("state", hb.describeState(view));
   if (!file) {
+    if (view.database) {
+      field("goal", view.database.goal);
+      field("created", hb.formatDateTime(view.database.createdAt));
+    }
     field("state file", `${paths.stateFile} (not written yet: the first tick has not finished)`);
     return `${lines.join("\n")}\n`;
   }
@@ -137,9 +131,13 @@ export async function renderShow(
     const next = hb.formatNextTick(file.nextTickAt, now);
     field(
       "next tick",
-      view.process.running
-        ? next
-        : `${hb.formatDateTime(file.nextTickAt)} (when resumed with \`ravenclaws run --id ${view.id}\`)`,
+      view.database
+        ? view.database.stoppedAt
+          ? `${hb.formatDateTime(file.nextTickAt)} (when started with \`ravenclaws start ${view.id}\`)`
+          : `${next} (a worker takes it)`
+        : view.process.running
+          ? next
+          : `${hb.formatDateTime(file.nextTickAt)} (when resumed with \`ravenclaws run --id ${view.id}\`)`,
     );
   }
   field(
@@ -170,6 +168,12 @@ export async function renderShow(
   field("created", hb.formatDateTime(file.createdAt));
   field("updated", hb.formatDateTime(file.updatedAt));
   if (file.reason) field("reason", file.reason);
+  if (view.database?.stoppedAt && file.status !== "completed" && file.status !== "failed") {
+    field(
+      "stopped",
+      `${hb.formatDateTime(view.database.stoppedAt)}, on purpose: no worker runs it until \`ravenclaws start ${view.id}\``,
+    );
+  }
   const waiting = hb.waitingRoundOf(file);
   for (const call of waiting?.pending ?? []) {
     field(
@@ -186,7 +190,7 @@ export async function renderShow(
       "process",
       `pid ${view.process.pid} on ${view.process.host}, since ${hb.formatDateTime(view.process.since)}`,
     );
-  } else if (file.status === "sleeping") {
+  } else if (file.status === "sleeping" && !view.database) {
     lines.push(
       "",
       `No process runs it: it ended without saving a final state (killed or crashed). Resume it with \`ravenclaws run --id ${view.id}\`.`,
@@ -245,16 +249,17 @@ export function showCommand(environment: () => RunEnvironment) {
       const io = environment();
       const hb = await import("../services/heartbeats.js");
       const id = hb.checkId(String(argv.id));
-      const stateDir = await stateDirOf(argv, io);
-      const view = await hb.loadHeartbeat(await hb.requireHeartbeat(stateDir, id), id);
-      const lastRun = await lastRunRecord(view.paths.journal);
-      if (argv.json) {
-        io.stdout.write(
-          `${JSON.stringify(showJson(view, hb.describeState(view), lastRun), null, 2)}\n`,
-        );
-      } else {
-        io.stdout.write(await renderShow(view, Date.now(), lastRun));
-      }
+      await withPlace(argv, io, async (place) => {
+        const view = await place.view(id);
+        const lastRun = await place.lastRunRecord(id);
+        if (argv.json) {
+          io.stdout.write(
+            `${JSON.stringify(showJson(view, hb.describeState(view), lastRun), null, 2)}\n`,
+          );
+        } else {
+          io.stdout.write(await renderShow(view, Date.now(), lastRun));
+        }
+      });
     },
   };
 }

@@ -6,8 +6,15 @@
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { UsageError } from "../errors.js";
+import type { HeartbeatPlace, PlaceControl } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
-import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+import {
+  databaseUrlOf,
+  type LocationArgs,
+  locationOptions,
+  stateDirOf,
+  withPlace,
+} from "./status.js";
 
 /** Options of `start`. */
 export interface StartArgs extends LocationArgs {
@@ -31,7 +38,11 @@ export function startCommand(environment: () => RunEnvironment) {
           default: 10,
           requiresArg: true,
         })
-        .example("$0 start my-heartbeat", "host it again after `ravenclaws stop my-heartbeat`"),
+        .example("$0 start my-heartbeat", "host it again after `ravenclaws stop my-heartbeat`")
+        .example(
+          "$0 start my-heartbeat --database-url postgres://host/db",
+          "workers run it again, a tick now",
+        ),
     handler: async (argv: ArgumentsCamelCase<StartArgs>) => {
       const io = environment();
       const timeout = argv.timeout ?? 10;
@@ -41,8 +52,12 @@ export function startCommand(environment: () => RunEnvironment) {
         });
       }
       const hb = await import("../services/heartbeats.js");
-      const files = await import("../host/files.js");
       const id = hb.checkId(String(argv.id));
+      if (databaseUrlOf(argv, io.env)) {
+        await withPlace(argv, io, (place) => startInDatabase(place, id, io));
+        return;
+      }
+      const files = await import("../host/files.js");
       const stateDir = await stateDirOf(argv, io);
       const paths = await hb.requireHeartbeat(stateDir, id);
       const view = await hb.loadHeartbeat(paths, id);
@@ -90,4 +105,20 @@ export function startCommand(environment: () => RunEnvironment) {
       );
     },
   };
+}
+
+/** `start` of a heartbeat in a database: clears the stop on purpose; a worker ticks it now. */
+async function startInDatabase(place: HeartbeatPlace, id: string, io: RunEnvironment) {
+  const hb = await import("../services/heartbeats.js");
+  const { refuseEnded } = await import("./wake.js");
+  const view = await place.view(id);
+  refuseEnded(view, hb, { allowStopped: true });
+  if (!view.database?.stoppedAt) {
+    io.stdout.write(
+      `Heartbeat ${id} was not stopped on purpose; workers run its ticks when they are due (\`ravenclaws wake ${id}\` ticks it now).\n`,
+    );
+    return;
+  }
+  await (place.control as PlaceControl).start(id);
+  io.stdout.write(`Started heartbeat ${id}: a worker runs its next tick now.\n`);
 }

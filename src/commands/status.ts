@@ -6,6 +6,7 @@
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { waitingRoundOf } from "../services/awaiting.js";
 import type { HeartbeatView } from "../services/heartbeats.js";
+import type { HeartbeatPlace } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
 
 /** Where the read commands look for heartbeats; resolved exactly as `run` does. */
@@ -13,11 +14,19 @@ export interface LocationArgs {
   workdir?: string;
   stateDir?: string;
   config?: string;
+  databaseUrl?: string;
 }
 
-/** Declares `--workdir`, `--state-dir` and `--config` for a read command. */
+/** Declares `--workdir`, `--state-dir`, `--config` and `--database-url` for a read or control command. */
 export function locationOptions<T>(yargs: Argv<T>): Argv<T & LocationArgs> {
   return yargs
+    .option("database-url", {
+      type: "string",
+      describe:
+        "Work on the heartbeats of this PostgreSQL database (postgres://…) instead of a state dir",
+      defaultDescription: "$RAVENCLAWS_DATABASE_URL",
+      requiresArg: true,
+    })
     .option("workdir", {
       type: "string",
       describe: "The heartbeat's workspace (its state dir is <workdir>/.ravenclaws)",
@@ -47,6 +56,45 @@ export async function stateDirOf(
   io: Pick<RunEnvironment, "cwd" | "env">,
 ): Promise<string> {
   return (await locationsOf(argv, io)).stateDir;
+}
+
+/** The database URL of `--database-url` or `RAVENCLAWS_DATABASE_URL`; undefined for the file mode. */
+export function databaseUrlOf(
+  argv: Pick<LocationArgs, "databaseUrl">,
+  env: NodeJS.ProcessEnv,
+): string | undefined {
+  return argv.databaseUrl || env.RAVENCLAWS_DATABASE_URL || undefined;
+}
+
+/**
+ * Where the command works: the database of `--database-url` (pg is loaded
+ * only then) or the state dir `run` would use. Close it when done.
+ */
+export async function placeOf(
+  argv: LocationArgs,
+  io: Pick<RunEnvironment, "cwd" | "env">,
+): Promise<HeartbeatPlace> {
+  const url = databaseUrlOf(argv, io.env);
+  if (url) {
+    const { openDatabasePlace } = await import("../services/pg/place.js");
+    return openDatabasePlace(url);
+  }
+  const { filePlace } = await import("../services/places.js");
+  return filePlace(await stateDirOf(argv, io));
+}
+
+/** Runs `fn` with the command's place and closes it afterwards. */
+export async function withPlace<T>(
+  argv: LocationArgs,
+  io: Pick<RunEnvironment, "cwd" | "env">,
+  fn: (place: HeartbeatPlace) => Promise<T>,
+): Promise<T> {
+  const place = await placeOf(argv, io);
+  try {
+    return await fn(place);
+  } finally {
+    await place.close();
+  }
 }
 
 /** The workdir and state dir `run` would use with these options (see {@link stateDirOf}). */
@@ -138,9 +186,9 @@ export function statusRow(view: HeartbeatView, state: string): StatusRow {
     maxTicks: file?.snapshot.context.settings.maxTicks ?? null,
     nextTickAt: file?.nextTickAt ?? null,
     tokens: file?.usage.totalTokens ?? null,
-    goal: file?.goal ?? null,
+    goal: file?.goal ?? view.database?.goal ?? null,
     reason: file?.reason ?? null,
-    createdAt: file?.createdAt ?? null,
+    createdAt: file?.createdAt ?? view.database?.createdAt ?? null,
     updatedAt: file?.updatedAt ?? null,
     stateFile: view.paths.stateFile,
     awaitingApproval: waitingRoundOf(file)?.pending ?? [],
@@ -171,12 +219,14 @@ export function table(rows: string[][]): string {
  * state file cannot be used.
  */
 export async function printStatus(
-  stateDir: string,
+  where: string | HeartbeatPlace,
   out: NodeJS.WritableStream,
   options: { json?: boolean; columns?: number; now?: number } = {},
 ): Promise<void> {
   const hb = await import("../services/heartbeats.js");
-  const { views, problems } = await hb.loadAllHeartbeats(stateDir);
+  const place =
+    typeof where === "string" ? (await import("../services/places.js")).filePlace(where) : where;
+  const { views, problems } = await place.loadAll();
   const now = options.now ?? Date.now();
   if (options.json) {
     const rows: StatusRow[] = views.map((v) => statusRow(v, hb.describeState(v)));
@@ -204,7 +254,9 @@ export async function printStatus(
     out.write(`${JSON.stringify(rows, null, 2)}\n`);
   } else if (views.length === 0 && problems.length === 0) {
     out.write(
-      `No heartbeats in ${stateDir}.\nStart one with: ravenclaws run --goal "…" (or try \`ravenclaws demo\`).\n`,
+      place.kind === "database"
+        ? `No heartbeats in the database ${place.where}.\nMake one with: ravenclaws create --goal "…" --database-url …\n`
+        : `No heartbeats in ${place.where}.\nStart one with: ravenclaws run --goal "…" (or try \`ravenclaws demo\`).\n`,
     );
   } else {
     const rows = [["ID", "STATE", "TICK", "NEXT TICK", "TOKENS", "GOAL"]];
@@ -217,7 +269,7 @@ export async function printStatus(
         file ? (max > 0 ? `${file.tick}/${max}` : String(file.tick)) : "0",
         hb.nextTickOf(v, now),
         file ? hb.formatCount(file.usage.totalTokens) : "0",
-        file?.goal ?? "",
+        file?.goal ?? v.database?.goal ?? "",
       ]);
     }
     for (const { id } of problems) rows.push([id, "unreadable", "-", "-", "-", ""]);
@@ -246,15 +298,17 @@ export function statusCommand(environment: () => RunEnvironment) {
           describe: "Print a JSON array, one object per heartbeat",
         })
         .example("$0 status", "heartbeats of the current directory")
-        .example("$0 status --workdir ~/notes --json", "as JSON, for another workspace"),
+        .example("$0 status --workdir ~/notes --json", "as JSON, for another workspace")
+        .example("$0 status --database-url postgres://host/db", "the heartbeats in a database"),
     handler: async (argv: ArgumentsCamelCase<StatusArgs>) => {
       const io = environment();
-      const stateDir = await stateDirOf(argv, io);
       const columns = (io.stdout as { columns?: number }).columns;
-      await printStatus(stateDir, io.stdout, {
-        json: argv.json ?? false,
-        ...(columns ? { columns } : {}),
-      });
+      await withPlace(argv, io, (place) =>
+        printStatus(place, io.stdout, {
+          json: argv.json ?? false,
+          ...(columns ? { columns } : {}),
+        }),
+      );
     },
   };
 }

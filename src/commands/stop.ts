@@ -7,8 +7,15 @@
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { UsageError } from "../errors.js";
+import type { HeartbeatPlace, PlaceControl } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
-import { type LocationArgs, locationOptions, stateDirOf } from "./status.js";
+import {
+  databaseUrlOf,
+  type LocationArgs,
+  locationOptions,
+  stateDirOf,
+  withPlace,
+} from "./status.js";
 
 /** Options of `stop`. */
 export interface StopArgs extends LocationArgs {
@@ -37,7 +44,11 @@ export function stopCommand(environment: () => RunEnvironment) {
           "$0 stop my-heartbeat",
           "stop it from another terminal (exit 1 if it is not running)",
         )
-        .example("$0 stop my-heartbeat --timeout 5", "wait at most 5 seconds"),
+        .example("$0 stop my-heartbeat --timeout 5", "wait at most 5 seconds")
+        .example(
+          "$0 stop my-heartbeat --database-url postgres://host/db",
+          "no worker runs it until `start`",
+        ),
     handler: async (argv: ArgumentsCamelCase<StopArgs>) => {
       const io = environment();
       const timeout = argv.timeout ?? 30;
@@ -48,6 +59,10 @@ export function stopCommand(environment: () => RunEnvironment) {
       }
       const hb = await import("../services/heartbeats.js");
       const id = hb.checkId(String(argv.id));
+      if (databaseUrlOf(argv, io.env)) {
+        await withPlace(argv, io, (place) => stopInDatabase(place, id, timeout, io));
+        return;
+      }
       const stateDir = await stateDirOf(argv, io);
       const paths = await hb.requireHeartbeat(stateDir, id);
       const view = await hb.loadHeartbeat(paths, id);
@@ -99,4 +114,46 @@ export function stopCommand(environment: () => RunEnvironment) {
       }
     },
   };
+}
+
+/**
+ * `stop` of a heartbeat in a database: marks it stopped on purpose (no worker
+ * takes its ticks), then waits until a worker in the middle of one of its
+ * ticks has let go of its lease.
+ */
+async function stopInDatabase(
+  place: HeartbeatPlace,
+  id: string,
+  timeout: number,
+  io: RunEnvironment,
+) {
+  const hb = await import("../services/heartbeats.js");
+  const { refuseEnded } = await import("./wake.js");
+  const view = await place.view(id);
+  refuseEnded(view, hb);
+  await (place.control as PlaceControl).stop(id);
+  const proc = view.process;
+  if (proc.running) {
+    io.stderr.write(`Stopping heartbeat ${id} (a tick runs on ${proc.host}, pid ${proc.pid})…\n`);
+    const deadline = Date.now() + timeout * 1000;
+    for (;;) {
+      const now = (await place.view(id)).process;
+      if (!now.running || now.pid !== proc.pid || now.host !== proc.host) break;
+      if (Date.now() >= deadline) {
+        throw new hb.CommandFailedError(
+          "stop-timeout",
+          `Heartbeat ${id} is stopped, but the worker running its tick (pid ${proc.pid} on ${proc.host}) has not let go of it within ${timeout} s.`,
+          {
+            hint: "No new tick starts; the one in progress ends or is abandoned by its worker. See `ravenclaws status`.",
+          },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  }
+  const after = await place.view(id);
+  const tick = after.file ? ` at tick ${after.file.tick}` : " before its first tick";
+  io.stdout.write(
+    `Heartbeat ${id} stopped${tick}; state saved. No worker runs it until \`ravenclaws start ${id}\`.\n`,
+  );
 }

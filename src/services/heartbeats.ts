@@ -209,6 +209,12 @@ export interface HeartbeatView {
   paths: HeartbeatPaths;
   file: StateFile | null;
   process: ProcessInfo;
+  /**
+   * Set for a heartbeat kept in a database, where workers run its ticks when
+   * they are due (no process of its own): when it was stopped on purpose
+   * (null when not), its goal and creation time (known before its first tick).
+   */
+  database?: { stoppedAt: string | null; goal: string; createdAt: string };
 }
 
 /** Loads one heartbeat; a state file that cannot be used throws {@link StateFileError} (exit 3). */
@@ -252,7 +258,7 @@ const PAST_REASON: Record<string, string> = {
  * `not running` for a file that says sleeping but has no process (killed);
  * `awaiting approval (N calls)` is added while tool calls wait for the operator.
  */
-export function describeState(view: Pick<HeartbeatView, "file" | "process">): string {
+export function describeState(view: Pick<HeartbeatView, "file" | "process" | "database">): string {
   const proc = view.process;
   const waiting = waitingRoundOf(view.file);
   const awaiting = waiting
@@ -269,15 +275,24 @@ export function describeState(view: Pick<HeartbeatView, "file" | "process">): st
       : `running on ${proc.host} (pid ${proc.pid}${capped})`;
     return awaiting ? `${running}, ${awaiting}` : running;
   }
-  if (awaiting) return `${awaiting}, not running`;
+  const db = view.database;
+  const stopped = db?.stoppedAt && !isFinal(view.file?.status) ? "stopped" : null;
+  if (awaiting) return `${awaiting}, ${stopped ?? (db ? "no worker on it" : "not running")}`;
   const file = view.file;
-  if (!file) return "no state file";
+  if (stopped)
+    return file?.status === "sleeping" && capped ? "stopped (daily budget reached)" : "stopped";
+  if (!file) return db ? "created (its first tick is due)" : "no state file";
+  // In a database the workers take a sleeping heartbeat's next tick when it is due.
+  if (db && file.status === "sleeping")
+    return capped ? "sleeping (daily budget reached)" : "sleeping";
   if (file.status === "sleeping")
     return capped ? "not running (daily budget reached)" : "not running";
   if (file.status === "shutdown") return "shutdown";
   const reason = file.reason ? (PAST_REASON[file.reason] ?? file.reason) : null;
   return reason ? `${file.status} (${reason})` : file.status;
 }
+
+const isFinal = (status: string | undefined) => status === "completed" || status === "failed";
 
 /** `4m 10s`, `2h 5m`, `3d 4h`. */
 export function formatDuration(ms: number): string {
@@ -321,8 +336,17 @@ export function formatNextTick(nextTickAt: string | null, now: number = Date.now
 }
 
 /** The next tick as a running heartbeat will take it; `-` when no process will. */
-export function nextTickOf(view: Pick<HeartbeatView, "file" | "process">, now?: number): string {
-  if (!view.process.running || !view.file) return "-";
+export function nextTickOf(
+  view: Pick<HeartbeatView, "file" | "process" | "database">,
+  now?: number,
+): string {
+  if (!view.file) return "-";
+  if (view.database) {
+    // A worker takes it when due, unless it was stopped on purpose.
+    if (view.database.stoppedAt || view.file.status !== "sleeping") return "-";
+    return formatNextTick(view.file.nextTickAt, now);
+  }
+  if (!view.process.running) return "-";
   return formatNextTick(view.file.nextTickAt, now);
 }
 

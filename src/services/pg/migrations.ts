@@ -85,6 +85,16 @@ const MIGRATIONS: Migration[] = [
                ELSE 0 END) STORED;
     `,
   },
+  {
+    // A decision belongs to one round of one tick (call ids repeat across ticks):
+    // its tick attempt and model call, as in the decision files.
+    version: 3,
+    sql: `
+      ALTER TABLE ravenclaws.decisions
+        ADD COLUMN attempt text NOT NULL DEFAULT '',
+        ADD COLUMN iteration int NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 /** The schema version this ravenclaws writes. */

@@ -1,0 +1,182 @@
+/**
+ * The heartbeats of a database as the read and control commands see them
+ * (a {@link HeartbeatPlace}): the `heartbeats` rows with their lease, the
+ * journal rows, the decisions table. Imported only when a command is given
+ * `--database-url` (or `RAVENCLAWS_DATABASE_URL`), so the file mode never
+ * loads `pg`.
+ */
+import * as os from "node:os";
+import { type DatabaseError, StateFileError, UsageError } from "../../errors.js";
+import type { StateFile } from "../../schemas/stateFile.js";
+import type { HeartbeatView, ProcessInfo } from "../heartbeats.js";
+import type { HeartbeatPlace } from "../places.js";
+import { checkStateFile, parseStateFile } from "../store/index.js";
+import { pgHeartbeatPaths } from "../store/pgStore.js";
+import type { Database } from "./db.js";
+import { pgDecisions } from "./decisions.js";
+
+/** The row {@link viewOf} reads: a heartbeat with its lease. */
+interface HeartbeatRow {
+  id: string;
+  goal: string;
+  state: unknown;
+  stopped_at: Date | null;
+  created_at: Date;
+  owner: { pid?: unknown; host?: unknown; since?: unknown } | null;
+  live: boolean | null;
+}
+
+const SELECT_VIEWS = `
+  SELECT h.id, h.goal, h.state, h.stopped_at, h.created_at, l.owner,
+         (l.expires_at > now()) AS live
+    FROM ravenclaws.heartbeats h
+    LEFT JOIN ravenclaws.leases l ON l.heartbeat_id = h.id`;
+
+/** The worker running it: the live lease's holder. */
+function processOf(row: HeartbeatRow): ProcessInfo {
+  const owner = row.owner;
+  if (!row.live || !owner) return { running: false };
+  const host = typeof owner.host === "string" ? owner.host : "?";
+  return {
+    running: true,
+    pid: typeof owner.pid === "number" ? owner.pid : 0,
+    host,
+    since: typeof owner.since === "string" ? owner.since : "",
+    local: host === os.hostname(),
+    // Reached through the database, never by a signal.
+    hosted: true,
+  };
+}
+
+/** A row as the commands' view; a snapshot that cannot be used is a {@link StateFileError}. */
+function viewOf(where: string, row: HeartbeatRow): HeartbeatView {
+  const paths = pgHeartbeatPaths(where, row.id);
+  let file: StateFile | null = null;
+  if (row.state !== null && row.state !== undefined) {
+    file = parseStateFile(JSON.stringify(row.state), paths.stateFile);
+    checkStateFile(file, paths.stateFile);
+  }
+  return {
+    id: row.id,
+    paths,
+    file,
+    process: processOf(row),
+    database: {
+      stoppedAt: row.stopped_at ? row.stopped_at.toISOString() : null,
+      goal: row.goal,
+      createdAt: row.created_at.toISOString(),
+    },
+  };
+}
+
+/**
+ * The heartbeats of `db` (already opened; closed by `close()`). `where` is
+ * the URL as messages show it (no password).
+ */
+export function databasePlace(db: Database): HeartbeatPlace {
+  const where = db.url;
+  const unknown = async (id: string): Promise<never> => {
+    const { rows } = await db.query<{ id: string }>(
+      "SELECT id FROM ravenclaws.heartbeats ORDER BY id LIMIT 21",
+    );
+    const known = rows.map((r) => r.id);
+    const shown = known.slice(0, 20).join(", ") + (known.length > 20 ? ", …" : "");
+    throw new UsageError(`There is no heartbeat "${id}" in the database ${where}.`, {
+      option: "<id>",
+      code: "unknown-id",
+      hint:
+        known.length > 0
+          ? `Known ids there: ${shown}.`
+          : "There are no heartbeats in that database at all; check --database-url.",
+    });
+  };
+  const place: HeartbeatPlace = {
+    kind: "database",
+    where,
+    async loadAll() {
+      const { rows } = await db.query<HeartbeatRow>(SELECT_VIEWS);
+      const views: HeartbeatView[] = [];
+      const problems: Array<{ id: string; error: StateFileError }> = [];
+      for (const row of rows) {
+        try {
+          views.push(viewOf(where, row));
+        } catch (error) {
+          if (error instanceof StateFileError) problems.push({ id: row.id, error });
+          else throw error;
+        }
+      }
+      const updated = (v: HeartbeatView) => v.file?.updatedAt ?? "\uffff";
+      views.sort((a, b) => updated(b).localeCompare(updated(a)) || a.id.localeCompare(b.id));
+      problems.sort((a, b) => a.id.localeCompare(b.id));
+      return { views, problems };
+    },
+    async views() {
+      return (await place.loadAll()).views;
+    },
+    async view(id) {
+      const { rows } = await db.query<HeartbeatRow>(`${SELECT_VIEWS} WHERE h.id = $1`, [id]);
+      const row = rows[0];
+      if (!row) return unknown(id);
+      return viewOf(where, row);
+    },
+    async require(id) {
+      const { rows } = await db.query("SELECT 1 FROM ravenclaws.heartbeats WHERE id = $1", [id]);
+      if (rows.length === 0) return unknown(id);
+      return pgHeartbeatPaths(where, id);
+    },
+    async journalLines(id, cursor) {
+      const { rows } = await db.query<{ id: string; entry: unknown }>(
+        "SELECT id, entry FROM ravenclaws.journal WHERE heartbeat_id = $1 AND id > $2 ORDER BY id",
+        [id, cursor],
+      );
+      const last = rows.at(-1);
+      return {
+        lines: rows.map((r) => JSON.stringify(r.entry)),
+        cursor: last ? Number(last.id) : cursor,
+      };
+    },
+    async lastRunRecord(id) {
+      const { rows } = await db.query<{ entry: Record<string, unknown> }>(
+        "SELECT entry FROM ravenclaws.journal WHERE heartbeat_id = $1 AND type = 'run' ORDER BY id DESC LIMIT 1",
+        [id],
+      );
+      return rows[0]?.entry;
+    },
+    decisions: pgDecisions(db),
+    control: {
+      wake: async (id) => {
+        const { wakeHeartbeat } = await import("./queue.js");
+        await wakeHeartbeat(db, id);
+      },
+      stop: async (id) => {
+        const { stopHeartbeat } = await import("./queue.js");
+        await stopHeartbeat(db, id);
+      },
+      start: async (id) => {
+        const { startHeartbeat } = await import("./queue.js");
+        await startHeartbeat(db, id);
+      },
+    },
+    close: () => db.close(),
+  };
+  return place;
+}
+
+/**
+ * Opens the database at `url` for the commands and gives its heartbeats; the
+ * caller closes it (`close()`). A database whose schema ravenclaws has not
+ * set up (or a newer one has) is refused with a {@link DatabaseError}.
+ */
+export async function openDatabasePlace(url: string): Promise<HeartbeatPlace> {
+  const { openDatabase } = await import("./db.js");
+  const db = await openDatabase(url);
+  try {
+    // Not set up, or set up by a newer ravenclaws: said plainly (`ravenclaws db migrate`).
+    const { checkSchema } = await import("./migrations.js");
+    await checkSchema(db);
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
+  return databasePlace(db);
+}
