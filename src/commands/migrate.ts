@@ -7,14 +7,13 @@
 import * as path from "node:path";
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { CommandFailedError, UsageError } from "../errors.js";
+import { type DatabaseArgs, databaseOptions, databaseTargetOf } from "../services/pg/connect.js";
 import type { RunEnvironment } from "./run.js";
-import { databaseUrlOf } from "./status.js";
 
 /** Options of `migrate`. */
-export interface MigrateArgs {
+export interface MigrateArgs extends DatabaseArgs {
   from?: string;
   to?: string;
-  databaseUrl?: string;
   workdir?: string;
   ids?: string[];
   json?: boolean;
@@ -26,7 +25,7 @@ export function migrateCommand(environment: () => RunEnvironment) {
     command: "migrate [ids..]",
     describe: "Move heartbeats from a state dir into a database (--from), or back (--to)",
     builder: (yargs: Argv) =>
-      yargs
+      databaseOptions(yargs)
         .positional("ids", {
           type: "string",
           array: true,
@@ -40,12 +39,6 @@ export function migrateCommand(environment: () => RunEnvironment) {
         .option("to", {
           type: "string",
           describe: "Move the database's heartbeats into this state dir",
-          requiresArg: true,
-        })
-        .option("database-url", {
-          type: "string",
-          describe: "The PostgreSQL database (postgres://…)",
-          defaultDescription: "$RAVENCLAWS_DATABASE_URL",
           requiresArg: true,
         })
         .option("workdir", {
@@ -78,23 +71,25 @@ export function migrateCommand(environment: () => RunEnvironment) {
           },
         );
       }
-      const url = databaseUrlOf(argv, io.env);
-      if (!url) {
+      if (!databaseTargetOf(argv, io.env)) {
         throw new UsageError("migrate needs the database: --database-url postgres://…", {
           option: "--database-url",
           code: "database-url-missing",
-          hint: "Or set RAVENCLAWS_DATABASE_URL.",
+          hint: "Or set RAVENCLAWS_DATABASE_URL (or --embedded-db DIR for the one on this machine).",
         });
       }
       const hb = await import("../services/heartbeats.js");
       const ids = (argv.ids ?? []).map((id) => hb.checkId(String(id)));
       const stateDir = path.resolve(io.cwd, (argv.from ?? argv.to) as string);
-      const [{ openDatabase }, migrations, move] = await Promise.all([
-        import("../services/pg/db.js"),
-        import("../services/pg/migrations.js"),
+      const [{ databaseFromArgs }, move] = await Promise.all([
+        import("../services/pg/connect.js"),
         import("../services/pg/move.js"),
       ]);
-      const db = await openDatabase(url);
+      // Moving in sets the database up, as a worker's start does; moving out needs it set up.
+      const db = await databaseFromArgs(argv, io, {
+        schema: argv.from !== undefined ? "migrate" : "check",
+      });
+      if (!db) return;
       try {
         const print = (o: import("../services/pg/move.js").MoveOutcome) => {
           if (argv.json) return;
@@ -102,8 +97,6 @@ export function migrateCommand(environment: () => RunEnvironment) {
         };
         let outcomes: import("../services/pg/move.js").MoveOutcome[];
         if (argv.from !== undefined) {
-          // Moving in sets the database up, as a worker's start does.
-          await migrations.migrateDatabase(db);
           if (ids.length === 0 && (await hb.listHeartbeatIds(stateDir)).length === 0) {
             if (!argv.json) io.stdout.write(`No heartbeats in ${stateDir}; nothing to move.\n`);
             if (argv.json) io.stdout.write("[]\n");
@@ -115,7 +108,6 @@ export function migrateCommand(environment: () => RunEnvironment) {
             onOutcome: print,
           });
         } else {
-          await migrations.checkSchema(db);
           outcomes = await move.moveToFiles(db, stateDir, {
             ...(ids.length > 0 ? { ids } : {}),
             onOutcome: print,

@@ -9,10 +9,10 @@ import { UsageError } from "../errors.js";
 import type { HeartbeatPlace, PlaceControl } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
 import {
-  databaseUrlOf,
   type LocationArgs,
   locationOptions,
   stateDirOf,
+  usesDatabase,
   withPlace,
 } from "./status.js";
 
@@ -53,7 +53,7 @@ export function startCommand(environment: () => RunEnvironment) {
       }
       const hb = await import("../services/heartbeats.js");
       const id = hb.checkId(String(argv.id));
-      if (databaseUrlOf(argv, io.env)) {
+      if (usesDatabase(argv, io.env)) {
         await withPlace(argv, io, (place) => startInDatabase(place, id, io));
         return;
       }

@@ -6,27 +6,28 @@
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { waitingRoundOf } from "../services/awaiting.js";
 import type { HeartbeatView } from "../services/heartbeats.js";
+import {
+  type DatabaseArgs,
+  databaseFromArgs,
+  databaseOptions,
+  databaseTargetOf,
+} from "../services/pg/connect.js";
 import type { HeartbeatPlace } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
 
 /** Where the read commands look for heartbeats; resolved exactly as `run` does. */
-export interface LocationArgs {
+export interface LocationArgs extends DatabaseArgs {
   workdir?: string;
   stateDir?: string;
   config?: string;
-  databaseUrl?: string;
 }
 
-/** Declares `--workdir`, `--state-dir`, `--config` and `--database-url` for a read or control command. */
+/**
+ * Declares `--workdir`, `--state-dir`, `--config`, and `--database-url` /
+ * `--embedded-db` (the database instead of a state dir) for a read or control command.
+ */
 export function locationOptions<T>(yargs: Argv<T>): Argv<T & LocationArgs> {
-  return yargs
-    .option("database-url", {
-      type: "string",
-      describe:
-        "Work on the heartbeats of this PostgreSQL database (postgres://…) instead of a state dir",
-      defaultDescription: "$RAVENCLAWS_DATABASE_URL",
-      requiresArg: true,
-    })
+  return databaseOptions(yargs)
     .option("workdir", {
       type: "string",
       describe: "The heartbeat's workspace (its state dir is <workdir>/.ravenclaws)",
@@ -58,12 +59,9 @@ export async function stateDirOf(
   return (await locationsOf(argv, io)).stateDir;
 }
 
-/** The database URL of `--database-url` or `RAVENCLAWS_DATABASE_URL`; undefined for the file mode. */
-export function databaseUrlOf(
-  argv: Pick<LocationArgs, "databaseUrl">,
-  env: NodeJS.ProcessEnv,
-): string | undefined {
-  return argv.databaseUrl || env.RAVENCLAWS_DATABASE_URL || undefined;
+/** Whether the command works on a database (`--database-url`, `--embedded-db` or their environment variables). */
+export function usesDatabase(argv: DatabaseArgs, env: NodeJS.ProcessEnv): boolean {
+  return databaseTargetOf(argv, env) !== null;
 }
 
 /**
@@ -74,10 +72,11 @@ export async function placeOf(
   argv: LocationArgs,
   io: Pick<RunEnvironment, "cwd" | "env">,
 ): Promise<HeartbeatPlace> {
-  const url = databaseUrlOf(argv, io.env);
-  if (url) {
-    const { openDatabasePlace } = await import("../services/pg/place.js");
-    return openDatabasePlace(url);
+  // Opened (and its schema checked) only when one is named: pg is loaded then only.
+  const db = await databaseFromArgs(argv, io);
+  if (db) {
+    const { databasePlace } = await import("../services/pg/place.js");
+    return databasePlace(db);
   }
   const { filePlace } = await import("../services/places.js");
   return filePlace(await stateDirOf(argv, io));

@@ -10,10 +10,10 @@ import { UsageError } from "../errors.js";
 import type { HeartbeatPlace, PlaceControl } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
 import {
-  databaseUrlOf,
   type LocationArgs,
   locationOptions,
   stateDirOf,
+  usesDatabase,
   withPlace,
 } from "./status.js";
 
@@ -59,7 +59,7 @@ export function stopCommand(environment: () => RunEnvironment) {
       }
       const hb = await import("../services/heartbeats.js");
       const id = hb.checkId(String(argv.id));
-      if (databaseUrlOf(argv, io.env)) {
+      if (usesDatabase(argv, io.env)) {
         await withPlace(argv, io, (place) => stopInDatabase(place, id, timeout, io));
         return;
       }

@@ -8,10 +8,10 @@ import type { ArgumentsCamelCase, Argv } from "yargs";
 import type { HeartbeatPlace, PlaceControl } from "../services/places.js";
 import type { RunEnvironment } from "./run.js";
 import {
-  databaseUrlOf,
   type LocationArgs,
   locationOptions,
   stateDirOf,
+  usesDatabase,
   withPlace,
 } from "./status.js";
 
@@ -34,7 +34,7 @@ export function wakeCommand(environment: () => RunEnvironment) {
       const io = environment();
       const hb = await import("../services/heartbeats.js");
       const id = hb.checkId(String(argv.id));
-      if (databaseUrlOf(argv, io.env)) {
+      if (usesDatabase(argv, io.env)) {
         await withPlace(argv, io, (place) => wakeInDatabase(place, id, io));
         return;
       }

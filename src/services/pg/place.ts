@@ -6,7 +6,7 @@
  * loads `pg`.
  */
 import * as os from "node:os";
-import { type DatabaseError, StateFileError, UsageError } from "../../errors.js";
+import { StateFileError, UsageError } from "../../errors.js";
 import type { StateFile } from "../../schemas/stateFile.js";
 import type { HeartbeatView, ProcessInfo } from "../heartbeats.js";
 import type { HeartbeatPlace } from "../places.js";
@@ -160,23 +160,4 @@ export function databasePlace(db: Database): HeartbeatPlace {
     close: () => db.close(),
   };
   return place;
-}
-
-/**
- * Opens the database at `url` for the commands and gives its heartbeats; the
- * caller closes it (`close()`). A database whose schema ravenclaws has not
- * set up (or a newer one has) is refused with a {@link DatabaseError}.
- */
-export async function openDatabasePlace(url: string): Promise<HeartbeatPlace> {
-  const { openDatabase } = await import("./db.js");
-  const db = await openDatabase(url);
-  try {
-    // Not set up, or set up by a newer ravenclaws: said plainly (`ravenclaws db migrate`).
-    const { checkSchema } = await import("./migrations.js");
-    await checkSchema(db);
-  } catch (error) {
-    await db.close().catch(() => {});
-    throw error;
-  }
-  return databasePlace(db);
 }
