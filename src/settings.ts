@@ -897,7 +897,7 @@ export const SETTINGS = {
     scope: "run",
     secret: true,
     trim: true,
-    commands: ["db migrate", "worker", "create"],
+    commands: ["db migrate", "worker", "create", "serve"],
   },
   embeddedDb: {
     type: "string",
@@ -909,7 +909,7 @@ export const SETTINGS = {
     help: "Run an embedded PostgreSQL whose data lives in this directory (a single-machine trial of the database mode) instead of --database-url",
     doc: "start (or use the running) embedded PostgreSQL whose data lives in this directory, instead of `--database-url`: the single-machine trial of the database mode",
     scope: "run",
-    commands: ["db migrate", "worker", "create"],
+    commands: ["db migrate", "worker", "create", "serve"],
   },
   json: {
     type: "boolean",

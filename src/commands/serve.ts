@@ -6,6 +6,8 @@
  */
 import type { ArgumentsCamelCase, Argv } from "yargs";
 import { UsageError } from "../errors.js";
+import type { Served } from "../serve/database.js";
+import { databaseOptions } from "../services/pg/connect.js";
 import { SETTINGS } from "../settings.js";
 import type { RunEnvironment } from "./run.js";
 import { type LocationArgs, locationOptions, locationsOf } from "./status.js";
@@ -24,11 +26,14 @@ export interface ServeArgs extends LocationArgs {
   baseUrl?: string;
   model?: string;
   apiKey?: string;
+  databaseUrl?: string;
+  embeddedDb?: string;
+  ticks?: boolean;
 }
 
 /** Declares `serve`'s options. */
 export function serveOptions<T>(yargs: Argv<T>): Argv<T & ServeArgs> {
-  return locationOptions(yargs)
+  return databaseOptions(locationOptions(yargs))
     .option("port", {
       type: "number",
       describe: "TCP port (0 = any free port; the URL printed says which)",
@@ -68,6 +73,12 @@ export function serveOptions<T>(yargs: Argv<T>): Argv<T & ServeArgs> {
       type: "string",
       describe: `${SETTINGS.apiKey.help}; used for every hosted heartbeat, never stored with one`,
       requiresArg: true,
+    })
+    .option("ticks", {
+      type: "boolean",
+      describe:
+        "With a database: also run due ticks in this process (--no-ticks: only show and control; workers run them)",
+      default: true,
     }) as unknown as Argv<T & ServeArgs>;
 }
 
@@ -113,7 +124,6 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
     { isLoopbackHost, generateToken },
     { defaultDashboardDir, packageRoot },
     { startApiServer },
-    { createHost },
     fs,
     path,
   ] = await Promise.all([
@@ -122,11 +132,19 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
     import("../serve/security.js"),
     import("../serve/static.js"),
     import("../serve/server.js"),
-    import("../host/host.js"),
     import("node:fs/promises"),
     import("node:path"),
   ]);
   const { workdir, stateDir } = await locationsOf(argv, io);
+  const { databaseTargetOf } = await import("../services/pg/connect.js");
+  const database = databaseTargetOf(argv, io.env);
+  if (argv.ticks === false && database === null) {
+    throw new UsageError("--no-ticks needs --database-url (or --embedded-db).", {
+      option: "--no-ticks",
+      code: "no-ticks-without-database",
+      hint: "A state dir's heartbeats tick in the serve that hosts them; leave --no-ticks out, or serve a database.",
+    });
+  }
 
   // The model endpoint given here is the default of heartbeats created through
   // serve; the API key (flag, environment, toml or user config) is the
@@ -148,7 +166,7 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
 
   const loopback = isLoopbackHost(listenHost);
   const token = tokenGiven ?? (loopback ? undefined : generateToken());
-  const redact = createRedactor([
+  const keysRedacted = createRedactor([
     apiKey,
     ...SETTINGS.apiKey.env.map((name) => io.env[name]),
     token,
@@ -169,22 +187,21 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
     wakeUp();
   });
   try {
-    const host = await createHost({
-      stateDir,
-      workdir,
-      env,
-      defaults,
-      ...(maxConcurrentTicks !== undefined ? { maxConcurrentTicks } : {}),
-    });
+    const served = database
+      ? await (await import("../serve/database.js")).serveDatabase(argv, io, {
+          workdir,
+          env,
+          defaults,
+          redact: keysRedacted,
+          ticks: argv.ticks !== false,
+          ...(maxConcurrentTicks !== undefined ? { maxConcurrentTicks } : {}),
+        })
+      : await serveStateDir({ stateDir, workdir, env, defaults, maxConcurrentTicks });
+    const redact = served.redact ?? keysRedacted;
     try {
-      const { approvalsPort } = await import("../serve/approvals.js");
-      const approvals = await approvalsPort(
-        stateDir,
-        (id) => (host.list().find((s) => s.id === id)?.pendingApprovals ?? 0) > 0,
-      );
       const server = await startApiServer({
-        host,
-        approvals,
+        host: served.host,
+        approvals: served.approvals,
         listenHost,
         port,
         ...(token ? { token } : {}),
@@ -195,9 +212,9 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
       });
       try {
         io.stdout.write(`${server.url}\n`);
-        const count = host.list().length;
+        const count = (await served.host.list()).length;
         io.stderr.write(
-          `ravenclaws: serving ${count} heartbeat${count === 1 ? "" : "s"} of ${stateDir} at ${server.url}\n`,
+          `ravenclaws: serving ${count} heartbeat${count === 1 ? "" : "s"} of ${served.where}${served.ticking === false ? " (no ticks here: workers run them)" : ""} at ${server.url}\n`,
         );
         if (token && tokenGiven === undefined) {
           io.stdout.write(`token: ${token}\n`);
@@ -210,15 +227,52 @@ export async function serveCommandHandler(argv: ServeArgs, io: RunEnvironment): 
           );
         }
         if (!stopRequested) await stopped;
-        io.stderr.write("ravenclaws: stopping: saving every heartbeat.\n");
+        io.stderr.write(
+          served.ticking === false
+            ? "ravenclaws: stopping.\n"
+            : "ravenclaws: stopping: saving every heartbeat.\n",
+        );
       } finally {
         await server.close();
       }
     } finally {
-      await host.close();
+      await served.close();
     }
   } finally {
     unsubscribe();
+  }
+}
+
+/** A state dir's host and its approvals (serve without --database-url). */
+async function serveStateDir(options: {
+  stateDir: string;
+  workdir: string;
+  env: NodeJS.ProcessEnv;
+  defaults: Record<string, unknown>;
+  maxConcurrentTicks: number | undefined;
+}): Promise<Served> {
+  const [{ createHost }, { approvalsPort }] = await Promise.all([
+    import("../host/host.js"),
+    import("../serve/approvals.js"),
+  ]);
+  const host = await createHost({
+    stateDir: options.stateDir,
+    workdir: options.workdir,
+    env: options.env,
+    defaults: options.defaults,
+    ...(options.maxConcurrentTicks !== undefined
+      ? { maxConcurrentTicks: options.maxConcurrentTicks }
+      : {}),
+  });
+  try {
+    const approvals = await approvalsPort(
+      options.stateDir,
+      (id) => (host.list().find((s) => s.id === id)?.pendingApprovals ?? 0) > 0,
+    );
+    return { host, approvals, where: options.stateDir, close: () => host.close() };
+  } catch (error) {
+    await host.close();
+    throw error;
   }
 }
 

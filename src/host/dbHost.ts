@@ -253,7 +253,8 @@ export class DbHost implements ServedHost {
     return rows.length > 0;
   }
 
-  private async summary(id: string): Promise<HeartbeatSummary | null> {
+  /** One heartbeat's overview row (one query), or null when unknown. */
+  async summary(id: string): Promise<HeartbeatSummary | null> {
     const { rows } = await this.options.db.query(`${SUMMARY_SELECT} WHERE h.id = $1`, [id]);
     const row = rows[0] as SummaryRow | undefined;
     return row ? this.withLive(summaryOfRow(row, this.now())) : null;

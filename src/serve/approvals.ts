@@ -5,6 +5,7 @@
  */
 import * as os from "node:os";
 import { UsageError } from "../errors.js";
+import type { ApprovalsPlace } from "../services/approvals.js";
 import type { PendingApprovalCall } from "./api.types.js";
 import { ApiRequestError } from "./request.js";
 import type { ApprovalsPort } from "./server.js";
@@ -24,19 +25,27 @@ function decider(): { user: string; pid: number } {
 }
 
 /**
- * Approvals of the heartbeats in `stateDir`. `hasPending(id)` says cheaply
- * (from the host's overview) whether a heartbeat may have calls waiting, so a
- * detail request does not read every state file when none waits.
+ * Approvals of the heartbeats in `where`: a state dir, or another place of
+ * the approvals service (the database's). `hasPending(id)` says cheaply (from
+ * the host's overview) whether a heartbeat may have calls waiting, so a
+ * detail request reads no snapshot when none waits.
  */
 export async function approvalsPort(
-  stateDir: string,
-  hasPending: (id: string) => boolean,
+  where: string | ApprovalsPlace,
+  hasPending: (id: string) => boolean | Promise<boolean>,
 ): Promise<ApprovalsPort> {
   const service = await import("../services/approvals.js");
+  const place = typeof where === "string" ? service.fileApprovalsPlace(where) : where;
   return {
     async pending(id) {
-      if (!hasPending(id)) return [];
-      const all = await service.listPendingApprovals(stateDir);
+      if (!(await hasPending(id))) return [];
+      // Only this heartbeat's snapshot is read.
+      const one: ApprovalsPlace = {
+        views: async () => [await place.view(id)],
+        view: (other) => place.view(other),
+        decisions: place.decisions,
+      };
+      const all = await service.listPendingApprovals(one);
       return all
         .filter((p) => p.id === id && p.decision === null)
         .map(
@@ -55,7 +64,7 @@ export async function approvalsPort(
     },
     async decide(id, request) {
       try {
-        const written = await service.decideApproval(stateDir, id, {
+        const written = await service.decideApproval(place, id, {
           ...(request.callId !== undefined ? { callId: request.callId } : {}),
           decision: request.decision,
           ...(request.reason !== undefined ? { reason: request.reason } : {}),
