@@ -112,7 +112,7 @@ export interface ScaleRun {
   load: { start: number; mean: number; max: number; end: number };
   /** Seconds to create the heartbeats (not part of the measured run). */
   createSeconds: number;
-  /** How long after the first due time the workers started (0 unless creating took longer than planned). */
+  /** How long after the first due time the due times were set (0 unless the database was slow). */
   lateStartMs: number;
   /** Model requests the stub answered during this run. */
   modelRequests: number;
@@ -144,8 +144,6 @@ export interface ScaleOptions {
 }
 
 const MB = 1024 * 1024;
-/** A generous guess of the time to create one heartbeat (row + job), ms: the first tick is due after all exist. */
-const CREATE_MS_ESTIMATE = 6;
 const GOAL = "Keep NOTES.md summarising the TODO markers in this repository";
 
 function findRoot(start: string): string {
@@ -299,47 +297,50 @@ async function runOnce(
   const place = await fs.mkdtemp(path.join(tmp, `w${workers}-`));
   const running: Worker[] = [];
   try {
-    // 1. The heartbeats, through the store, their first ticks due evenly over
-    // one interval from when they should all exist and the workers run.
+    // 1. The heartbeats, through the store (their first ticks a day ahead).
     const ids = Array.from(
       { length: config.heartbeats },
       (_, i) => `hb-${String(i).padStart(5, "0")}`,
     );
-    const spacing = (config.intervalSec * 1000) / config.heartbeats;
-    const firstDue = Date.now() + config.heartbeats * CREATE_MS_ESTIMATE + config.leadSec * 1000;
     const t0 = performance.now();
     await Promise.all(ids.map((id) => fs.mkdir(path.join(place, "work", id), { recursive: true })));
     await db.createHeartbeats(
-      ids.map((id, i) => ({
-        id,
-        workdir: path.join(place, "work", id),
-        goal: GOAL,
-        due: new Date(firstDue + Math.floor(i * spacing)),
-      })),
-      { tickInterval: config.intervalSec, tools: false, idleRecheck: config.idleRecheck },
+      ids.map((id) => ({ id, workdir: path.join(place, "work", id), goal: GOAL })),
+      {
+        tickInterval: config.intervalSec,
+        tools: false,
+        idleRecheck: config.idleRecheck,
+        baseUrl: model.baseURL,
+        model: "stub",
+      },
     );
     const createSeconds = (performance.now() - t0) / 1000;
     log(
-      `${workers} worker(s): ${config.heartbeats} heartbeats created in ${createSeconds.toFixed(1)} s; the first is due in ${((firstDue - Date.now()) / 1000).toFixed(1)} s`,
+      `${workers} worker(s): ${config.heartbeats} heartbeats created in ${createSeconds.toFixed(1)} s`,
     );
 
-    // 2. The workers (model endpoint and key from the environment, as a deployment would).
+    // 2. The workers: the database and the key from the environment, as a deployment would.
     const env = {
       ...workerEnv(path.join(place, "config")),
-      RAVENCLAWS_BASE_URL: model.baseURL,
-      RAVENCLAWS_MODEL: "stub",
+      RAVENCLAWS_DATABASE_URL: db.url,
       RAVENCLAWS_API_KEY: "sk-bench-scale",
     };
     const args = [
-      "--database-url",
-      db.url,
+      "--quiet",
       ...(config.concurrency ? ["--concurrency", String(config.concurrency)] : []),
     ];
     for (let i = 0; i < workers; i++) running.push(startWorker(cli, args, env));
     const modelBefore = model.counts();
+
+    // 3. The first ticks, evenly over one interval from `lead` seconds on.
+    const firstDue = Date.now() + config.leadSec * 1000;
+    const spacing = (config.intervalSec * 1000) / config.heartbeats;
+    await db.setFirstTicks(
+      ids.map((id, i) => ({ id, due: new Date(firstDue + Math.floor(i * spacing)) })),
+    );
     const lateStartMs = Math.max(0, Date.now() - firstDue);
     if (lateStartMs > 0)
-      log(`warning: the workers started ${lateStartMs} ms after the first tick was due`);
+      log(`warning: the first ticks were set ${lateStartMs} ms after the first was due`);
     const cpu0 = running.map((w) => cpuMsOf(w.child.pid ?? -1));
     const pg0 = server.postmasterPid ? treeFigures(server.postmasterPid) : null;
 

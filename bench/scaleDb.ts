@@ -10,6 +10,7 @@ import type { SavedSettings } from "../src/schemas/stateFile.js";
 import { type Database, openDatabase } from "../src/services/pg/db.js";
 import { startEmbeddedPostgres } from "../src/services/pg/embedded.js";
 import { migrateDatabase } from "../src/services/pg/migrations.js";
+import { BOSS_SCHEMA, TICK_QUEUE } from "../src/services/pg/queue.js";
 import { pgStoreBackend } from "../src/services/store/pgStore.js";
 
 /** One database of the bench: a migrated, empty database. */
@@ -18,14 +19,20 @@ export interface ScaleDatabase {
   url: string;
   query: Database["query"];
   /**
-   * Creates the heartbeats through the store, in order, each with its first
-   * tick due at `due` (its job queued in the same transaction), and records
-   * each first due time in `bench_scale.first_due` (the lateness of a first tick).
+   * Creates the heartbeats through the store, their first ticks queued a day
+   * ahead (each job in the same transaction as its row), so the creating is
+   * over before anything is due.
    */
   createHeartbeats(
-    heartbeats: { id: string; workdir: string; goal: string; due: Date }[],
+    heartbeats: { id: string; workdir: string; goal: string }[],
     settings: SavedSettings,
   ): Promise<void>;
+  /**
+   * Brings every first tick forward to its time, in one statement (what
+   * `scheduleTick` does to a queued job due later), and records the times in
+   * `bench_scale.first_due` (the lateness of a first tick).
+   */
+  setFirstTicks(due: { id: string; due: Date }[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -57,6 +64,7 @@ async function prepare(url: string): Promise<ScaleDatabase> {
     url,
     query: (text, values) => db.query(text, values),
     async createHeartbeats(heartbeats, settings) {
+      const later = new Date(Date.now() + 24 * 3600_000);
       let next = 0;
       const failures: unknown[] = [];
       const lane = async () => {
@@ -68,7 +76,7 @@ async function prepare(url: string): Promise<ScaleDatabase> {
               workdir: h.workdir,
               goal: h.goal,
               settings,
-              firstTickAt: h.due,
+              firstTickAt: later,
             });
             if (!made) throw new Error(`heartbeat ${h.id} exists already`);
           } catch (error) {
@@ -78,10 +86,25 @@ async function prepare(url: string): Promise<ScaleDatabase> {
       };
       await Promise.all(Array.from({ length: CREATE_CONCURRENCY }, lane));
       if (failures.length > 0) throw failures[0];
-      await db.query(
-        "INSERT INTO bench_scale.first_due (id, due) SELECT * FROM unnest($1::text[], $2::timestamptz[])",
-        [heartbeats.map((h) => h.id), heartbeats.map((h) => h.due.toISOString())],
-      );
+    },
+    async setFirstTicks(due) {
+      await db.transaction(async (tx) => {
+        await tx.query(
+          "INSERT INTO bench_scale.first_due (id, due) SELECT * FROM unnest($1::text[], $2::timestamptz[])",
+          [due.map((d) => d.id), due.map((d) => d.due.toISOString())],
+        );
+        const jobs = await tx.query(
+          `UPDATE ${BOSS_SCHEMA}.job j SET start_after = f.due FROM bench_scale.first_due f
+            WHERE j.name = $1 AND j.singleton_key = f.id AND j.state = 'created'`,
+          [TICK_QUEUE],
+        );
+        await tx.query(
+          `UPDATE ravenclaws.heartbeats h SET next_tick_at = f.due FROM bench_scale.first_due f
+            WHERE h.id = f.id`,
+        );
+        if (jobs.rowCount !== due.length)
+          throw new Error(`${jobs.rowCount} queued first ticks found, not ${due.length}`);
+      });
     },
     close: () => db.close(),
   };
