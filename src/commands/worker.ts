@@ -15,6 +15,7 @@ import type { RunEnvironment } from "./run.js";
 /** Options of `worker`. */
 export interface WorkerArgs extends DatabaseArgs {
   concurrency?: number;
+  leaseTtl?: number;
   apiKey?: string;
   json?: boolean;
   quiet?: boolean;
@@ -27,6 +28,13 @@ export function workerOptions<T>(yargs: Argv<T>): Argv<T & WorkerArgs> {
       type: "number",
       describe: "At most this many ticks at the same time",
       defaultDescription: "4",
+      requiresArg: true,
+    })
+    .option("lease-ttl", {
+      type: "number",
+      describe:
+        "Seconds a tick's lease outlives a dead worker (SIGKILL, a lost machine) before another worker runs that tick again",
+      defaultDescription: "15",
       requiresArg: true,
     })
     .option("api-key", {
@@ -56,6 +64,13 @@ export async function workerCommandHandler(argv: WorkerArgs, io: RunEnvironment)
       `--concurrency must be a whole number from 1 to 1000, not ${String(concurrency)}.`,
       { option: "--concurrency", code: "invalid-concurrency" },
     );
+  }
+  const leaseTtl = argv.leaseTtl;
+  if (leaseTtl !== undefined && (!Number.isFinite(leaseTtl) || leaseTtl < 1 || leaseTtl > 3600)) {
+    throw new UsageError(`--lease-ttl must be from 1 to 3600 seconds, not ${String(leaseTtl)}.`, {
+      option: "--lease-ttl",
+      code: "invalid-lease-ttl",
+    });
   }
   const [{ loadUserConfig, resolveRunSettings }, { createRedactor }, { databaseFromArgs }] =
     await Promise.all([
@@ -118,6 +133,7 @@ export async function workerCommandHandler(argv: WorkerArgs, io: RunEnvironment)
           db,
           env,
           migrate: false,
+          ...(leaseTtl !== undefined ? { leaseTtlMs: leaseTtl * 1000 } : {}),
           ...(concurrency !== undefined ? { concurrency } : {}),
         },
         user ? { userConfig: user } : {},

@@ -20,8 +20,10 @@ export const DEFAULT_UNREACHABLE_DEADLINE_MS = 10 * 60_000;
 export const DEFAULT_UNREACHABLE_RETRY_MS = 5_000;
 /** On stop, in-flight ticks get this long to finish before they are abandoned (ms). */
 export const DEFAULT_STOP_GRACE_MS = 500;
-/** An active job with no lease for this long belongs to a dead worker (ms). */
-export const DEFAULT_ORPHAN_AFTER_MS = 60_000;
+/** Default lease lifetime without a refresh (the store's: 3 × 5 s). */
+export const DEFAULT_LEASE_TTL_MS = 15_000;
+/** An active job with no lease for the lease's lifetime plus this long belongs to a dead worker (ms). */
+export const DEFAULT_ORPHAN_AFTER_MS = 5_000;
 
 /** Options of `startWorker`. */
 export interface WorkerOptions {
@@ -48,10 +50,14 @@ export interface WorkerOptions {
   unreachableRetryMs?: number;
   /** How long in-flight ticks may take to finish on stop before they are abandoned (ms, default 500). */
   stopGraceMs?: number;
-  /** How long an active job may lack a lease before it is rescued (ms, default 60 s). */
+  /** How long an active job may lack a lease before it is rescued (ms, default the lease's lifetime + 5 s). */
   orphanAfterMs?: number;
-  /** Lease refresh interval (ms; the lease expires after three); default the store's (5 s). */
-  leaseRefreshMs?: number;
+  /**
+   * How long a tick's lease outlives its worker (ms; refreshed every third of
+   * it): how soon another worker runs the ticks of a dead one. Default
+   * {@link DEFAULT_LEASE_TTL_MS}.
+   */
+  leaseTtlMs?: number;
   /** Milliseconds since the epoch; injectable for tests. */
   now?: () => number;
 }

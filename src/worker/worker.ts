@@ -26,6 +26,7 @@ import type { PgStoreBackend } from "../services/store/pgStore.js";
 import { decideTick, type TickDecision, type TickRow } from "./decide.js";
 import {
   DEFAULT_CONCURRENCY,
+  DEFAULT_LEASE_TTL_MS,
   DEFAULT_ORPHAN_AFTER_MS,
   DEFAULT_POLL_MS,
   DEFAULT_RESCUE_MS,
@@ -353,7 +354,12 @@ class Worker implements RunningWorker {
       lock = await base.acquireLock({
         jobId: job.id,
         host: os.hostname(),
-        ...(this.options.leaseRefreshMs ? { refreshMs: this.options.leaseRefreshMs } : {}),
+        ...(this.options.leaseTtlMs
+          ? {
+              ttlMs: this.options.leaseTtlMs,
+              refreshMs: Math.max(100, Math.floor(this.options.leaseTtlMs / 3)),
+            }
+          : {}),
       });
     } catch (error) {
       if (!(error instanceof LockedError)) throw error;
@@ -592,7 +598,9 @@ class Worker implements RunningWorker {
     this.rescuing = true;
     try {
       const q = this.queue;
-      const orphanAfter = (this.options.orphanAfterMs ?? DEFAULT_ORPHAN_AFTER_MS) / 1000;
+      const orphanAfter =
+        (this.options.orphanAfterMs ??
+          (this.options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS) + DEFAULT_ORPHAN_AFTER_MS) / 1000;
       await this.db.transaction(async (tx) => {
         const expired = await tx.query(
           `DELETE FROM ravenclaws.leases WHERE heartbeat_id IN (
