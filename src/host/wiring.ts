@@ -8,6 +8,7 @@
  * spans ticks) and the approvals wait, then `prepareHeartbeat` of
  * src/runtime.ts. See docs/architecture.md, "The host" and "Workers".
  */
+
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { PassThrough } from "node:stream";
@@ -15,6 +16,7 @@ import { toErrorInfo } from "../errors.js";
 import type { HeartbeatSettings, Prices } from "../machines/heartbeat.types.js";
 import { prepareHeartbeat, type RunningHeartbeat, type RuntimeEvents } from "../runtime.js";
 import type { SavedSettings } from "../schemas/stateFile.js";
+import type { DecisionSource } from "../services/approvals.js";
 import { notifyApprovalNeeded } from "../services/approvalWait.js";
 import { parseDuration } from "../services/duration.js";
 import type { LlmService } from "../services/llm.js";
@@ -88,6 +90,8 @@ export interface WiredHeartbeat {
   goal?: string | undefined;
   /** The runner's own events; notifications are added to them. */
   events?: RuntimeEvents;
+  /** Where its approvals wait reads the operator's decisions; default the decision files of its state dir. */
+  decisions?: DecisionSource;
   /** A problem of the heartbeat that does not stop it (a notify token variable that is missing). */
   onProblem?(message: string): void;
 }
@@ -243,6 +247,7 @@ export class HeartbeatWiring {
         now: this.now,
         prices: pricesOf(settings),
         savedSettings: savedSettingsOf(settings),
+        ...(heartbeat.decisions ? { decisions: heartbeat.decisions } : {}),
         // No terminal here: `ask` matches wait for approve/deny (decisions) or the timeout.
         approvals: {
           timeoutSec: settings.askTimeout ? durationSeconds(settings.askTimeout) : null,

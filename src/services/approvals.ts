@@ -213,7 +213,7 @@ export function fileDecisions(stateDir: string): DecisionInbox {
  * path) or of a database (`databasePlace`), each with its decisions.
  */
 export interface ApprovalsPlace {
-  /** Every heartbeat whose snapshot can be read. */
+  /** Every heartbeat whose snapshot can be read (a place may leave out those it knows wait for nothing). */
   views(): Promise<HeartbeatView[]>;
   /** One heartbeat, which must exist (a {@link UsageError} naming the id otherwise). */
   view(id: string): Promise<HeartbeatView>;

@@ -12,6 +12,7 @@
  * another worker runs them from the last committed snapshot. See
  * docs/architecture.md, "Workers".
  */
+
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -21,6 +22,7 @@ import { HeartbeatWiring } from "../host/wiring.js";
 import { type RunningHeartbeat, startHeartbeat } from "../runtime.js";
 import type { StateFile } from "../schemas/stateFile.js";
 import type { Database, Executor } from "../services/pg/db.js";
+import { pgDecisions } from "../services/pg/decisions.js";
 import type { HeartbeatLock, HeartbeatStore } from "../services/store/index.js";
 import type { PgStoreBackend } from "../services/store/pgStore.js";
 import { decideTick, type TickDecision, type TickRow } from "./decide.js";
@@ -452,6 +454,8 @@ class Worker implements RunningWorker {
       store,
       workdir: row.workdir,
       settings,
+      // approve/deny from any machine write the decisions table.
+      decisions: pgDecisions(this.db),
       goal: row.hasState ? undefined : row.goal,
       onProblem: (message) =>
         this.emit({ type: "error", at: this.iso(), message: `${id}: ${message}` }),

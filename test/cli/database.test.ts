@@ -464,4 +464,79 @@ export async function resolve(specifier, context, next) {
       await fs.rm(dir, { recursive: true, force: true });
     }
   }, 30_000);
+
+  it("approve from another process reaches a heartbeat waiting on a worker: the call runs, journaled as decided by that command", async () => {
+    server.setHandler(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                {
+                  id: "w9",
+                  name: "write_file",
+                  arguments: { path: "approved.md", content: "yes" },
+                },
+              ])
+            : message("Done."),
+      }),
+    );
+    const { url, close } = await fresh();
+    const inDb = ["--database-url", url];
+    const workdir = await tempDir();
+    let worker: ReturnType<typeof startCli> | undefined;
+    try {
+      const made = await cli(
+        "create",
+        "--id",
+        "wk",
+        "--goal",
+        "Write approved.md",
+        "--workdir",
+        workdir,
+        "--base-url",
+        server.baseURL,
+        "--tick-interval",
+        "0",
+        "--max-ticks",
+        "1",
+        "--ask",
+        "write(**)",
+        ...inDb,
+      );
+      expect(made.code, made.stderr).toBe(0);
+      worker = startCli(["worker", "--concurrency", "1", ...inDb], { env: env() });
+      const deadline = Date.now() + 30_000;
+      let waiting: Array<{ id: string; callId: string }> = [];
+      while (waiting.length === 0) {
+        if (Date.now() > deadline)
+          throw new Error(`no call waits; worker said:\n${worker.stderr()}`);
+        waiting = parse((await cli("approvals", "--json", ...inDb)).stdout);
+      }
+      expect(waiting).toMatchObject([{ id: "wk", callId: "w9" }]);
+      await expect(fs.stat(path.join(workdir, "approved.md"))).rejects.toThrow();
+      const approve = startCli(["approve", "wk", ...inDb], { env: env() });
+      const approved = await approve.exited;
+      expect(approved.code, approved.stderr).toBe(0);
+      expect(approved.stdout).toMatch(
+        /^Approved call w9 of wk; the heartbeat picks it up within a second/,
+      );
+      for (;;) {
+        const [row] = parse((await cli("status", "--json", ...inDb)).stdout);
+        if (row.status === "completed") break;
+        if (Date.now() > deadline + 30_000)
+          throw new Error(`wk did not complete: ${JSON.stringify(row)}`);
+      }
+      expect(await fs.readFile(path.join(workdir, "approved.md"), "utf8")).toBe("yes");
+      const journal = lines((await cli("logs", "wk", "--json", ...inDb)).stdout);
+      expect(journal.filter((e) => e.type === "approval")).toMatchObject([
+        { callId: "w9", decision: "approve", via: "command", by: { pid: approve.child.pid } },
+      ]);
+      worker.child.kill("SIGTERM");
+      expect((await worker.exited).code).toBe(0);
+    } finally {
+      worker?.child.kill("SIGKILL");
+      await close();
+      await fs.rm(workdir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

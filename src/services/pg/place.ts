@@ -111,7 +111,16 @@ export function databasePlace(db: Database): HeartbeatPlace {
       return { views, problems };
     },
     async views() {
-      return (await place.loadAll()).views;
+      // What approvals reads: only heartbeats whose snapshot says calls wait (a generated column).
+      const { rows } = await db.query<HeartbeatRow>(`${SELECT_VIEWS} WHERE h.pending_calls > 0`);
+      return rows.flatMap((row) => {
+        try {
+          return [viewOf(where, row)];
+        } catch (error) {
+          if (error instanceof StateFileError) return [];
+          throw error;
+        }
+      });
     },
     async view(id) {
       const { rows } = await db.query<HeartbeatRow>(`${SELECT_VIEWS} WHERE h.id = $1`, [id]);
