@@ -111,8 +111,18 @@ export async function serveDatabase(
         start: (id) => queue.startHeartbeat(db, id),
       },
     );
+    // Decisions go to the decisions table, where the worker running the tick reads them.
+    const [{ approvalsPort }, { databasePlace }] = await Promise.all([
+      import("./approvals.js"),
+      import("../services/pg/place.js"),
+    ]);
+    const approvals = await approvalsPort(
+      databasePlace(db),
+      async (id) => ((await host.summary(id))?.pendingApprovals ?? 0) > 0,
+    );
     return {
       host,
+      approvals,
       where: db.url,
       redact: db.redact,
       ticking: options.ticks,

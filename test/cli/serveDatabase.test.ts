@@ -6,15 +6,32 @@
  * is asked of the --no-ticks one, so whatever ticks was done by the other
  * process and reached this one through the database.
  */
+import * as fs from "node:fs/promises";
 import * as http from "node:http";
+import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { HeartbeatDetail, HeartbeatList, JournalResponse } from "../../src/serve/api.types.js";
 import { type CliProcess, cleanEnv, runCli, startCli } from "../support/cli.js";
+import { message, scripted, toolCalls } from "../support/fakeOpenAI.js";
 import { useCliHarness } from "../support/harness.js";
 import { usePostgres } from "../support/postgres.js";
 
 const pg = usePostgres();
-const h = useCliHarness();
+// The model asks to write a file on a greeting tick (an ask rule holds it), and otherwise just answers.
+const h = useCliHarness({
+  handler: () =>
+    scripted({
+      execute: (_n, req) => {
+        const messages = (req.body?.messages ?? []) as Array<{ role: string }>;
+        if (messages.at(-1)?.role === "tool" || !JSON.stringify(req.body).includes("greeting")) {
+          return message("Done for this tick.");
+        }
+        return toolCalls([
+          { name: "write_file", arguments: { path: "hello.txt", content: "hello\n" } },
+        ]);
+      },
+    }),
+});
 const KEY = "sk-x-serve-database-0123456789";
 const running: CliProcess[] = [];
 const drops: Array<() => Promise<void>> = [];
@@ -165,6 +182,12 @@ describe("ravenclaws serve --database-url", () => {
       const d = await detail(url, "sleeper");
       return d.status === "sleeping" && d.tick === 1 ? d : undefined;
     }, "sleeper asleep after tick 1");
+    // Bad requests name the field: an id taken, a workdir that is not there.
+    const again = await post(`${url}/api/heartbeats`, { goal: "Again", id: "sleeper" });
+    expect(again.status, again.text).toBe(409);
+    const nowhere = await post(`${url}/api/heartbeats`, { goal: "Lost", workdir: "no/such/dir" });
+    expect(nowhere.status, nowhere.text).toBe(400);
+    expect(nowhere.json.error.field).toBe("workdir");
     const woken = await post(`${url}/api/heartbeats/sleeper/wake`);
     expect(woken.status, woken.text).toBe(202);
     await until(
@@ -214,6 +237,34 @@ describe("ravenclaws serve --database-url", () => {
       async () => ((await detail(url, "busy")).tick > after.tick ? true : undefined),
       "busy ticking again",
     );
+
+    // approve: a write held by an ask rule waits on the other process; approved here, it runs there.
+    const greeter = await post(`${url}/api/heartbeats`, {
+      goal: "Write a greeting to hello.txt",
+      id: "greeter",
+      tickInterval: 3600,
+      maxTicks: 5,
+      toolAsk: ["write"],
+    });
+    expect(greeter.status, greeter.text).toBe(201);
+    const waiting = await until(async () => {
+      const d = await detail(url, "greeter");
+      return d.approvals.length > 0 ? d : undefined;
+    }, "the greeter's write to wait for approval");
+    expect(waiting).toMatchObject({ pendingApprovals: 1, approvals: [{ tool: "write_file" }] });
+    await expect(fs.stat(path.join(h.workdir, "hello.txt"))).rejects.toThrow();
+    const approved = await post(`${url}/api/heartbeats/greeter/approve`, {
+      callId: waiting.approvals[0]?.callId,
+    });
+    expect(approved.status, approved.text).toBe(200);
+    await until(
+      async () => ((await detail(url, "greeter")).tick === 1 ? true : undefined),
+      "the greeter's tick to end",
+    );
+    await expect(fs.readFile(path.join(h.workdir, "hello.txt"), "utf8")).resolves.toBe("hello\n");
+    const decided = (await api(`${url}/api/heartbeats/greeter/journal?type=approval`))
+      .json as JournalResponse;
+    expect(decided.entries).toMatchObject([{ decision: "approve", via: "command" }]);
 
     stream.close();
     said.push(stream.text());
