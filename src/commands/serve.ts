@@ -281,7 +281,7 @@ export function serveCommand(environment: () => RunEnvironment) {
   return {
     command: "serve",
     describe:
-      "Host every heartbeat of the state dir in one process, with an HTTP API and a live dashboard",
+      "Host every heartbeat of the state dir (or of a database: --database-url) in one process, with an HTTP API and a live dashboard",
     builder: (yargs: Argv) =>
       serveOptions(yargs)
         .example("$0 serve", "on http://127.0.0.1:8470 (open it in a browser)")
@@ -292,6 +292,10 @@ export function serveCommand(environment: () => RunEnvironment) {
         .example(
           "$0 serve --host 0.0.0.0",
           "reachable from other machines, with a generated token",
+        )
+        .example(
+          "RAVENCLAWS_DATABASE_URL=postgres://… $0 serve --no-ticks",
+          "the dashboard of a database whose workers run the ticks",
         ),
     handler: (argv: ArgumentsCamelCase<ServeArgs>) => serveCommandHandler(argv, environment()),
   };
