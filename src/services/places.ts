@@ -27,7 +27,12 @@ export interface HeartbeatPlace extends ApprovalsPlace {
   readonly kind: "files" | "database";
   /** The state dir, or the database's URL without its password: for messages. */
   readonly where: string;
-  /** Every heartbeat; those whose state cannot be used come back as `problems`. */
+  /**
+   * Every heartbeat, for the overview (`status`); those whose state cannot be
+   * used come back as `problems`. A database gives each snapshot's top-level
+   * fields whole but of the XState snapshot only what `status` shows (state,
+   * max ticks, the calls that wait): use {@link view} for all of it.
+   */
   loadAll(): Promise<{
     views: HeartbeatView[];
     problems: Array<{ id: string; error: StateFileError }>;

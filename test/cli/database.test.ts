@@ -100,7 +100,7 @@ beforeAll(async () => {
   for (const done of [await sleeper.exited, await asking.exited, await completed]) {
     expect(done.code, done.stderr).toBe(0);
   }
-}, 60_000);
+}, 90_000);
 
 afterAll(async () => {
   await server?.close();
@@ -134,13 +134,14 @@ async function fresh(): Promise<{ url: string; db: Database; close(): Promise<vo
 describe("commands against the database", () => {
   it("status, show and logs print what they printed from the files; migrate there and back keeps snapshot and journal; run --id continues it", async () => {
     const where = ["--workdir", dirs.l1];
-    const before = {
-      status: await cli("status", "--json", ...where),
-      show: await cli("show", "l1", "--json", ...where),
-      logs: await cli("logs", "l1", ...where),
-      logsJson: await cli("logs", "l1", "--json", ...where),
-      state: await fs.readFile(path.join(stateDirOf("l1"), "heartbeat-l1.json"), "utf8"),
-    };
+    const [status, show, logs, logsJson, state] = await Promise.all([
+      cli("status", "--json", ...where),
+      cli("show", "l1", "--json", ...where),
+      cli("logs", "l1", ...where),
+      cli("logs", "l1", "--json", ...where),
+      fs.readFile(path.join(stateDirOf("l1"), "heartbeat-l1.json"), "utf8"),
+    ]);
+    const before = { status, show, logs, logsJson, state };
     const { url, db, close } = await fresh();
     try {
       const moved = await cli("migrate", "--from", stateDirOf("l1"), "--database-url", url);
@@ -159,23 +160,26 @@ describe("commands against the database", () => {
       expect((await cli("status", ...where)).stdout).toMatch(/^No heartbeats in /);
 
       const inDb = ["--database-url", url];
-      const status = await cli("status", "--json", ...inDb);
+      const [status, show, logs, logsJson, text, unknown] = await Promise.all([
+        cli("status", "--json", ...inDb),
+        cli("show", "l1", "--json", ...inDb),
+        cli("logs", "l1", ...inDb),
+        cli("logs", "l1", "--json", ...inDb),
+        cli("status", ...inDb),
+        cli("show", "nope", ...inDb),
+      ]);
       expect(status.code, status.stderr).toBe(0);
       const [fileRow] = parse(before.status.stdout);
       const [dbRow] = parse(status.stdout);
       expect(omit(dbRow, "stateFile")).toEqual(omit(fileRow, "stateFile"));
       expect(dbRow.state).toBe("completed (max ticks)");
       expect(dbRow.stateFile).not.toContain(pg.server.password);
-      const show = await cli("show", "l1", "--json", ...inDb);
       expect(omit(parse(show.stdout), "files")).toEqual(omit(parse(before.show.stdout), "files"));
-      const logs = await cli("logs", "l1", ...inDb);
       expect(logs.stdout).toBe(before.logs.stdout);
       expect(logs.stdout).toMatch(/^#1 .*\n#2 .*\nend /m);
-      const logsJson = await cli("logs", "l1", "--json", ...inDb);
       expect(lines(logsJson.stdout)).toEqual(lines(before.logsJson.stdout));
       // Text status over the database names the same state.
-      expect((await cli("status", ...inDb)).stdout).toMatch(/l1\s+completed \(max ticks\)\s+2\/2/);
-      const unknown = await cli("show", "nope", ...inDb);
+      expect(text.stdout).toMatch(/l1\s+completed \(max ticks\)\s+2\/2/);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toMatch(/no heartbeat "nope" in the database .*Known ids there: l1/s);
 
@@ -229,7 +233,7 @@ describe("commands against the database", () => {
     } finally {
       await close();
     }
-  }, 60_000);
+  }, 120_000);
 
   it("wake, stop and start act through the tick queue; logs -f prints a row another connection appends; a worker's live lease is named and refused by migrate", async () => {
     const { url, db, close } = await fresh();
@@ -349,7 +353,7 @@ describe("commands against the database", () => {
     } finally {
       await close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it("approvals lists a waiting call from the database; deny from another process reaches the approvals wait that reads the decisions table", async () => {
     const listedInFiles = await cli("approvals", "--json", "--workdir", dirs.ap);
@@ -420,7 +424,7 @@ describe("commands against the database", () => {
     } finally {
       await close();
     }
-  }, 60_000);
+  }, 90_000);
 
   it("the file mode never loads the PostgreSQL client; --database-url does", async () => {
     const dir = await tempDir();

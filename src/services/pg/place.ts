@@ -24,11 +24,38 @@ interface HeartbeatRow {
   created_at: Date;
   owner: { pid?: unknown; host?: unknown; since?: unknown } | null;
   live: boolean | null;
+  /** The overview's partial snapshot ({@link SELECT_OVERVIEW}): taken as it is, not parsed. */
+  light?: boolean;
 }
 
 const SELECT_VIEWS = `
   SELECT h.id, h.goal, h.state, h.stopped_at, h.created_at, l.owner,
          (l.expires_at > now()) AS live
+    FROM ravenclaws.heartbeats h
+    LEFT JOIN ravenclaws.leases l ON l.heartbeat_id = h.id`;
+
+/**
+ * The overview of every heartbeat (`status`): the snapshot's top-level fields
+ * and only the parts of the XState snapshot `status` reads (state, max ticks,
+ * the tool loop while calls wait), so 10,000 heartbeats do not travel whole.
+ * Rows written by the store were validated when written; `light` marks them.
+ */
+const SELECT_OVERVIEW = `
+  SELECT h.id, h.goal, h.stopped_at, h.created_at, l.owner,
+         (l.expires_at > now()) AS live, true AS light,
+         CASE WHEN h.state IS NULL THEN NULL ELSE
+           (h.state - 'snapshot') || jsonb_build_object('snapshot', jsonb_build_object(
+             'status', h.state #> '{snapshot,status}',
+             'value', h.state #> '{snapshot,value}',
+             'context', jsonb_build_object(
+               'id', h.state #> '{snapshot,context,id}',
+               'goal', h.state #> '{snapshot,context,goal}',
+               'tick', h.state #> '{snapshot,context,tick}',
+               'settings', jsonb_build_object(
+                 'maxTicks', h.state #> '{snapshot,context,settings,maxTicks}')),
+             'children', CASE WHEN h.pending_calls > 0
+                              THEN h.state #> '{snapshot,children}' ELSE '{}'::jsonb END))
+         END AS state
     FROM ravenclaws.heartbeats h
     LEFT JOIN ravenclaws.leases l ON l.heartbeat_id = h.id`;
 
@@ -52,7 +79,9 @@ function processOf(row: HeartbeatRow): ProcessInfo {
 function viewOf(where: string, row: HeartbeatRow): HeartbeatView {
   const paths = pgHeartbeatPaths(where, row.id);
   let file: StateFile | null = null;
-  if (row.state !== null && row.state !== undefined) {
+  if (row.state !== null && row.state !== undefined && row.light) {
+    file = row.state as StateFile;
+  } else if (row.state !== null && row.state !== undefined) {
     file = parseStateFile(JSON.stringify(row.state), paths.stateFile);
     checkStateFile(file, paths.stateFile);
   }
@@ -94,7 +123,7 @@ export function databasePlace(db: Database): HeartbeatPlace {
     kind: "database",
     where,
     async loadAll() {
-      const { rows } = await db.query<HeartbeatRow>(SELECT_VIEWS);
+      const { rows } = await db.query<HeartbeatRow>(SELECT_OVERVIEW);
       const views: HeartbeatView[] = [];
       const problems: Array<{ id: string; error: StateFileError }> = [];
       for (const row of rows) {
