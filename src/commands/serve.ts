@@ -289,10 +289,7 @@ export function serveCommand(environment: () => RunEnvironment) {
           "$0 serve --port 0 --base-url http://localhost:11434/v1 --model llama3.2",
           "any free port; heartbeats created through it use a local Ollama",
         )
-        .example(
-          "$0 serve --host 0.0.0.0",
-          "reachable from other machines, with a generated token",
-        )
+        .example("$0 serve --host 0.0.0.0", "reachable from other machines, with a generated token")
         .example(
           "RAVENCLAWS_DATABASE_URL=postgres://… $0 serve --no-ticks",
           "the dashboard of a database whose workers run the ticks",
