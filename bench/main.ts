@@ -1,6 +1,6 @@
 /**
  * Entry point of `npm run bench`
- * (`node --expose-gc bench/dist/bench/main.js [--quick] [--out FILE] [--markdown]`):
+ * (`node --expose-gc bench/dist/bench/main.js [--quick] [--out FILE] [--markdown] [--only PART,…]`):
  * prints the table, writes the JSON.
  */
 import { formatReport, parseBenchArgs, runBench } from "./bench.js";
