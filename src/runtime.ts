@@ -117,6 +117,9 @@ export interface ApprovalOptions {
 
 export type { Prices } from "./machines/heartbeat.types.js";
 
+// biome-ignore lint/suspicious/noExplicitAny: XState's own AnyActorSystem, which it does not export.
+type AnyActorSystem = ActorSystem<any>;
+
 /**
  * Cost in US dollars of the given usage, or undefined without prices; cached
  * prompt tokens at `--price-cached-input` when set.
@@ -194,9 +197,14 @@ export function sleepUntil(
  * same implementations (tests with a fake `now`).
  */
 export function timeImplementations(now: () => number = Date.now) {
+  return clockActions(() => now());
+}
+
+/** {@link timeImplementations} over a clock found through the actor's system (the runtime's one machine). */
+function clockActions(read: (system: AnyActorSystem) => number) {
   return {
     readClock: assign<HeartbeatContext, HeartbeatEvent, unknown, HeartbeatEvent, never>({
-      now: () => new Date(now()).toISOString(),
+      now: ({ system }) => new Date(read(system)).toISOString(),
     }),
     scheduleNextTick: assign<HeartbeatContext, HeartbeatEvent, unknown, HeartbeatEvent, never>(
       ({ context }) => {
@@ -346,7 +354,7 @@ export function journalEntriesOf(
   return entries;
 }
 
-/** Options of {@link provideActors}. */
+/** Options of {@link bindRuntime}. */
 export interface ProvideOptions {
   /**
    * Set when the actor was restored from a checkpoint taken in `executing`:
@@ -359,9 +367,6 @@ export interface ProvideOptions {
 
 /** The heartbeat actor's id in its actor system, where `persist` and the checkpoint find it. */
 export const HEARTBEAT_SYSTEM_ID = "heartbeat";
-
-// biome-ignore lint/suspicious/noExplicitAny: XState's own AnyActorSystem, which it does not export.
-type AnyActorSystem = ActorSystem<any>;
 
 type PersistedHeartbeat = { context: HeartbeatContext } & Record<string, unknown>;
 
@@ -379,27 +384,50 @@ function persistedSnapshotOf(system: AnyActorSystem): PersistedHeartbeat {
   return heartbeat.getPersistedSnapshot() as unknown as PersistedHeartbeat;
 }
 
-/** The heartbeat machine with the real actors provided. */
-export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
+/** What the actors of one heartbeat do, with its services (see {@link runtimeMachine}). */
+interface HeartbeatWork {
+  now: () => number;
+  assess(input: AssessInput, signal: AbortSignal): Promise<AssessOutput>;
+  plan(input: PlanInput, signal: AbortSignal): Promise<PlanOutput>;
+  observe(input: ObserveInput, signal: AbortSignal): Promise<ObserveOutput>;
+  persist(input: PersistInput, signal: AbortSignal, system: AnyActorSystem): Promise<void>;
+  callModel(input: CallModelInput, signal: AbortSignal): Promise<CallModelOutput>;
+  screenCalls(input: ScreenCallsInput): Promise<ScreenCallsOutput>;
+  awaitApproval(
+    input: AwaitApprovalInput,
+    signal: AbortSignal,
+    system: AnyActorSystem,
+  ): Promise<AwaitApprovalOutput>;
+  runTools(
+    input: RunToolsInput,
+    signal: AbortSignal,
+    system: AnyActorSystem,
+  ): Promise<RunToolsOutput>;
+}
+
+/** The work bound to each heartbeat's actor system (its children share the system). */
+const workBySystem = new WeakMap<AnyActorSystem, HeartbeatWork>();
+
+function workOf(system: AnyActorSystem): HeartbeatWork {
+  const work = workBySystem.get(system);
+  if (!work) throw new Error("No heartbeat services are bound to this actor system (bindRuntime)");
+  return work;
+}
+
+/**
+ * Binds a heartbeat's services to its actor (before it starts): the actors of
+ * {@link runtimeMachine} find them through the actor's system.
+ */
+export function bindRuntime(
+  actor: { system: AnyActorSystem },
+  deps: RuntimeDeps,
+  options: ProvideOptions = {},
+): void {
+  workBySystem.set(actor.system, heartbeatWork(deps, options));
+}
+
+function heartbeatWork(deps: RuntimeDeps, options: ProvideOptions): HeartbeatWork {
   const now = deps.now ?? Date.now;
-  const guard =
-    <I, O>(work: (input: I, signal: AbortSignal, system: AnyActorSystem) => Promise<O>) =>
-    async ({
-      input,
-      signal,
-      system,
-    }: {
-      input: I;
-      signal: AbortSignal;
-      system: AnyActorSystem;
-    }): Promise<O> => {
-      try {
-        return await work(input, signal, system);
-      } catch (error) {
-        // The machine receives plain data it can store, never class instances.
-        throw toErrorInfo(error);
-      }
-    };
 
   /**
    * Refuses a model call that the lifetime token budget cannot pay for
@@ -443,112 +471,157 @@ export function provideActors(deps: RuntimeDeps, options: ProvideOptions = {}) {
 
   const approvalOptions: ApprovalOptions = deps.approvals ?? { timeoutSec: null, fallback: "deny" };
 
-  const screenCalls = fromPromise<ScreenCallsOutput, ScreenCallsInput>(
-    guard(async (input) => {
-      if (!toolbox) return { pending: [] };
-      const since = new Date(now()).toISOString();
-      const pending: PendingApproval[] = [];
-      for (const call of input.calls) {
-        const match = await toolbox.screen(call);
-        if (match) {
-          pending.push({
-            callId: call.id,
-            tool: call.name,
-            arguments: call.arguments,
-            rule: match.rule,
-            what: match.what,
-            since,
-          });
-        }
+  const screenCalls = async (input: ScreenCallsInput): Promise<ScreenCallsOutput> => {
+    if (!toolbox) return { pending: [] };
+    const since = new Date(now()).toISOString();
+    const pending: PendingApproval[] = [];
+    for (const call of input.calls) {
+      const match = await toolbox.screen(call);
+      if (match) {
+        pending.push({
+          callId: call.id,
+          tool: call.name,
+          arguments: call.arguments,
+          rule: match.rule,
+          what: match.what,
+          since,
+        });
       }
-      return { pending };
-    }),
-  );
+    }
+    return { pending };
+  };
 
-  const awaitApproval = fromPromise<AwaitApprovalOutput, AwaitApprovalInput>(
-    guard(async (input, signal, system) => {
-      // The state file says `executing` with the loop in `awaitingApproval` at
-      // once: a crash, a reboot or a stop from here on restores the same calls.
-      const written = checkpoint(system);
-      if (options.parking) options.parking.written = written;
-      await written;
-      const { id, goal } = persistedSnapshotOf(system).context;
-      return waitForDecisions({
-        input,
-        id,
-        goal,
-        signal,
-        store: deps.store,
-        decisions: deps.decisions,
-        now,
-        options: approvalOptions,
-        events: deps.events,
-      });
-    }),
-  );
+  const awaitApproval = async (
+    input: AwaitApprovalInput,
+    signal: AbortSignal,
+    system: AnyActorSystem,
+  ): Promise<AwaitApprovalOutput> => {
+    // The state file says `executing` with the loop in `awaitingApproval` at
+    // once: a crash, a reboot or a stop from here on restores the same calls.
+    const written = checkpoint(system);
+    if (options.parking) options.parking.written = written;
+    await written;
+    const { id, goal } = persistedSnapshotOf(system).context;
+    return waitForDecisions({
+      input,
+      id,
+      goal,
+      signal,
+      store: deps.store,
+      decisions: deps.decisions,
+      now,
+      options: approvalOptions,
+      events: deps.events,
+    });
+  };
 
+  return {
+    now,
+    screenCalls,
+    awaitApproval,
+    callModel: (input, signal) => {
+      checkBudget(input, input.spentTokens);
+      return deps.llm.callWithTools(input, toolbox?.definitions ?? [], signal);
+    },
+    runTools: async (input, signal, system) => {
+      // With tools disabled the machine never enters `executing`.
+      if (!toolRound) throw new Error("runTools ran although tools are disabled");
+      return toolRound.run(input, signal, () => checkpoint(system));
+    },
+    assess: (input, signal) => {
+      checkBudget(input);
+      return deps.llm.assess(input, signal);
+    },
+    plan: (input, signal) => {
+      checkBudget(input);
+      return deps.llm.plan(input, signal);
+    },
+    persist: async (input, _signal, system) => {
+      // Let the transition into `persisting` settle so the snapshot includes it.
+      await Promise.resolve();
+      const snapshot = persistedSnapshotOf(system);
+      const at = new Date(now()).toISOString();
+      const file = stateFileOf(snapshot, input, at, deps.prices, deps.savedSettings);
+      const entries = journalEntriesOf(snapshot.context, input, at, deps.prices);
+      await deps.store.commit(file, entries);
+      deps.events?.persisted?.(file, entries);
+      // Every tick ends here: tools let go of what they hold for a tick (the browser).
+      await toolbox?.endTick();
+    },
+    observe: (input, signal) =>
+      deps.observe
+        ? deps.observe(input, signal)
+        : Promise.resolve({ fingerprint: null, checklist: null }),
+  };
+}
+
+/**
+ * A promise actor doing `work` of the heartbeat whose system it runs in; it
+ * rejects with plain data the machine can store, never class instances.
+ */
+function heartbeatActor<I, O>(
+  work: (w: HeartbeatWork, input: I, signal: AbortSignal, system: AnyActorSystem) => Promise<O>,
+) {
+  return fromPromise<O, I>(async ({ input, signal, system }) => {
+    try {
+      return await work(workOf(system), input, signal, system);
+    } catch (error) {
+      throw toErrorInfo(error);
+    }
+  });
+}
+
+function provideRuntime() {
   const execute = toolLoopMachine.provide({
     actors: {
-      screenCalls,
-      awaitApproval,
-      callModel: fromPromise<CallModelOutput, CallModelInput>(
-        guard((input, signal) => {
-          checkBudget(input, input.spentTokens);
-          return deps.llm.callWithTools(input, toolbox?.definitions ?? [], signal);
-        }),
+      screenCalls: heartbeatActor<ScreenCallsInput, ScreenCallsOutput>((w, input) =>
+        w.screenCalls(input),
       ),
-      runTools: fromPromise<RunToolsOutput, RunToolsInput>(
-        guard(async (input, signal, system) => {
-          // With tools disabled the machine never enters `executing`.
-          if (!toolRound) throw new Error("runTools ran although tools are disabled");
-          return toolRound.run(input, signal, () => checkpoint(system));
-        }),
+      awaitApproval: heartbeatActor<AwaitApprovalInput, AwaitApprovalOutput>(
+        (w, input, signal, system) => w.awaitApproval(input, signal, system),
+      ),
+      callModel: heartbeatActor<CallModelInput, CallModelOutput>((w, input, signal) =>
+        w.callModel(input, signal),
+      ),
+      runTools: heartbeatActor<RunToolsInput, RunToolsOutput>((w, input, signal, system) =>
+        w.runTools(input, signal, system),
       ),
     },
   });
-
   return heartbeatMachine.provide({
     actors: {
-      assess: fromPromise<AssessOutput, AssessInput>(
-        guard((input, signal) => {
-          checkBudget(input);
-          return deps.llm.assess(input, signal);
-        }),
+      assess: heartbeatActor<AssessInput, AssessOutput>((w, input, signal) =>
+        w.assess(input, signal),
       ),
-      plan: fromPromise<PlanOutput, PlanInput>(
-        guard((input, signal) => {
-          checkBudget(input);
-          return deps.llm.plan(input, signal);
-        }),
-      ),
+      plan: heartbeatActor<PlanInput, PlanOutput>((w, input, signal) => w.plan(input, signal)),
       execute,
-      persist: fromPromise<void, PersistInput>(
-        guard(async (input, _signal, system) => {
-          // Let the transition into `persisting` settle so the snapshot includes it.
-          await Promise.resolve();
-          const snapshot = persistedSnapshotOf(system);
-          const at = new Date(now()).toISOString();
-          const file = stateFileOf(snapshot, input, at, deps.prices, deps.savedSettings);
-          const entries = journalEntriesOf(snapshot.context, input, at, deps.prices);
-          await deps.store.commit(file, entries);
-          deps.events?.persisted?.(file, entries);
-          // Every tick ends here: tools let go of what they hold for a tick (the browser).
-          await toolbox?.endTick();
-        }),
+      persist: heartbeatActor<PersistInput, void>((w, input, signal, system) =>
+        w.persist(input, signal, system),
       ),
-      observe: fromPromise<ObserveOutput, ObserveInput>(
-        guard((input, signal) =>
-          deps.observe
-            ? deps.observe(input, signal)
-            : Promise.resolve({ fingerprint: null, checklist: null }),
-        ),
+      observe: heartbeatActor<ObserveInput, ObserveOutput>((w, input, signal) =>
+        w.observe(input, signal),
       ),
-      sleepUntil: fromPromise<SleepOutput, SleepInput>(({ input, signal }) =>
-        sleepUntil(input.until, signal, now),
+      // Never rejects.
+      sleepUntil: fromPromise<SleepOutput, SleepInput>(({ input, signal, system }) =>
+        sleepUntil(input.until, signal, workOf(system).now),
       ),
     },
-    actions: timeImplementations(now),
+    actions: clockActions((system) => workOf(system).now()),
   });
+}
+
+let provided: ReturnType<typeof provideRuntime> | undefined;
+
+/**
+ * The heartbeat machine with the real actors provided: one per process, shared
+ * by every heartbeat actor (a provided machine holds its own copy of both
+ * statecharts' definitions, about 40 KB; one per heartbeat was 40 MB of live
+ * heap with 1,000 actors). Each actor's services are bound to its system with
+ * {@link bindRuntime} before it starts.
+ */
+export function runtimeMachine(): ReturnType<typeof provideRuntime> {
+  provided ??= provideRuntime();
+  return provided;
 }
 
 /**
@@ -747,12 +820,19 @@ export async function prepareHeartbeat(
   };
   const checkpointed = previous?.status === "executing" && previous.snapshot.status === "active";
   const parking: { written: Promise<void> | null } = { written: null };
-  const machine = provideActors(deps, {
+  const machine = runtimeMachine();
+  const provideOptions: ProvideOptions = {
     parking,
     restoredAttempt: checkpointed
       ? (previous.snapshot.context.current as { startedAt?: string } | null)?.startedAt
       : undefined,
-  });
+  };
+  /** The actor, with this heartbeat's services bound to it before anything runs. */
+  const create = (options: { input: HeartbeatInput; snapshot?: SnapshotFrom<typeof machine> }) => {
+    const actor = createActor(machine, { ...options, ...actorOptions });
+    bindRuntime(actor, deps, provideOptions);
+    return actor;
+  };
   const goal = request.goal?.trim();
 
   if (!previous) {
@@ -773,7 +853,7 @@ export async function prepareHeartbeat(
       createdAt: new Date(now()).toISOString(),
       settings: request.settings,
     };
-    return wrap(createActor(machine, { input, ...actorOptions }), false, null);
+    return wrap(create({ input }), false, null);
   }
 
   checkGoal(previous, goal);
@@ -805,7 +885,7 @@ export async function prepareHeartbeat(
       createdAt: previous.createdAt,
       settings: request.settings,
     };
-    const actor = createActor(machine, { snapshot: patched, input, ...actorOptions });
+    const actor = create({ snapshot: patched, input });
     const restored = actor.getSnapshot();
     if (restored.status === "error") {
       throw new StateFileError(
@@ -828,7 +908,7 @@ export async function prepareHeartbeat(
     settings: request.settings,
     resume,
   };
-  return wrap(createActor(machine, { input, ...actorOptions }), true, previous);
+  return wrap(create({ input }), true, previous);
 
   function wrap(
     a: Actor<typeof heartbeatMachine>,
