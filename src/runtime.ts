@@ -285,7 +285,17 @@ export function journalEntriesOf(
 ): JournalEntry[] {
   const entries: JournalEntry[] = [];
   const t = ctx.current;
-  if (t) {
+  if (t && ctx.parked && input.status === "shutdown") {
+    // Stopped while tool calls await approval: the tick is not over, it waits on.
+    entries.push({
+      type: "suspend",
+      seq: input.seq,
+      at,
+      tick: ctx.tick,
+      reason: "signal",
+      pending: (ctx.parked.pending ?? []).map((p) => p.callId),
+    });
+  } else if (t) {
     // A tick whose assessment met the goal did its work: it is not idle.
     const idle = t.assessment !== null && !t.assessment.actionNeeded && !t.assessment.goalComplete;
     entries.push({
@@ -361,8 +371,6 @@ export interface ProvideOptions {
    * the first tool round reads the journal and replays the calls it finished.
    */
   restoredAttempt?: string | undefined;
-  /** Set by `awaitApproval` to its checkpoint write, which a stop while waiting awaits. */
-  parking?: { written: Promise<void> | null };
 }
 
 /** The heartbeat actor's id in its actor system, where `persist` and the checkpoint find it. */
@@ -445,9 +453,13 @@ function heartbeatWork(deps: RuntimeDeps, options: ProvideOptions): HeartbeatWor
     }
   };
 
-  /** Saves the heartbeat as it is now, mid-tick, so a crash resumes here (status `executing`). */
-  const checkpoint = async (system: AnyActorSystem) => {
+  /**
+   * Saves the heartbeat as it is now, mid-tick, so a crash resumes here
+   * (status `executing`); not once `signal` says the machine left the state.
+   */
+  const checkpoint = async (system: AnyActorSystem, signal?: AbortSignal) => {
     await Promise.resolve();
+    if (signal?.aborted) return;
     const snapshot = persistedSnapshotOf(system);
     const file = stateFileOf(
       snapshot,
@@ -497,10 +509,9 @@ function heartbeatWork(deps: RuntimeDeps, options: ProvideOptions): HeartbeatWor
     system: AnyActorSystem,
   ): Promise<AwaitApprovalOutput> => {
     // The state file says `executing` with the loop in `awaitingApproval` at
-    // once: a crash, a reboot or a stop from here on restores the same calls.
-    const written = checkpoint(system);
-    if (options.parking) options.parking.written = written;
-    await written;
+    // once: a crash or a reboot from here on restores the same calls (a stop
+    // is the machine's `parkForStop`, which has left the state by now).
+    await checkpoint(system, signal);
     const { id, goal } = persistedSnapshotOf(system).context;
     return waitForDecisions({
       input,
@@ -693,6 +704,13 @@ function resumeRecordOf(file: StateFile, settings: HeartbeatSettings): ResumeRec
     lastTickAt: (ctx.lastTickAt as string | null | undefined) ?? null,
     ...(ctx.checklist ? { checklist: ctx.checklist as ResumeRecord["checklist"] } : {}),
     day: (ctx.day as ResumeRecord["day"]) ?? null,
+    // Stopped while tool calls awaited approval: the tick goes on waiting for them.
+    ...(file.status === "shutdown" && ctx.parked && ctx.current
+      ? {
+          current: ctx.current as unknown as ResumeRecord["current"],
+          parked: ctx.parked as unknown as ResumeRecord["parked"],
+        }
+      : {}),
   };
 }
 
@@ -819,10 +837,8 @@ export async function prepareHeartbeat(
     inspect: deps.inspect,
   };
   const checkpointed = previous?.status === "executing" && previous.snapshot.status === "active";
-  const parking: { written: Promise<void> | null } = { written: null };
   const machine = runtimeMachine();
   const provideOptions: ProvideOptions = {
-    parking,
     restoredAttempt: checkpointed
       ? (previous.snapshot.context.current as { startedAt?: string } | null)?.startedAt
       : undefined,
@@ -946,70 +962,17 @@ export async function prepareHeartbeat(
       },
       error: () => {},
     });
-    let suspended: (output: HeartbeatOutput) => void = () => {};
-    const done = Promise.race([
-      toPromise(a) as Promise<HeartbeatOutput>,
-      new Promise<HeartbeatOutput>((resolve) => {
-        suspended = resolve;
-      }),
-    ]);
-    let suspending = false;
-    /**
-     * A stop while the tool loop waits for approval keeps the wait: the
-     * checkpoint written on entering `awaitingApproval` stays the state file
-     * (status `executing`), the stop is journaled as `suspend`, and the actor
-     * is stopped without a transition. `run --id` restores the same pending
-     * calls, and decisions given meanwhile are applied then.
-     */
-    const suspend = async () => {
-      suspending = true;
-      await parking.written?.catch(() => {});
-      const ctx = a.getSnapshot().context;
-      const pending = awaitingApprovalOf(a);
-      await deps.store
-        .append([
-          {
-            type: "suspend",
-            at: new Date(now()).toISOString(),
-            tick: ctx.tick,
-            reason: "signal",
-            pending: pending.map((p) => p.callId),
-          },
-        ])
-        .catch(() => {});
-      // Settled first: stopping the actor completes it without an output.
-      suspended({
-        status: "shutdown",
-        reason: "awaiting-approval",
-        tick: ctx.tick,
-        completed: ctx.completed,
-        usage: ctx.usage,
-        progress: ctx.progress,
-        error: null,
-      });
-      a.stop();
-    };
     return {
       actor: a,
-      done,
+      done: toPromise(a) as Promise<HeartbeatOutput>,
       resumed,
       previous: prev,
-      stop: () => {
-        if (suspending) return;
-        if (awaitingApprovalOf(a).length > 0) void suspend();
-        else a.send({ type: "heartbeat.stop" });
-      },
+      // A stop while tool calls await approval is the machine's too: it ends
+      // `shutdown` keeping the wait (see `parkForStop`).
+      stop: () => a.send({ type: "heartbeat.stop" }),
       wake: () => a.send({ type: "heartbeat.wake" }),
     };
   }
-}
-
-/** The calls the heartbeat's tool loop waits on (none unless it is in `awaitingApproval`). */
-export function awaitingApprovalOf(actor: Actor<typeof heartbeatMachine>): PendingApproval[] {
-  const loop = actor.getSnapshot().children.execute?.getSnapshot() as
-    | { value?: unknown; context?: { pending?: PendingApproval[] } }
-    | undefined;
-  return loop?.value === "awaitingApproval" ? (loop.context?.pending ?? []) : [];
 }
 
 /** Starts a prepared heartbeat: a restored snapshot resumes by itself, a new actor gets `heartbeat.start`. */

@@ -376,6 +376,8 @@ export const heartbeatMachine = setup({
     maxTicksDone: ({ context }) => context.outcome?.status === "completed",
     mustFail: ({ context }) => context.outcome?.status === "failed",
     stopRequested: ({ context }) => context.outcome?.status === "shutdown",
+    /** The tool loop waits for approval (or waited, when a stop ended the last run there). */
+    parked: ({ context }) => (context.parked ?? null) !== null,
   },
   actions: {
     /**
@@ -458,7 +460,21 @@ export const heartbeatMachine = setup({
         errors: [...(context.current?.errors ?? []), error],
       });
     }),
-    concludeTick: assign(({ context }) => concludeTick(context)),
+    concludeTick: assign(({ context }) => ({ ...concludeTick(context), parked: null })),
+    /** The tool loop reported it waits for approval: its context, kept for a stop. */
+    recordParked: assign(({ event }) => ({
+      parked: event.type === "toolLoop.parked" ? event.loop : null,
+    })),
+    clearParked: assign({ parked: null }),
+    /**
+     * A stop while tool calls await approval: the run ends `shutdown`, but the
+     * tick is not interrupted: it keeps `current` and the parked loop, and the
+     * next run waits for the same calls (decisions given meanwhile apply then).
+     */
+    parkForStop: assign(({ context }) => ({
+      outcome: { status: "shutdown" as const, reason: "awaiting-approval" },
+      seq: context.seq + 1,
+    })),
     clearCurrent: assign({ current: null, skipped: [] }),
     concludeRun: assign(({ context }) => concludeRun(context)),
     requestStop: assign(({ context }) => ({
@@ -469,6 +485,7 @@ export const heartbeatMachine = setup({
           : null,
       outcome: { status: "shutdown" as const, reason: "signal" },
       seq: context.seq + 1,
+      parked: null,
     })),
     /** The sleep itself failed: end `failed` rather than tick at a time nobody planned (maybe outside the window). */
     recordSleepError: assign(({ context, event }) => {
@@ -485,6 +502,8 @@ export const heartbeatMachine = setup({
         outcome: { status: "failed" as const, reason: error.code },
         error: { ...error, fatal: true },
         nextTickAt: null,
+        // Failed: nothing waits any more.
+        parked: null,
       };
     }),
   },
@@ -505,7 +524,7 @@ export const heartbeatMachine = setup({
     usage: input.resume?.usage ?? ZERO_USAGE,
     consecutiveFailures: input.resume?.consecutiveFailures ?? 0,
     digests: input.resume?.digests ?? [],
-    current: null,
+    current: input.resume?.current ?? null,
     outcome: null,
     error: null,
     seq: input.resume?.seq ?? 0,
@@ -517,6 +536,7 @@ export const heartbeatMachine = setup({
     lastTickAt: input.resume?.lastTickAt ?? null,
     checklist: input.resume?.checklist ?? NO_CHECKLIST,
     day: input.resume?.day ?? null,
+    parked: input.resume?.parked ?? null,
   }),
   initial: "idle",
   on: {
@@ -532,6 +552,8 @@ export const heartbeatMachine = setup({
             target: "persisting",
             actions: ["readClock", "concludeRun"],
           },
+          // Stopped while tool calls awaited approval: straight back to waiting for them.
+          { guard: "parked", target: "executing", actions: "readClock" },
           { target: "persisting", actions: ["readClock", "beginRun"] },
         ],
       },
@@ -671,6 +693,12 @@ export const heartbeatMachine = setup({
       },
     },
     executing: {
+      on: {
+        "toolLoop.parked": { actions: "recordParked" },
+        "toolLoop.unparked": { actions: "clearParked" },
+        // Otherwise the stop of any state (below) applies: the tick is interrupted.
+        "heartbeat.stop": { guard: "parked", target: "persisting", actions: "parkForStop" },
+      },
       invoke: {
         id: "execute",
         src: "execute",
@@ -683,6 +711,7 @@ export const heartbeatMachine = setup({
           tokenBudget: tickTokenBudget(context),
           attempt: context.current?.startedAt ?? "",
           budget: budgetOf(context),
+          parked: context.parked ?? null,
         }),
         onDone: {
           target: "persisting",

@@ -3,7 +3,7 @@
  * inputs and outputs of its invoked actors. Types only: the machine stays pure.
  */
 import type { ErrorInfo } from "../errors.js";
-import type { ToolCallRecord } from "./toolLoop.types.js";
+import type { ToolCallRecord, ToolLoopContext } from "./toolLoop.types.js";
 
 /** Token usage of one or more model calls. */
 export interface TokenUsage {
@@ -256,6 +256,13 @@ export interface HeartbeatContext {
   checklist?: ChecklistState;
   /** Usage of the current calendar day, for the daily caps. Absent in older files. */
   day?: DayUsage | null;
+  /**
+   * The tool loop while it waits in `awaitingApproval` (its whole context, as
+   * `toolLoop.parked` reported it); null otherwise. A stop while it is set
+   * ends the run `shutdown` keeping it and `current`, and the next run goes
+   * back to waiting for the same calls. Absent in older files.
+   */
+  parked?: ToolLoopContext | null;
 }
 
 /** A tick the schedule did not run. */
@@ -285,7 +292,9 @@ export type ResumeRecord = Pick<
   | "lastTickAt"
   | "checklist"
   | "day"
->;
+> &
+  /** A run stopped while tool calls awaited approval: the tick in progress and its parked tool loop. */
+  Partial<Pick<HeartbeatContext, "current" | "parked">>;
 
 export interface HeartbeatInput {
   id: string;
@@ -300,7 +309,10 @@ export interface HeartbeatInput {
 export type HeartbeatEvent =
   | { type: "heartbeat.start" }
   | { type: "heartbeat.stop" }
-  | { type: "heartbeat.wake" };
+  | { type: "heartbeat.wake" }
+  /** From the tool loop (`execute`): it waits for approval now (its context), or no longer. */
+  | { type: "toolLoop.parked"; loop: ToolLoopContext }
+  | { type: "toolLoop.unparked" };
 
 export interface HeartbeatOutput {
   status: OutcomeStatus;

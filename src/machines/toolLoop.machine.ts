@@ -5,7 +5,7 @@
  * without tool calls or the per-tick call budget is spent. Pure: actors are
  * provided by the runtime.
  */
-import { assign, setup } from "xstate";
+import { assign, enqueueActions, setup } from "xstate";
 import { notProvided } from "./notProvided.js";
 import { addUsage, asErrorInfo, ZERO_USAGE } from "./shared.js";
 import type {
@@ -136,6 +136,17 @@ export const toolLoopMachine = setup({
       pending: params.output.pending,
       approvals: [],
     })),
+    /**
+     * Tells the heartbeat the loop waits for approval, with the whole context:
+     * a stop now ends the run keeping it, and the next run waits again.
+     */
+    reportParked: enqueueActions(({ context, self, enqueue }) => {
+      if (self._parent) enqueue.sendParent({ type: "toolLoop.parked", loop: context });
+    }),
+    /** The wait is over (decided, or failed). */
+    reportUnparked: enqueueActions(({ self, enqueue }) => {
+      if (self._parent) enqueue.sendParent({ type: "toolLoop.unparked" });
+    }),
     /** Nothing to ask: the round runs as it is. */
     clearApprovals: assign(() => ({ pending: [], approvals: [] })),
     /** The operator (or the timeout) decided every pending call. */
@@ -170,6 +181,8 @@ export const toolLoopMachine = setup({
   },
   guards: {
     needsApproval: (_, params: { output: ScreenCallsOutput }) => params.output.pending.length > 0,
+    /** The loop was restored from a stop while it waited: it waits again. */
+    parkedCalls: ({ context }) => (context.pending?.length ?? 0) > 0,
     wantsTools: (_, params: { output: CallModelOutput }) => params.output.toolCalls.length > 0,
     repeatsToolCall: ({ context }, params: { output: CallModelOutput }) =>
       repeatedCall(context.transcript, params.output.toolCalls) !== undefined,
@@ -180,23 +193,25 @@ export const toolLoopMachine = setup({
   },
 }).createMachine({
   id: "toolLoop",
-  context: ({ input }) => ({
-    ...input,
-    transcript: [],
-    iteration: 0,
-    usage: ZERO_USAGE,
-    callUsages: [],
-    toolCalls: [],
-    pending: [],
-    approvals: [],
-    result: null,
-    error: null,
-    stoppedBy: null,
-  }),
+  context: ({ input: { parked, ...input } }) =>
+    parked ?? {
+      ...input,
+      transcript: [],
+      iteration: 0,
+      usage: ZERO_USAGE,
+      callUsages: [],
+      toolCalls: [],
+      pending: [],
+      approvals: [],
+      result: null,
+      error: null,
+      stoppedBy: null,
+    },
   initial: "checking",
   states: {
     checking: {
       always: [
+        { guard: "parkedCalls", target: "awaitingApproval" },
         { guard: "withinTickBudget", target: "calling" },
         { target: "done", actions: "noteBudgetSpent" },
       ],
@@ -261,6 +276,7 @@ export const toolLoopMachine = setup({
     // Persisted like any other state: the runtime's actor checkpoints the
     // heartbeat on entry, so a restore waits for the same calls.
     awaitingApproval: {
+      entry: "reportParked",
       invoke: {
         id: "awaitApproval",
         src: "awaitApproval",
@@ -272,9 +288,12 @@ export const toolLoopMachine = setup({
         }),
         onDone: {
           target: "acting",
-          actions: { type: "recordDecisions", params: ({ event }) => ({ output: event.output }) },
+          actions: [
+            { type: "recordDecisions", params: ({ event }) => ({ output: event.output }) },
+            "reportUnparked",
+          ],
         },
-        onError: { target: "done", actions: ["recordError", "clearApprovals"] },
+        onError: { target: "done", actions: ["recordError", "clearApprovals", "reportUnparked"] },
       },
     },
     acting: {

@@ -43,12 +43,17 @@ export interface ToolLoopInput {
   attempt: string;
   /** The heartbeat's lifetime budget when the loop started (null: none); passed on to every model call. */
   budget?: LifetimeBudget | null;
+  /**
+   * A loop parked in `awaitingApproval` by a stop (its context): the loop
+   * starts from it and waits for the same calls again. Null: a new loop.
+   */
+  parked?: ToolLoopContext | null;
 }
 
 /** Why the loop stopped before the model gave a final answer. */
 export type ToolLoopStop = "iterations" | "budget" | "breaker";
 
-export interface ToolLoopContext extends ToolLoopInput {
+export interface ToolLoopContext extends Omit<ToolLoopInput, "parked"> {
   transcript: TranscriptEntry[];
   /** Calls of the current round that wait for the operator (`awaitingApproval`); empty otherwise. */
   pending?: PendingApproval[];

@@ -177,6 +177,19 @@ export const ContextSchemaV3 = ContextSchemaV1.extend({
     .object({ tasks: z.array(ChecklistTaskSchema), runs: z.record(z.string(), z.string()) })
     .optional(),
   day: z.object({ date: z.string(), usage: UsageSchema }).nullable().optional(),
+  /**
+   * The tool loop a stop left waiting for approval (its context; status
+   * `shutdown`): optional like the rest, so files without it stay version 3.
+   */
+  parked: z
+    .looseObject({
+      tick: z.number().int(),
+      iteration: z.number().int(),
+      attempt: z.string(),
+      pending: z.array(z.looseObject({ callId: z.string() })),
+    })
+    .nullable()
+    .optional(),
 });
 
 /** State file, version 3: version 2 with the idle-cost state in the snapshot's context. */

@@ -165,8 +165,8 @@ export function machinesOf(machine: AnyStateMachine): AnyStateMachine[] {
 /**
  * Mermaid `stateDiagram-v2` of the machine: every state, every transition
  * labelled `event [guard]` (transitions declared on an ancestor are drawn from
- * each state that does not handle the event itself; ones that do nothing are
- * left out), and invoked statecharts drawn inside the state that invokes them.
+ * each state that does not handle the event itself, or only behind guards;
+ * ones that do nothing are left out), and invoked statecharts drawn inside the state that invokes them.
  */
 export function toMermaid(machine: AnyStateMachine): string {
   const lines = ["stateDiagram-v2"];
@@ -226,7 +226,9 @@ function edgesFrom(node: AnyStateNode): Array<{ label: string; target: AnyStateN
     ];
     for (const [eventType, list] of all) {
       if (handled.has(eventType)) continue;
-      own.add(eventType);
+      // Only a handler with an unguarded branch hides the ancestors' (when every
+      // guard fails, XState looks further up).
+      if (list.some((t) => !t.guard)) own.add(eventType);
       for (const t of list) {
         const targets = (t.target ?? []) as AnyStateNode[];
         if (targets.length === 0 && t.actions.length === 0) continue;

@@ -105,6 +105,55 @@ describe("approvals", () => {
     expect(await listed()).toEqual([]);
   }, 120_000);
 
+  it("SIGTERM while a write awaits approval ends shutdown keeping the call: approvals lists it, run --id waits again and approve completes it", async () => {
+    await setUp();
+    const run = startCli(h.runArgs("--id", "st", "--goal", "Write out.md"), {
+      cwd: h.workdir,
+      env: env(),
+    });
+    await run.waitForOutput("awaiting approval", 30_000);
+    const waiting = await until(() => pendingFor("st"), "the pending call");
+    run.child.kill("SIGTERM");
+    const stopped = await run.exited;
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(stopped.stdout).toMatch(/while tool calls await approval/);
+    // Saved as a stop anywhere else is, with the tick and its waiting call kept.
+    const file = await h.stateOf("st");
+    expect(file).toMatchObject({
+      status: "shutdown",
+      reason: "awaiting-approval",
+      tick: 0,
+      snapshot: { value: "persisting" },
+    });
+    expect(file.snapshot.context.parked.pending).toMatchObject([{ callId: "w1" }]);
+    expect(await listed(), "still listed while stopped").toEqual(waiting);
+    const journal = await h.journalOf("st");
+    expect(journal.filter((e) => e.type === "suspend")).toMatchObject([{ pending: ["w1"] }]);
+    expect(
+      journal.filter((e) => e.type === "tick"),
+      "the tick is not over",
+    ).toEqual([]);
+    expect(journal.at(-1)).toMatchObject({ type: "end", status: "shutdown" });
+    await expect(fs.stat(path.join(h.workdir, "out.md"))).rejects.toThrow();
+
+    const resumed = startCli(h.runArgs("--id", "st"), { cwd: h.workdir, env: env() });
+    await resumed.waitForOutput("awaiting approval", 30_000);
+    expect(await h.stateOf("st")).toMatchObject({ status: "executing" });
+    const approve = await runCli(["approve", "st", "--workdir", h.workdir], { env: env() });
+    expect(approve.code, approve.stderr).toBe(0);
+    const done = await resumed.exited;
+    expect(done.code, done.stderr).toBe(0);
+    expect(await fs.readFile(path.join(h.workdir, "out.md"), "utf8")).toBe("hello");
+    expect(await h.stateOf("st")).toMatchObject({ status: "completed", tick: 1 });
+    // The same tick went on: the model was not asked for the write again.
+    const executes = h.server.chatRequests().filter((r) => classify(r) === "execute");
+    expect(executes).toHaveLength(2);
+    expect((await h.journalOf("st")).filter((e) => e.type === "tick")).toMatchObject([
+      { tick: 1, status: "ok" },
+    ]);
+    expect(await listed()).toEqual([]);
+  }, 120_000);
+
   it('stop keeps the wait; deny --reason "not now" given while stopped applies on resume: no file, the model reads the reason', async () => {
     await setUp();
     const run = startCli(h.runArgs("--id", "dn", "--goal", "Write out.md"), {
@@ -122,6 +171,10 @@ describe("approvals", () => {
     expect((await h.journalOf("dn")).filter((e) => e.type === "suspend")).toMatchObject([
       { pending: ["w1"] },
     ]);
+    expect(await h.stateOf("dn")).toMatchObject({
+      status: "shutdown",
+      reason: "awaiting-approval",
+    });
 
     const deny = await runCli(["deny", "dn", "--reason", "not now", "--workdir", h.workdir], {
       env: env(),

@@ -113,6 +113,8 @@ interface ModelSpec {
   outputs: Record<string, readonly unknown[]>;
   /** Representative errors, for `xstate.error.actor.<id>`. */
   errors: readonly unknown[];
+  /** Representative events, by type, for events that carry data (others are sent as `{ type }`). */
+  events?: Record<string, readonly AnyEventObject[]>;
   scenarios: Scenario[];
   /** Checks one step; throws (expect) when an invariant breaks. */
   invariant: (step: StepRecord) => void;
@@ -186,7 +188,7 @@ function eventsFor(spec: ModelSpec, snapshot: AnyMachineSnapshot): AnyEventObjec
     } else if (error) {
       for (const e of spec.errors) events.push({ type, error: e });
     } else {
-      events.push({ type });
+      events.push(...(spec.events?.[type] ?? [{ type }]));
     }
   }
   return events;
@@ -672,6 +674,48 @@ const HEARTBEAT_OUTPUTS: Record<string, readonly unknown[]> = {
 
 type HeartbeatSnapshot = Omit<AnyMachineSnapshot, "context"> & { context: HeartbeatContext };
 
+/** A tool loop waiting for the approval of one write (what `toolLoop.parked` reports). */
+const PARKED_LOOP: ToolLoopContext = {
+  goal: "Keep NOTES.md current",
+  tick: 1,
+  progress: "",
+  plan: { steps: ["Update NOTES.md"] },
+  maxIterations: 2,
+  tokenBudget: 0,
+  attempt: iso(T0 - 60_000),
+  budget: null,
+  transcript: [
+    {
+      role: "assistant",
+      content: null,
+      toolCalls: [{ id: "w1", name: "write_file", arguments: '{"path":"NOTES.md"}' }],
+    },
+  ],
+  iteration: 1,
+  usage: USAGE,
+  callUsages: [USAGE],
+  toolCalls: [],
+  pending: [
+    {
+      callId: "w1",
+      tool: "write_file",
+      arguments: '{"path":"NOTES.md"}',
+      rule: "write(**)",
+      what: "write NOTES.md",
+      since: iso(T0 - 30_000),
+    },
+  ],
+  approvals: [],
+  result: null,
+  error: null,
+  stoppedBy: null,
+};
+
+/** Events the heartbeat gets from its tool loop, with their data. */
+const HEARTBEAT_EVENTS: Record<string, readonly AnyEventObject[]> = {
+  "toolLoop.parked": [{ type: "toolLoop.parked", loop: PARKED_LOOP }],
+};
+
 /**
  * The exploration key of a heartbeat snapshot: value and context without the
  * history kept for people and prompts (texts, digests, per-call records),
@@ -688,6 +732,7 @@ function heartbeatKey(snapshot: AnyMachineSnapshot): string {
     current,
     // Counts writes; no guard reads it (a deferral loop would grow it forever).
     seq: _seq,
+    parked,
     ...rest
   } = (snapshot as HeartbeatSnapshot).context;
   return json({
@@ -695,6 +740,8 @@ function heartbeatKey(snapshot: AnyMachineSnapshot): string {
     status: snapshot.status,
     context: {
       ...rest,
+      // Only whether the loop waits (and for which calls) matters to the heartbeat.
+      parked: parked ? (parked.pending ?? []).map((p) => p.callId) : null,
       digests: digests.map((d) => d.tick),
       error: error && { code: error.code, fatal: error.fatal },
       current: current && {
@@ -761,6 +808,23 @@ function heartbeatInvariant(step: StepRecord) {
   if (typeof after.value === "string" && FINAL.has(after.value) && step.before) {
     expect(step.before.value, `${after.value} is entered from persisting`).toBe("persisting");
   }
+  // A parked tool loop (waiting for approval) is known only while the tick
+  // executes, or kept by the stop that ended the run there (for the next run).
+  if (ctx.parked) {
+    const kept = ctx.outcome?.status === "shutdown" && ctx.outcome.reason === "awaiting-approval";
+    expect(
+      after.value === "executing" ||
+        (kept && (after.value === "persisting" || after.value === "shutdown")) ||
+        (after.value === "idle" && ctx.current !== null),
+      `a parked loop only in executing or kept by its stop (${json(after.value)})`,
+    ).toBe(true);
+  }
+  // A stop while the loop waits keeps the tick: not interrupted, not counted, the loop kept.
+  if (after.value === "shutdown" && ctx.outcome?.reason === "awaiting-approval") {
+    expect(ctx.parked, "the stopped wait keeps its loop").not.toBeNull();
+    expect(ctx.current?.interrupted, "the stopped wait keeps its tick").toBe(false);
+    expect(ctx.current?.number).toBe(ctx.tick + 1);
+  }
   if (!step.before) return;
   const before = step.before as HeartbeatSnapshot;
   // A tick is counted once: +1 at most, only when the tick in progress concludes.
@@ -802,6 +866,30 @@ const heartbeatScenarios: Scenario[] = [
   },
   { name: "resumed at max ticks", input: heartbeatInput({ maxTicks: 1 }, { tick: 1 }) },
   {
+    // Stopped while a write awaited approval: the next run waits for it again.
+    name: "resumed awaiting approval",
+    input: heartbeatInput(
+      {},
+      {
+        tick: 0,
+        current: {
+          number: 1,
+          startedAt: PARKED_LOOP.attempt,
+          wakeReason: "start",
+          assessment: assessed({}).assessment,
+          plan: PARKED_LOOP.plan,
+          result: null,
+          errors: [],
+          usage: USAGE,
+          modelCalls: [],
+          toolCalls: [],
+          interrupted: false,
+        },
+        parked: PARKED_LOOP,
+      },
+    ),
+  },
+  {
     // T0 is midnight UTC: outside the window, which opens at 09:00.
     name: "active hours",
     input: heartbeatInput({ maxTicks: 1, activeHours: "09:00-10:00", timezone: "UTC" }),
@@ -813,6 +901,7 @@ const heartbeatSpec: ModelSpec = {
   machine: heartbeat,
   outputs: HEARTBEAT_OUTPUTS,
   errors: [NON_FATAL, FATAL],
+  events: HEARTBEAT_EVENTS,
   scenarios: heartbeatScenarios,
   invariant: heartbeatInvariant,
   ending: (snapshot) => {
@@ -996,6 +1085,17 @@ const toolLoopSpec: ModelSpec = {
     { name: "two calls allowed", input: toolLoopInput({ maxIterations: 2 }) },
     { name: "four calls allowed", input: toolLoopInput({ maxIterations: 4 }) },
     { name: "no token budget left", input: toolLoopInput({ tokenBudget: 1 }) },
+    // A loop a stop left waiting: it waits for the same calls again.
+    {
+      name: "restored awaiting approval",
+      input: toolLoopInput({
+        parked: {
+          ...PARKED_LOOP,
+          transcript: [{ role: "assistant", content: null, toolCalls: [READ_CALL] }],
+          pending: [PENDING_READ],
+        },
+      }),
+    },
   ],
   invariant: toolLoopInvariant,
   ending: (snapshot) => {

@@ -90,6 +90,8 @@ describe("toMermaid (heartbeat)", () => {
       expect(lines).toContain(`${state} --> persisting : heartbeat.stop`);
     }
     expect(lines).toContain("persisting --> persisting : heartbeat.stop [sleepScheduled]");
+    // A guarded handler does not hide the root's: a stop while no tool call waits is the usual one.
+    expect(lines).toContain("executing --> persisting : heartbeat.stop [parked]");
     expect(lines).not.toContain("persisting --> persisting : heartbeat.stop");
   });
 
@@ -222,6 +224,7 @@ describe("machineDefinitions", () => {
       states: Record<string, { always?: unknown; on: unknown }>;
     };
     expect(toolLoop.states.checking?.always).toEqual([
+      { target: ["#toolLoop.awaitingApproval"], guard: "parkedCalls", eventType: "" },
       { target: ["#toolLoop.calling"], guard: "withinTickBudget", eventType: "" },
       { target: ["#toolLoop.done"], guard: null, eventType: "" },
     ]);
