@@ -133,6 +133,14 @@ async function stopInDatabase(
   refuseEnded(view, hb);
   await (place.control as PlaceControl).stop(id);
   const proc = view.process;
+  const waiting = hb.waitingRoundOf(view.file);
+  if (proc.running && waiting) {
+    // Its tick waits for the operator on that worker: waiting for the lease would wait for a decision.
+    io.stdout.write(
+      `Heartbeat ${id} is stopped: no new tick starts. Its tick ${waiting.tick} still waits on ${proc.host} (pid ${proc.pid}) for approval of ${waiting.pending.length} tool call${waiting.pending.length === 1 ? "" : "s"} and ends once they are decided (\`ravenclaws approvals\`). \`ravenclaws start ${id}\` undoes the stop.\n`,
+    );
+    return;
+  }
   if (proc.running) {
     io.stderr.write(`Stopping heartbeat ${id} (a tick runs on ${proc.host}, pid ${proc.pid})…\n`);
     const deadline = Date.now() + timeout * 1000;

@@ -518,6 +518,12 @@ export async function resolve(specifier, context, next) {
       }
       expect(waiting).toMatchObject([{ id: "wk", callId: "w9" }]);
       await expect(fs.stat(path.join(workdir, "approved.md"))).rejects.toThrow();
+      // A stop while the tick waits on the worker: no new tick, and no wait for a decision.
+      const stop = await cli("stop", "wk", ...inDb);
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(stop.stdout).toMatch(
+        /^Heartbeat wk is stopped: no new tick starts\. Its tick 1 still waits on /,
+      );
       const approve = startCli(["approve", "wk", ...inDb], { env: env() });
       const approved = await approve.exited;
       expect(approved.code, approved.stderr).toBe(0);
