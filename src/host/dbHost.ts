@@ -35,6 +35,11 @@ export interface DbQuery {
 /** Milliseconds between two polls of the database for the event stream. */
 export const DB_POLL_MS = 250;
 /**
+ * At most this many new journal rows per poll: a burst (a migration of many
+ * heartbeats) is streamed over several polls rather than read at once.
+ */
+export const DB_POLL_BATCH = 1_000;
+/**
  * How far back each poll looks again (ms of `updated_at`, and journal rows
  * seen less than this long ago). A row's `updated_at` and a journal row's
  * id are taken inside its transaction but become visible at its commit,
@@ -180,6 +185,8 @@ export class DbHost implements ServedHost {
   private closed = false;
   /** Journal rows are read again above this id (see {@link DB_POLL_OVERLAP_MS}). */
   private journalFloor = "0";
+  /** The highest journal id seen. */
+  private journalTop = "0";
   /** Journal ids seen above the floor. */
   private readonly seenJournal = new Set<string>();
   /** The highest journal id seen by each recent poll, to move the floor up once it is old enough. */
@@ -204,6 +211,7 @@ export class DbHost implements ServedHost {
     );
     const first = rows[0] as { now: Date; max: string };
     this.journalFloor = first.max;
+    this.journalTop = first.max;
     this.rowsSince = new Date(first.now.getTime() - DB_POLL_OVERLAP_MS);
     for (const summary of await this.list()) {
       this.known.set(summary.id, { summary, sig: JSON.stringify(summary) });
@@ -399,10 +407,14 @@ export class DbHost implements ServedHost {
   private async pollOnce(): Promise<void> {
     const db = this.options.db;
     const startedAt = this.now();
-    // The journal first: rows read after it are at least as new as the entries.
+    // The journal first: rows read after it are at least as new as the entries. The
+    // window's ids (to find late commits) and at most a batch of newer ones, in id
+    // order (ORDER BY the column, not the text alias).
     const ids = await db.query(
-      "SELECT id::text AS id FROM ravenclaws.journal WHERE id > $1::bigint ORDER BY id",
-      [this.journalFloor],
+      `(SELECT id::text AS id FROM ravenclaws.journal WHERE id > $1::bigint AND id <= $2::bigint)
+       UNION ALL
+       (SELECT j.id::text AS id FROM ravenclaws.journal j WHERE j.id > $2::bigint ORDER BY j.id LIMIT $3)`,
+      [this.journalFloor, this.journalTop, DB_POLL_BATCH],
     );
     const fresh = (ids.rows as Array<{ id: string }>)
       .map((r) => r.id)
@@ -423,12 +435,11 @@ export class DbHost implements ServedHost {
     const rows = changed.rows as Array<SummaryRow & { db_now: Date }>;
 
     // Move the windows on.
-    let max = this.journalFloor;
     for (const id of ids.rows as Array<{ id: string }>) {
       this.seenJournal.add(id.id);
-      if (BigInt(id.id) > BigInt(max)) max = id.id;
+      if (BigInt(id.id) > BigInt(this.journalTop)) this.journalTop = id.id;
     }
-    this.marks.push({ at: startedAt, max });
+    this.marks.push({ at: startedAt, max: this.journalTop });
     while (
       this.marks.length > 0 &&
       (this.marks[0] as { at: number }).at < startedAt - DB_POLL_OVERLAP_MS

@@ -7,7 +7,7 @@
  * queue.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createDbHost, type DbHost } from "../../src/host/dbHost.js";
+import { createDbHost, DB_POLL_BATCH, type DbHost } from "../../src/host/dbHost.js";
 import type { HostEvent } from "../../src/host/types.js";
 import { type Database, openDatabase } from "../../src/services/pg/db.js";
 import { startHeartbeat, stopHeartbeat, wakeHeartbeat } from "../../src/services/pg/queue.js";
@@ -160,6 +160,26 @@ describe("the database host", () => {
     events.length = 0;
     await host.poll();
     expect(events).toEqual([]);
+  });
+
+  it("streams a burst of journal rows over several polls, each exactly once", async () => {
+    await backend.create("alpha", { workdir: "/w/a", goal: "Keep notes" });
+    await host.poll();
+    events.length = 0;
+    await other.query(
+      `INSERT INTO ravenclaws.journal (heartbeat_id, seq, type, entry)
+       SELECT 'alpha', NULL, 'tool', jsonb_build_object('type', 'tool', 'tick', 1, 'callId', 'c' || n, 'name', 'list_dir', 'status', 'ok')
+         FROM generate_series(1, 2500) AS n`,
+    );
+    const tools = () => events.filter((e) => e.type === "tool").length;
+    const counts: number[] = [];
+    do {
+      await host.poll();
+      counts.push(tools());
+    } while (counts.length < 2 || (counts.at(-1) as number) > (counts.at(-2) as number));
+    expect(counts.slice(0, 3)).toEqual([DB_POLL_BATCH, 2 * DB_POLL_BATCH, 2500]);
+    const callIds = events.map((e) => (e.type === "tool" ? e.call.callId : null)).filter(Boolean);
+    expect(new Set(callIds).size).toBe(2500);
   });
 
   it("wakes, stops and starts through the tick queue; ended or stopped ones are not woken", async () => {
