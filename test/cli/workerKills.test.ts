@@ -133,3 +133,77 @@ describe("workers killed at random", () => {
     }
   }, 240_000);
 });
+
+describe("a worker that was only slow", () => {
+  it("SIGSTOPped mid-tick past its lease: another worker runs the tick; once resumed, its stale commit is refused", async () => {
+    const script = scripted({});
+    let open: () => void = () => {};
+    let gate: Promise<void> = Promise.resolve();
+    let waiting = 0;
+    const fake = await startFakeOpenAI(async (req, i) => {
+      waiting++;
+      await gate;
+      waiting--;
+      return script(req, i);
+    });
+    cleanups.push(() => fake.close());
+    const fresh = await pg.freshDatabase();
+    cleanups.push(() => fresh.drop());
+    const db: Database = await openDatabase(fresh.url);
+    cleanups.push(() => db.close());
+    const workdir = await fs.realpath(await tempDir("ravenclaws-slow-"));
+    cleanups.push(() => fs.rm(workdir, { recursive: true, force: true }));
+    const wiring = new HeartbeatWiring({ env: {}, stateDir: workdir, userConfig: null });
+    const settings = await wiring.resolve({
+      id: "slow",
+      goal: "Goal of slow",
+      baseUrl: fake.baseURL,
+      model: "fake",
+      tickInterval: "1",
+      maxTicks: "2",
+      tools: false,
+    });
+    await createInDatabase(db, { id: "slow", goal: "Goal of slow", workdir, settings });
+    const start = () => {
+      const cli = startCli(["worker", "--database-url", fresh.url, "--lease-ttl", "2", "--json"], {
+        env: cleanEnv({ OPENAI_API_KEY: KEY }),
+      });
+      children.push(cli);
+      return cli;
+    };
+    gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    const a = start();
+    await until(async () => waiting > 0 || undefined, "A's first model call", 30_000);
+    a.child.kill("SIGSTOP");
+    open();
+    const b = start();
+    try {
+      await until(
+        async () => (await pgStoreBackend(db).heartbeat("slow").peek())?.status === "completed",
+        "B to finish the heartbeat",
+        60_000,
+      );
+    } finally {
+      a.child.kill("SIGCONT");
+    }
+    // A wakes up with its answer and tries to go on with tick 1: refused, nothing written.
+    await until(
+      async () => a.stdout().includes('"type":"job"') || undefined,
+      "A to let go of its job",
+      30_000,
+    );
+    const state = await pgStoreBackend(db).heartbeat("slow").peek();
+    expect(state).toMatchObject({ status: "completed", tick: 2 });
+    const ticks = (await pgStoreBackend(db).heartbeat("slow").readJournal())
+      .filter((e) => e.type === "tick")
+      .map((e) => e.tick);
+    expect(ticks).toEqual([1, 2]);
+    expect(b.stdout()).toContain('"type":"rescued"');
+    for (const worker of [a, b]) {
+      worker.child.kill("SIGTERM");
+      expect((await worker.exited).code).toBe(0);
+    }
+  }, 120_000);
+});
