@@ -511,7 +511,7 @@ export function scaleRows(runs: ScaleRun[], config: ScaleConfig): BenchRow[] {
   });
   rows.push({
     metric: `scale: tick lateness p99, ms (${what}, ${w(main)})`,
-    ours: fixed(main.lateness.p99Ms),
+    ours: `${fixed(main.lateness.p99Ms)}${main.keptUp ? "" : " ≥, fell behind"}`,
     other: other((r) => `${fixed(r.lateness.p99Ms)}${r.keptUp ? "" : " ≥, fell behind"}`),
     ratio: ratio((r) => r.lateness.p99Ms),
     target: `< ${SCALE_TARGETS.latenessP99Ms} ms`,
@@ -552,7 +552,7 @@ export function scaleRows(runs: ScaleRun[], config: ScaleConfig): BenchRow[] {
     result: "info",
   });
   rows.push({
-    metric: `scale: database per heartbeat after ${config.rounds} ticks, KB (ravenclaws + pgboss)`,
+    metric: `scale: database per heartbeat at the end (${(main.ticks / main.heartbeats).toFixed(1)} ticks each), KB (ravenclaws + pgboss)`,
     ours: `${mb(main.dbBytes.perHeartbeat.ours)} + ${mb(main.dbBytes.perHeartbeat.pgboss)}`,
     other: other(
       (r) => `${mb(r.dbBytes.perHeartbeat.ours)} + ${mb(r.dbBytes.perHeartbeat.pgboss)}`,
