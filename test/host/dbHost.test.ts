@@ -182,6 +182,44 @@ describe("the database host", () => {
     expect(new Set(callIds).size).toBe(2500);
   });
 
+  it("shows the phase of a tick this process runs (the in-process worker's state events) until its job ends", async () => {
+    await backend.create("alpha", { workdir: "/w/a", goal: "Keep notes" });
+    await commitTick("alpha", 1);
+    const listeners = new Set<(event: { type: string; id?: string; state?: string }) => void>();
+    const ticks = {
+      stop: async () => {},
+      on: (listener: (event: { type: string; id?: string; state?: string }) => void) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    };
+    const local = await createDbHost(
+      { db, where: db.url, pollMs: 60_000, ticks },
+      {
+        create: () => Promise.reject(new Error("not used here")),
+        wake: async () => {},
+        stop: async () => {},
+        start: async () => {},
+      },
+    );
+    const seen: HostEvent[] = [];
+    local.subscribe((event) => seen.push(event));
+    try {
+      for (const listener of listeners)
+        listener({ type: "state", id: "alpha", state: "assessing" });
+      expect(seen.at(-1)).toMatchObject({
+        type: "state",
+        id: "alpha",
+        summary: { status: "ticking", state: "assessing" },
+      });
+      expect((await local.list())[0]).toMatchObject({ status: "ticking", state: "assessing" });
+      for (const listener of listeners) listener({ type: "job", id: "alpha" });
+      expect((await local.list())[0]).toMatchObject({ status: "sleeping", state: "sleeping" });
+    } finally {
+      await local.close();
+    }
+  });
+
   it("wakes, stops and starts through the tick queue; ended or stopped ones are not woken", async () => {
     await backend.create("alpha", { workdir: "/w/a", goal: "Keep notes" });
     await commitTick("alpha", 1);
