@@ -350,6 +350,12 @@ describe("commands against the database", () => {
           )
         ).rowCount,
       ).toBe(0);
+      expect((await db.query("SELECT 1 FROM ravenclaws.heartbeats")).rowCount).toBe(0);
+      // And in again: the stop on purpose comes along, so no worker runs it.
+      const again = await cli("migrate", "--from", target, "--workdir", dirs.s1, ...inDb);
+      expect(again.code, again.stderr).toBe(0);
+      expect(await row()).toMatchObject({ stopped: true });
+      expect(await queued()).toEqual([]);
     } finally {
       await close();
     }
