@@ -24,7 +24,8 @@ describeWithChromium(
     let fake: FakeOpenAI;
     let viewer: CliProcess;
     let ticker: CliProcess;
-    let browser: Browser;
+    let browser: Browser | undefined;
+    let launching: Promise<Browser> | undefined;
     let page: Page;
     let url: string;
     let tmp: string;
@@ -33,6 +34,9 @@ describeWithChromium(
     const problems: string[] = [];
 
     beforeAll(async () => {
+      // Chromium starts while the servers do.
+      launching = launchChromium();
+      launching.catch(() => {}); // awaited below; a failure there fails the hook
       fake = await startFakeOpenAI();
       tmp = await fs.mkdtemp(path.join(os.tmpdir(), "ravenclaws-dashboard-db-"));
       const db = await pg.freshDatabase();
@@ -70,14 +74,15 @@ describeWithChromium(
         }),
       });
       expect(res.status, await res.text()).toBe(201);
-      browser = await launchChromium();
-      page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      browser = await launching;
+      page = await (browser as Browser).newPage({ viewport: { width: 1280, height: 900 } });
       page.setDefaultTimeout(20_000);
       page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
     }, 90_000);
 
     afterAll(async () => {
-      await browser?.close();
+      // Launched even when the hook failed before awaiting it.
+      await (browser ?? (await launching?.catch(() => undefined)))?.close();
       for (const cli of [viewer, ticker]) cli?.child.kill("SIGTERM");
       await Promise.all([viewer?.exited, ticker?.exited]);
       await fake?.close();
