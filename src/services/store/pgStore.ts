@@ -178,28 +178,49 @@ export class PgHeartbeatStore implements HeartbeatStore {
       const stored = JSON.parse(text) as StateFile;
       await this.write(async (tx) => {
         await this.lockHeartbeat(tx);
-        await this.fence(tx);
-        const { rows } = await tx.query<{ seq: number; has_state: boolean; stopped: boolean }>(
-          `SELECT seq, state IS NOT NULL AS has_state, stopped_at IS NOT NULL AS stopped
-             FROM ravenclaws.heartbeats WHERE id = $1`,
-          [this.id],
+        if (this.compromised) throw this.compromised;
+        // One read under the lock: the lease (held until the commit), seq, stop, journal_seq.
+        const { rows } = await tx.query<{
+          seq: number | null;
+          has_state: boolean | null;
+          stopped: boolean | null;
+          journal_seq: number;
+          leased: boolean;
+        }>(
+          `WITH lease AS (
+             SELECT 1 FROM ravenclaws.leases WHERE heartbeat_id = $1 AND token = $2 FOR SHARE)
+           SELECT h.seq, h.state IS NOT NULL AS has_state, h.stopped_at IS NOT NULL AS stopped,
+                  COALESCE(h.journal_seq,
+                    (SELECT max(seq) FROM ravenclaws.journal WHERE heartbeat_id = $1), 0) AS journal_seq,
+                  EXISTS (SELECT 1 FROM lease) AS leased
+             FROM (SELECT 1) AS one
+             LEFT JOIN ravenclaws.heartbeats h ON h.id = $1`,
+          [this.id, this.lock?.token ?? null],
         );
         const row = rows[0];
+        if (this.lock && !row?.leased) throw this.lock.lost(await this.holderNow(tx));
         const expected =
           this.knownSeq === undefined ? state.seq : Math.min(this.knownSeq, state.seq);
-        if (row?.has_state && row.seq > expected)
+        if (row?.has_state && (row.seq ?? 0) > expected)
           throw this.markCompromised(
             `Heartbeat "${this.id}" was advanced by another process (seq ${row.seq}; this process is at seq ${state.seq}); this one stopped writing.`,
           );
+        const { texts, top } = this.fresh(entries, row?.journal_seq ?? 0);
+        // The row, its journal rows and journal_seq in one statement.
         await tx.query(
-          `INSERT INTO ravenclaws.heartbeats
-             (id, goal, workdir, settings, status, tick, seq, state, next_tick_at, journal_seq)
-           VALUES ($1, $2, COALESCE($3::jsonb->>'workdir', ''), $3::jsonb, $4, $5, $6, $7::jsonb, $8,
-             COALESCE((SELECT max(seq) FROM ravenclaws.journal WHERE heartbeat_id = $1), 0))
-           ON CONFLICT (id) DO UPDATE SET
-             goal = EXCLUDED.goal, settings = EXCLUDED.settings, status = EXCLUDED.status,
-             tick = EXCLUDED.tick, seq = EXCLUDED.seq, state = EXCLUDED.state,
-             next_tick_at = EXCLUDED.next_tick_at, updated_at = now()`,
+          `WITH up AS (
+             INSERT INTO ravenclaws.heartbeats
+               (id, goal, workdir, settings, status, tick, seq, state, next_tick_at, journal_seq)
+             VALUES ($1, $2, COALESCE($3::jsonb->>'workdir', ''), $3::jsonb, $4, $5, $6, $7::jsonb, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET
+               goal = EXCLUDED.goal, settings = EXCLUDED.settings, status = EXCLUDED.status,
+               tick = EXCLUDED.tick, seq = EXCLUDED.seq, state = EXCLUDED.state,
+               next_tick_at = EXCLUDED.next_tick_at, journal_seq = EXCLUDED.journal_seq,
+               updated_at = now()
+             RETURNING 1)
+           INSERT INTO ravenclaws.journal (heartbeat_id, seq, type, entry)
+           SELECT $1, (e->>'seq')::int, e->>'type', e
+             FROM unnest($10::jsonb[]) WITH ORDINALITY AS t(e, n) ORDER BY n`,
           [
             this.id,
             stored.goal,
@@ -209,9 +230,10 @@ export class PgHeartbeatStore implements HeartbeatStore {
             stored.seq,
             text,
             stored.nextTickAt,
+            top,
+            texts,
           ],
         );
-        await this.journal(tx, entries);
         if (
           this.options.schedule &&
           stored.status === "sleeping" &&
@@ -382,25 +404,34 @@ export class PgHeartbeatStore implements HeartbeatStore {
          -1) AS journal_seq`,
       [this.id],
     );
-    const recovery = entries.find((e) => e.type === "recover");
-    const floor = recovery?.seq ?? rows[0]?.journal_seq ?? -1;
-    const fresh = entries.filter(
-      (e) => e.type === "recover" || e.seq === undefined || e.seq > floor,
-    );
-    if (fresh.length === 0) return;
-    const texts = fresh.map((e) => this.options.redact(JSON.stringify(e)));
+    const { texts, top } = this.fresh(entries, rows[0]?.journal_seq ?? -1);
+    if (texts.length === 0) return;
     await tx.query(
       `INSERT INTO ravenclaws.journal (heartbeat_id, seq, type, entry)
        SELECT $1, (e->>'seq')::int, e->>'type', e
          FROM unnest($2::jsonb[]) WITH ORDINALITY AS t(e, n) ORDER BY n`,
       [this.id, texts],
     );
-    let top = recovery?.seq ?? floor;
-    for (const e of fresh) if (e.seq !== undefined) top = Math.max(top, e.seq);
     await tx.query(
       "UPDATE ravenclaws.heartbeats SET journal_seq = $2 WHERE id = $1 AND journal_seq <> $2",
       [this.id, top],
     );
+  }
+
+  /**
+   * The entries to journal above `journalSeq` (a `recover` entry, and entries
+   * without a seq, always), redacted, and the journal_seq after them.
+   */
+  private fresh(entries: JournalEntry[], journalSeq: number): { texts: string[]; top: number } {
+    const recovery = entries.find((e) => e.type === "recover");
+    const floor = recovery?.seq ?? journalSeq;
+    const fresh = entries.filter(
+      (e) => e.type === "recover" || e.seq === undefined || e.seq > floor,
+    );
+    const texts = fresh.map((e) => this.options.redact(JSON.stringify(e)));
+    let top = recovery?.seq ?? floor;
+    for (const e of fresh) if (e.seq !== undefined) top = Math.max(top, e.seq);
+    return { texts, top };
   }
 
   /** Runs a write transaction; a failure other than a refusal becomes a {@link PersistError}. */
