@@ -547,6 +547,26 @@ interface MemoryFigures {
   rssLateMb: number;
   heapEarlyMb: number;
   heapLateMb: number;
+  /** Where the RSS is, after the GC, early and late: V8's old space (committed, in use) and what is outside V8's heap. */
+  breakdownEarly: MemoryBreakdown;
+  breakdownLate: MemoryBreakdown;
+}
+
+/** The RSS after a full GC split into V8's old space and what lies outside the V8 heap, MB. */
+interface MemoryBreakdown {
+  oldCommittedMb: number;
+  oldUsedMb: number;
+  outsideHeapMb: number;
+}
+
+function breakdown(): MemoryBreakdown {
+  const old = v8.getHeapSpaceStatistics().find((space) => space.space_name === "old_space");
+  const usage = process.memoryUsage();
+  return {
+    oldCommittedMb: (old?.physical_space_size ?? 0) / MB,
+    oldUsedMb: (old?.space_used_size ?? 0) / MB,
+    outsideHeapMb: (usage.rss - usage.heapTotal) / MB,
+  };
 }
 
 /**
@@ -575,6 +595,7 @@ async function longRun(
   });
   let rssEarlyMb = Number.NaN;
   let heapEarlyMb = Number.NaN;
+  let breakdownEarly = breakdown();
   let busySeconds = Number.NaN;
   const step = Math.max(1, Math.floor(late / 5));
   log(`prompt and memory: ${late} ticks of one heartbeat`);
@@ -591,6 +612,7 @@ async function longRun(
         if (file.tick === early) {
           rssEarlyMb = rssMb(gc);
           heapEarlyMb = process.memoryUsage().heapUsed / MB;
+          breakdownEarly = breakdown();
         }
         if (file.tick % step === 0) log(`memory: tick ${file.tick}/${late}`);
       },
@@ -599,6 +621,7 @@ async function longRun(
   const seconds = (performance.now() - started) / 1000;
   const rssLateMb = rssMb(gc);
   const heapLateMb = process.memoryUsage().heapUsed / MB;
+  const breakdownLate = breakdown();
   return {
     prompts: { promptChars, ticksPerSecond: busyUntil / busySeconds },
     memory: {
@@ -610,6 +633,8 @@ async function longRun(
       rssLateMb,
       heapEarlyMb,
       heapLateMb,
+      breakdownEarly,
+      breakdownLate,
     },
   };
 }
@@ -1031,6 +1056,15 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
         ours: fixed(memory.heapLateMb, 1),
         other: fixed(memory.heapEarlyMb, 1),
         ratio: fixed(memory.heapLateMb / memory.heapEarlyMb),
+        target: "-",
+        result: "info",
+      });
+      const [e, l] = [memory.breakdownEarly, memory.breakdownLate];
+      rows.push({
+        metric: `memory: where the RSS is after ${int(config.memoryTicks[1])} ticks vs after ${int(config.memoryTicks[0])}: V8 old space committed (in use) / outside the V8 heap, MB`,
+        ours: `${fixed(l.oldCommittedMb, 1)} (${fixed(l.oldUsedMb, 1)}) / ${fixed(l.outsideHeapMb, 1)}`,
+        other: `${fixed(e.oldCommittedMb, 1)} (${fixed(e.oldUsedMb, 1)}) / ${fixed(e.outsideHeapMb, 1)}`,
+        ratio: "-",
         target: "-",
         result: "info",
       });

@@ -215,6 +215,31 @@ describe("bench helpers", () => {
     });
   });
 
+  it("--only selects the parts to run, and names an unknown one", () => {
+    expect(parseBenchArgs(["--only", "memory,actors"])).toEqual({
+      quick: false,
+      markdown: false,
+      only: ["memory", "actors"],
+    });
+    expect(() => parseBenchArgs(["--only", "memroy"])).toThrow(/unknown part "memroy"/);
+  });
+
+  it("--only runs only those parts and gives only their rows", async () => {
+    const only = await runBench({
+      quick: true,
+      only: ["memory"],
+      out: path.join(dir, "only.json"),
+      log: () => {},
+    });
+    expect(only.only).toEqual(["memory"]);
+    expect(only.rows.length).toBeGreaterThan(0);
+    expect(
+      only.rows.every((r) => r.metric.startsWith("memory") || r.metric.startsWith("prompt")),
+    ).toBe(true);
+    expect(only.rows.some((r) => r.metric.includes("where the RSS is"))).toBe(true);
+    expect(Object.keys(only.sectionSeconds)).toEqual(["prompt original", "prompt and memory"]);
+  }, 60_000);
+
   it("takes nearest-rank percentiles", () => {
     const values = [5, 1, 4, 2, 3, 10, 9, 8, 7, 6];
     expect(percentile(values, 50)).toBe(5);
