@@ -5,14 +5,17 @@ import * as path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createHost } from "../../src/host/host.js";
 import type { Host, HostEvent } from "../../src/host/types.js";
+import { decideApproval, listPendingApprovals } from "../../src/services/approvals.js";
 import { tempDir } from "../support/cli.js";
 import {
   DEFAULT_ASSESSMENT,
   type FakeOpenAI,
   jsonMessage,
+  message,
   type Reply,
   scripted,
   startFakeOpenAI,
+  toolCalls,
 } from "../support/fakeOpenAI.js";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -260,4 +263,49 @@ describe("host", () => {
     );
     expect(held.lease).toBe("host.lease");
   });
+});
+
+describe("host approvals", () => {
+  it("a stop while a write awaits approval saves it shutdown with the call kept; started again it waits for it, and approve completes it", async () => {
+    const place = await setup(
+      scripted({
+        execute: (n) =>
+          n === 1
+            ? toolCalls([
+                { id: "w1", name: "write_file", arguments: { path: "out.md", content: "hi" } },
+              ])
+            : message("Done."),
+      }),
+    );
+    const host = await open(place);
+    const waiting = until(host, (e) => e.type === "approval" && e.decision === "pending");
+    await host.create({
+      id: "hw",
+      goal: "Write out.md",
+      settings: { tickInterval: 0, maxTicks: 1, toolAsk: ["write(**)"] },
+    });
+    await waiting;
+    await host.stop("hw");
+    const stopped = JSON.parse(
+      await fs.readFile(path.join(place.stateDir, "heartbeat-hw.json"), "utf8"),
+    );
+    expect(stopped).toMatchObject({ status: "shutdown", reason: "awaiting-approval", tick: 0 });
+    const pending = await listPendingApprovals(place.stateDir);
+    expect(pending).toMatchObject([{ id: "hw", callId: "w1", tool: "write_file" }]);
+
+    const waitingAgain = until(host, (e) => e.type === "approval" && e.decision === "pending");
+    await host.start("hw");
+    await waitingAgain;
+    const done = until(host, () =>
+      host.list().some((s) => s.id === "hw" && s.status === "completed"),
+    );
+    await decideApproval(place.stateDir, "hw", {
+      decision: "approve",
+      by: { user: "test", pid: process.pid },
+    });
+    await done;
+    expect(await fs.readFile(path.join(place.workdir, "out.md"), "utf8")).toBe("hi");
+    // One tick, continued after the stop: the model was asked for the write once.
+    expect(await journalTicks(place.stateDir, "hw")).toBe(1);
+  }, 60_000);
 });
