@@ -51,6 +51,7 @@ const SELECT_OVERVIEW = `
                'id', h.state #> '{snapshot,context,id}',
                'goal', h.state #> '{snapshot,context,goal}',
                'tick', h.state #> '{snapshot,context,tick}',
+               'parked', h.state #> '{snapshot,context,parked}',
                'settings', jsonb_build_object(
                  'maxTicks', h.state #> '{snapshot,context,settings,maxTicks}')),
              'children', CASE WHEN h.pending_calls > 0
@@ -140,8 +141,12 @@ export function databasePlace(db: Database): HeartbeatPlace {
       return { views, problems };
     },
     async views() {
-      // What approvals reads: only heartbeats whose snapshot says calls wait (a generated column).
-      const { rows } = await db.query<HeartbeatRow>(`${SELECT_VIEWS} WHERE h.pending_calls > 0`);
+      // What approvals reads: only heartbeats whose snapshot says calls wait (the
+      // generated column counts a waiting tool loop; a stop parks it in the context).
+      const { rows } = await db.query<HeartbeatRow>(
+        `${SELECT_VIEWS} WHERE h.pending_calls > 0
+            OR jsonb_typeof(h.state #> '{snapshot,context,parked}') = 'object'`,
+      );
       return rows.flatMap((row) => {
         try {
           return [viewOf(where, row)];
