@@ -24,7 +24,7 @@ import type { StateFile } from "../schemas/stateFile.js";
 import type { Database, Executor } from "../services/pg/db.js";
 import { pgDecisions } from "../services/pg/decisions.js";
 import type { HeartbeatLock, HeartbeatStore } from "../services/store/index.js";
-import type { PgStoreBackend } from "../services/store/pgStore.js";
+import type { PgHeartbeatStore, PgStoreBackend } from "../services/store/pgStore.js";
 import { decideTick, type TickDecision, type TickRow } from "./decide.js";
 import {
   DEFAULT_CONCURRENCY,
@@ -66,6 +66,8 @@ interface HeartbeatRow {
   nextTickAt: Date | null;
   stoppedAt: Date | null;
   wakeRequestedAt: Date | null;
+  /** The snapshot's text, when read with it. */
+  state?: string | null;
 }
 
 /** One tick in flight. */
@@ -381,7 +383,7 @@ class Worker implements RunningWorker {
     let retryable = false;
     try {
       // Read again under the lease: another worker may have ticked it meanwhile.
-      const fresh = await this.readRow(id);
+      const fresh = await this.readRow(id, true);
       const decision: TickDecision = fresh
         ? decideTick(rowOf(fresh), { reachable: true }, this.decideOptions())
         : { kind: "skip", reason: "missing" };
@@ -435,7 +437,7 @@ class Worker implements RunningWorker {
   private async runTick(
     flight: InFlight,
     row: HeartbeatRow,
-    base: HeartbeatStore,
+    base: PgHeartbeatStore,
     wake: boolean,
   ): Promise<JobOutcome> {
     const id = row.id;
@@ -443,7 +445,9 @@ class Worker implements RunningWorker {
       id,
       (row.settings ?? {}) as Parameters<HeartbeatWiring["resolveSaved"]>[1],
     );
-    const store = skippingRepeat(base, row.status === "sleeping" ? row.seq : null);
+    // The snapshot read with the row under the lease is what the rehydration loads.
+    const loaded = base.adopt(row.state ?? null);
+    const store = skippingRepeat(base, row.status === "sleeping" ? row.seq : null, loaded);
     let wakePending = wake;
     let asleep: () => void = () => {};
     const dropped = new Promise<void>((resolve) => {
@@ -679,10 +683,11 @@ class Worker implements RunningWorker {
     await this.boss.fail(this.queue.TICK_QUEUE, jobId, output, { db: tx });
   }
 
-  private async readRow(id: string): Promise<HeartbeatRow | null> {
+  /** The heartbeat's row; with `withState`, its snapshot's text too (the tick loads it from there). */
+  private async readRow(id: string, withState = false): Promise<HeartbeatRow | null> {
     const result = await this.db.query(
       `SELECT id, goal, workdir, settings, status, seq, state IS NOT NULL AS has_state,
-              next_tick_at, stopped_at, wake_requested_at
+              next_tick_at, stopped_at, wake_requested_at${withState ? ", state::text AS state" : ""}
          FROM ravenclaws.heartbeats WHERE id = $1`,
       [id],
     );
@@ -699,6 +704,7 @@ class Worker implements RunningWorker {
       nextTickAt: asDate(r.next_tick_at),
       stoppedAt: asDate(r.stopped_at),
       wakeRequestedAt: asDate(r.wake_requested_at),
+      ...(withState ? { state: (r.state as string | null) ?? null } : {}),
     };
   }
 
@@ -795,8 +801,13 @@ async function isReachable(workdir: string): Promise<boolean> {
  * `sleeping`), so the repeat is skipped (its journal lines would be skipped
  * by seq anyway, and the next job is already scheduled).
  */
-function skippingRepeat(store: HeartbeatStore, seq: number | null): HeartbeatStore {
+function skippingRepeat(
+  store: HeartbeatStore,
+  seq: number | null,
+  loaded: StateFile | null,
+): HeartbeatStore {
   let first = true;
+  let primed = true;
   const skip = (state: StateFile) => {
     const repeat = first && seq !== null && state.seq === seq && state.status === "sleeping";
     first = false;
@@ -807,7 +818,12 @@ function skippingRepeat(store: HeartbeatStore, seq: number | null): HeartbeatSto
       return store.paths;
     },
     ensureDir: () => store.ensureDir(),
-    load: () => store.load(),
+    load: () => {
+      // The first load is the snapshot already read (and adopted) under the lease.
+      if (!primed) return store.load();
+      primed = false;
+      return Promise.resolve(loaded);
+    },
     peek: () => store.peek(),
     save: (state) => (skip(state) ? Promise.resolve() : store.save(state)),
     append: (entries) => store.append(entries),

@@ -149,6 +149,17 @@ export class PgHeartbeatStore implements HeartbeatStore {
     return state;
   }
 
+  /**
+   * What {@link load} does with a snapshot the caller already read from the
+   * row (`state::text`, e.g. with the row it read under the lease): checked,
+   * and the seq later writes are compared with.
+   */
+  adopt(text: string | null): StateFile | null {
+    const state = this.parse(text);
+    this.knownSeq = state ? state.seq : -1;
+    return state;
+  }
+
   peek(): Promise<StateFile | null> {
     return this.read();
   }
@@ -353,7 +364,10 @@ export class PgHeartbeatStore implements HeartbeatStore {
       "SELECT state::text AS state FROM ravenclaws.heartbeats WHERE id = $1",
       [this.id],
     );
-    const text = rows[0]?.state;
+    return this.parse(rows[0]?.state);
+  }
+
+  private parse(text: string | null | undefined): StateFile | null {
     if (text === undefined || text === null) return null;
     const state = parseStateFile(text, this.paths.stateFile);
     checkStateFile(state, this.paths.stateFile);
